@@ -1,0 +1,180 @@
+"""Activities that reach outside services over HTTP: carrier, payments, notifications.
+
+Every call carries an `Idempotency-Key` made of the workflow id and the step
+(`backorder:o1:l1:shipment:1`), so a retried activity, a restarted worker or a replayed
+workflow can never ship, refund or write twice: the service answers a repeated key as it
+answered the first time. The effect is then recorded in the store under the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.messages import render
+from domain import contract
+from domain.models import (
+    MessageInput,
+    MessageRecord,
+    RefundInput,
+    RefundRecord,
+    ShipmentInput,
+    ShipmentRecord,
+)
+from domain.settings import Settings
+from store import records
+from store.db import Database
+from store.tables import MessageRow, RefundRow, ShipmentRow
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+"""4xx answers that mean "not now" rather than "never": retried like 5xx.
+409 is here because idempotent APIs answer it while the first request with a key is in flight."""
+
+
+def shipment_key(line_key: str, sequence: int) -> str:
+    return f"{line_key}:shipment:{sequence}"
+
+
+def refund_key(line_key: str) -> str:
+    return f"{line_key}:refund"
+
+
+def message_key(line_key: str, event_key: str) -> str:
+    return f"{line_key}:message:{event_key}"
+
+
+class OutsideServices:
+    """The outside services, by base URL and bearer token from the settings."""
+
+    def __init__(self, settings: Settings, db: Database, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.db = db
+        self.http = http
+
+    async def _post(
+        self, service: str, path: str, *, idempotency_key: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        url = f"{self.settings.service_url(service)}{path}"
+        try:
+            response = await self.http.post(
+                url,
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {self.settings.service_token}",
+                    "Idempotency-Key": idempotency_key,
+                },
+            )
+        except httpx.HTTPError as exc:
+            # Timeouts and refused connections: the effect may or may not have happened, and the
+            # idempotency key makes the retry safe either way.
+            raise RuntimeError(f"{service} unreachable at {url}: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+            raise RuntimeError(f"{service} answered {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise ApplicationError(
+                f"{service} refused {path} with {response.status_code}: {response.text[:200]}",
+                type=contract.ERROR_OUTSIDE_SERVICE_REJECTED,
+                non_retryable=True,
+            )
+        result: dict[str, Any] = response.json()
+        return result
+
+    @activity.defn(name=contract.ACTIVITY_CREATE_SHIPMENT)
+    async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
+        key = shipment_key(shipment.line_key, shipment.sequence)
+        done = await asyncio.to_thread(records.find_shipment, self.db, key)
+        if done is not None:
+            return done
+        request = shipment.request
+        answer = await self._post(
+            "carrier",
+            "/shipments",
+            idempotency_key=key,
+            body={
+                "reference": shipment.line_key,
+                "order_id": request.order_id,
+                "sku": request.sku,
+                "quantity": shipment.quantity,
+                "service_level": "expedited" if shipment.expedited else "standard",
+                "recipient": {"customer_id": request.customer.id},
+            },
+        )
+        row = ShipmentRow(
+            idempotency_key=key,
+            line_key=shipment.line_key,
+            sequence=shipment.sequence,
+            quantity=shipment.quantity,
+            tracking_number=str(answer["tracking_number"]),
+            carrier_shipment_id=str(answer["shipment_id"]),
+            expedited=shipment.expedited,
+        )
+        return await asyncio.to_thread(
+            lambda: records.record_shipment(
+                self.db, line_key=shipment.line_key, sku=request.sku, row=row
+            )
+        )
+
+    @activity.defn(name=contract.ACTIVITY_REFUND)
+    async def refund(self, refund: RefundInput) -> RefundRecord:
+        key = refund_key(refund.line_key)
+        done = await asyncio.to_thread(records.find_refund, self.db, key)
+        if done is not None:
+            return done
+        request = refund.request
+        amount = f"{request.line_total(refund.quantity):.2f}"
+        answer = await self._post(
+            "payments",
+            "/refunds",
+            idempotency_key=key,
+            body={
+                "reference": refund.line_key,
+                "order_id": request.order_id,
+                "amount": amount,
+                "currency": request.currency,
+                "reason": refund.reason,
+            },
+        )
+        row = RefundRow(
+            idempotency_key=key,
+            line_key=refund.line_key,
+            refund_id=str(answer["refund_id"]),
+            amount=amount,
+            currency=request.currency,
+            quantity=refund.quantity,
+            reason=refund.reason,
+        )
+        return await asyncio.to_thread(records.record_refund, self.db, row)
+
+    @activity.defn(name=contract.ACTIVITY_SEND_MESSAGE)
+    async def send_message(self, message: MessageInput) -> MessageRecord:
+        key = message_key(message.line_key, message.event_key)
+        done = await asyncio.to_thread(records.find_message, self.db, key)
+        if done is not None:
+            return done
+        subject, body = render(message)
+        recipient = message.request.customer.email
+        await self._post(
+            "notifications",
+            "/messages",
+            idempotency_key=key,
+            body={
+                "reference": message.line_key,
+                "to": recipient,
+                "kind": message.kind,
+                "subject": subject,
+                "body": body,
+            },
+        )
+        row = MessageRow(
+            idempotency_key=key,
+            line_key=message.line_key,
+            kind=message.kind,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+        )
+        return await asyncio.to_thread(records.record_message, self.db, row)

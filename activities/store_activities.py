@@ -1,0 +1,66 @@
+"""Activities that change the store: lines into the queue, arrivals and releases out of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain import contract
+from domain.models import (
+    LineInput,
+    ReceiptInput,
+    RecordLineResult,
+    ReleaseInput,
+    ReleaseResult,
+    SkuInput,
+    StockResult,
+)
+from store import stock
+from store.db import Database
+
+T = TypeVar("T")
+
+
+async def run_in_store(work: Callable[[], T]) -> T:
+    """Run blocking store work off the event loop, turning lookup failures into final errors.
+
+    An unknown SKU or line will still be unknown on the next attempt, so retrying it would only
+    hide the problem: the workflow gets a non-retryable error it can act on.
+    """
+    try:
+        return await asyncio.to_thread(work)
+    except stock.UnknownSkuError as exc:
+        raise ApplicationError(
+            str(exc), type=contract.ERROR_UNKNOWN_SKU, non_retryable=True
+        ) from exc
+    except stock.LineNotFoundError as exc:
+        raise ApplicationError(
+            f"line {exc} is not in the store",
+            type=contract.ERROR_LINE_NOT_FOUND,
+            non_retryable=True,
+        ) from exc
+
+
+class StoreActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn(name=contract.ACTIVITY_RECORD_LINE)
+    async def record_line(self, line_input: LineInput) -> RecordLineResult:
+        return await run_in_store(lambda: stock.record_line(self.db, line_input))
+
+    @activity.defn(name=contract.ACTIVITY_RELEASE_LINE)
+    async def release_line(self, release: ReleaseInput) -> ReleaseResult:
+        return await run_in_store(lambda: stock.release_line(self.db, release))
+
+    @activity.defn(name=contract.ACTIVITY_RECORD_RECEIPT)
+    async def record_receipt(self, receipt: ReceiptInput) -> StockResult:
+        return await run_in_store(lambda: stock.record_receipt(self.db, receipt))
+
+    @activity.defn(name=contract.ACTIVITY_APPLY_SKU)
+    async def apply_sku(self, sku: SkuInput) -> StockResult:
+        return await run_in_store(lambda: stock.apply_sku(self.db, sku))

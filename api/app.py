@@ -1,0 +1,267 @@
+"""The HTTP API (v1). Paths and field names are part of the product: see DESIGN.md and README.
+
+Every write goes to Temporal (a workflow start or an update) before the API answers 2xx, so an
+accepted request is durable. Invalid input is answered 422 with the field named, before anything
+is written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from api.auth import ActorDep, Role, allow, allow_supplier
+from client import (
+    BackorderClient,
+    CancelRefusedError,
+    ConflictError,
+    LineNotFoundError,
+    UnknownSkuError,
+    connect,
+)
+from domain import contract
+from domain.models import (
+    IDENTIFIER_PATTERN,
+    BackorderRequest,
+    CancelRequest,
+    CancelResult,
+    LineState,
+    LineStatus,
+    ReceiptRequest,
+    SkuRequest,
+    canonical_hash,
+)
+from domain.settings import Settings
+from store import records
+from store.db import Database
+
+T = TypeVar("T")
+
+IdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN)]
+
+
+def field_error(field: str, message: str, kind: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, so clients parse one format."""
+    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
+
+
+def create_app(
+    settings: Settings, *, temporal: Client | None = None, db: Database | None = None
+) -> FastAPI:
+    """The API app. Given no Temporal client or store, it opens its own at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_db = db is None
+        store = db or Database(settings.store_url)
+        if own_db:
+            store.create_schema()
+        client = temporal or await connect(settings)
+
+        async def sku_exists(sku: str) -> bool:
+            return await asyncio.to_thread(records.sku_exists, store, sku)
+
+        app.state.settings = settings
+        app.state.db = store
+        app.state.temporal = client
+        app.state.backorders = BackorderClient(
+            client, task_queue=settings.task_queue, sku_exists=sku_exists
+        )
+        yield
+        if own_db:
+            store.dispose()
+
+    app = FastAPI(
+        title="backorders",
+        version="1",
+        description="Backordered order lines carried from sold to shipped or refunded.",
+        lifespan=lifespan,
+    )
+
+    def backorders(request: Request) -> BackorderClient:
+        client: BackorderClient = request.app.state.backorders
+        return client
+
+    def store(request: Request) -> Database:
+        database: Database = request.app.state.db
+        return database
+
+    async def in_store(work: Callable[[], T]) -> T:
+        return await asyncio.to_thread(work)
+
+    async def guarded(call: Awaitable[T]) -> T:
+        """Turn the client's typed errors into the HTTP answers the contract names."""
+        try:
+            return await call
+        except UnknownSkuError as exc:
+            raise field_error("sku", str(exc), "unknown_sku") from exc
+        except ConflictError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except LineNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except CancelRefusedError as exc:
+            raise HTTPException(409, f"cannot cancel: {exc}") from exc
+
+    @app.post("/v1/backorders", status_code=201, tags=["order system"])
+    async def start_backorder(
+        body: BackorderRequest, request: Request, response: Response, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Start the workflow of one backordered line: 201 new, 200 same body again, 409 clash."""
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        result = await guarded(backorders(request).start(body))
+        if not result.created:
+            response.status_code = 200
+        return {
+            "workflow_id": result.workflow_id,
+            "order_id": body.order_id,
+            "line_id": body.line_id,
+            "created": result.created,
+        }
+
+    @app.get("/v1/backorders/{order_id}/{line_id}", tags=["order system"])
+    async def get_backorder(
+        order_id: IdPath, line_id: IdPath, request: Request, actor: ActorDep
+    ) -> LineStatus:
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        key = contract.line_key(order_id, line_id)
+        status = await in_store(lambda: records.get_line_status(store(request), key))
+        if status is not None:
+            return status
+        # Accepted but not yet recorded by its workflow: the workflow itself answers.
+        return await guarded(backorders(request).status(order_id, line_id))
+
+    @app.get("/v1/backorders", tags=["order system"])
+    async def list_backorders(
+        request: Request,
+        actor: ActorDep,
+        sku: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+        state: LineState | None = None,
+        order_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[LineStatus]:
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        return await in_store(
+            lambda: records.list_lines(
+                store(request), sku=sku, state=state, order_id=order_id, limit=limit, offset=offset
+            )
+        )
+
+    @app.post("/v1/backorders/{order_id}/{line_id}/cancel", tags=["order system"])
+    async def cancel_backorder(
+        order_id: IdPath,
+        line_id: IdPath,
+        request: Request,
+        actor: ActorDep,
+        body: Annotated[CancelRequest | None, Body()] = None,
+    ) -> CancelResult:
+        """Cancel what has not shipped; held stock goes to the next lines; refund in full."""
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        cancel = body or CancelRequest(requested_by=actor.role.value)
+        return await guarded(
+            backorders(request).cancel(
+                order_id, line_id, reason=cancel.reason, requested_by=cancel.requested_by
+            )
+        )
+
+    @app.post("/v1/suppliers/{supplier_id}/receipts", status_code=201, tags=["supplier"])
+    async def post_receipt(
+        supplier_id: IdPath,
+        body: ReceiptRequest,
+        request: Request,
+        response: Response,
+        actor: ActorDep,
+    ) -> dict[str, Any]:
+        """Stock arrived: allocated to waiting lines in queue order. Idempotent by receipt id."""
+        allow_supplier(actor, supplier_id)
+        db = store(request)
+        if not await in_store(lambda: records.sku_exists(db, body.sku)):
+            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        # The store remembers receipts longer than Temporal keeps closed workflows.
+        earlier = await in_store(lambda: records.get_receipt(db, supplier_id, body.receipt_id))
+        if earlier is not None and earlier.request_hash != canonical_hash(body):
+            raise HTTPException(409, f"receipt {body.receipt_id} was reported with other values")
+        result = await guarded(backorders(request).receive(supplier_id, body))
+        created = result.created and earlier is None
+        if not created:
+            response.status_code = 200
+        return {
+            "workflow_id": result.workflow_id,
+            "receipt_id": body.receipt_id,
+            "created": created,
+        }
+
+    @app.put("/v1/skus/{sku}", tags=["catalog"])
+    async def put_sku(
+        sku: IdPath, body: SkuRequest, request: Request, response: Response, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Create or update a catalog entry; free stock it sets goes to waiting lines at once."""
+        allow(actor, Role.OPS, Role.ORDER_SYSTEM)
+        db = store(request)
+        if sku in body.substitutes:
+            raise field_error("substitutes", "a SKU cannot substitute itself", "value_error")
+        for position, substitute in enumerate(body.substitutes):
+            if not await in_store(lambda s=substitute: records.sku_exists(db, s)):  # type: ignore[misc]
+                raise HTTPException(
+                    422,
+                    [
+                        {
+                            "loc": ["body", "substitutes", position],
+                            "msg": f"unknown SKU {substitute!r}",
+                            "type": "unknown_sku",
+                        }
+                    ],
+                )
+        existed = await in_store(lambda: records.sku_exists(db, sku))
+        result = await backorders(request).apply_sku(sku, body)
+        response.status_code = 200 if existed else 201
+        return {
+            "sku": sku,
+            "name": body.name,
+            "free_stock": result.free_stock,
+            "substitutes": body.substitutes,
+            "allocated_to_waiting_lines": sum(a.quantity for a in result.allocations),
+        }
+
+    @app.get("/v1/skus/{sku}", tags=["catalog"])
+    async def get_sku(sku: IdPath, request: Request, actor: ActorDep) -> dict[str, Any]:
+        allow(actor, Role.OPS, Role.ORDER_SYSTEM)
+        row = await in_store(lambda: records.get_sku(store(request), sku))
+        if row is None:
+            raise HTTPException(404, f"unknown SKU {sku!r}")
+        return {
+            "sku": row.sku,
+            "name": row.name,
+            "free_stock": row.free_stock,
+            "substitutes": row.substitutes,
+        }
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz(request: Request) -> JSONResponse:
+        """200 when the store and Temporal both answer; 503 naming the part that does not."""
+        checks: dict[str, str] = {}
+        try:
+            await in_store(lambda: records.ping(store(request)))
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unavailable: {type(exc).__name__}"
+        try:
+            client: Client = request.app.state.temporal
+            await client.service_client.check_health(timeout=timedelta(seconds=3))
+            checks["temporal"] = "ok"
+        except Exception as exc:
+            checks["temporal"] = f"unavailable: {type(exc).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    return app

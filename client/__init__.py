@@ -1,0 +1,21 @@
+"""Python client for order systems that talk to Temporal directly (the HTTP API uses it too)."""
+
+from client.backorders import (
+    BackorderClient,
+    CancelRefusedError,
+    ConflictError,
+    LineNotFoundError,
+    StartResult,
+    UnknownSkuError,
+    connect,
+)
+
+__all__ = [
+    "BackorderClient",
+    "CancelRefusedError",
+    "ConflictError",
+    "LineNotFoundError",
+    "StartResult",
+    "UnknownSkuError",
+    "connect",
+]

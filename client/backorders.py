@@ -1,0 +1,256 @@
+"""Start, cancel and read backordered lines; report receipts and catalog stock.
+
+    client = BackorderClient(await connect(settings), sku_exists=...)
+    result = await client.start({"order_id": "991", "line_id": "1", ...})
+    await client.cancel("991", "1", reason="customer asked")
+
+Errors (all subclasses of `BackorderError`):
+    pydantic.ValidationError  the request is invalid; each error names its field
+    UnknownSkuError           the SKU is not in the catalog (field `sku`)
+    ConflictError             these ids were already used with another request body
+    LineNotFoundError         no workflow for that order line
+    CancelRefusedError        the line has already shipped or been cancelled
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import contract
+from domain.models import (
+    BackorderRequest,
+    CancelRequest,
+    CancelResult,
+    LineInput,
+    LineState,
+    LineStatus,
+    ReceiptInput,
+    ReceiptRequest,
+    SkuInput,
+    SkuRequest,
+    StockResult,
+    canonical_hash,
+)
+from domain.policy import DEFAULT_POLICY, ServicePolicy
+from domain.settings import Settings
+
+
+class BackorderError(Exception):
+    """Base of the errors a caller is expected to handle."""
+
+
+class UnknownSkuError(BackorderError):
+    field = "sku"
+
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"unknown SKU {sku!r}: create it with PUT /v1/skus/{sku} first")
+
+
+class ConflictError(BackorderError):
+    """The ids are taken by a request with another body: a client bug, never retried."""
+
+
+class LineNotFoundError(BackorderError):
+    pass
+
+
+class CancelRefusedError(BackorderError):
+    pass
+
+
+@dataclass(frozen=True)
+class StartResult:
+    workflow_id: str
+    created: bool
+    """False when the same request had already started this workflow."""
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with the data converter every process of the service must share."""
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+class BackorderClient:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = contract.TASK_QUEUE,
+        policy: ServicePolicy = DEFAULT_POLICY,
+        sku_exists: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        """`sku_exists` checks the catalog before a start; without it an unknown SKU is only
+        found by the workflow, which then fails (nothing is written to the store)."""
+        self.client = client
+        self.task_queue = task_queue
+        self.policy = policy
+        self.sku_exists = sku_exists
+
+    async def _check_sku(self, sku: str) -> None:
+        if self.sku_exists is not None and not await self.sku_exists(sku):
+            raise UnknownSkuError(sku)
+
+    async def _start_once(
+        self,
+        workflow: str,
+        payload: Any,
+        *,
+        workflow_id: str,
+        request_hash: str,
+        **options: Any,
+    ) -> StartResult:
+        """Start a workflow whose id is the request's identity: a repeat of the same body is
+        answered as the first was, another body under the same ids is a conflict."""
+        try:
+            await self.client.start_workflow(
+                workflow,
+                payload,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                memo={contract.MEMO_REQUEST_HASH: request_hash},
+                **options,
+            )
+            return StartResult(workflow_id=workflow_id, created=True)
+        except WorkflowAlreadyStartedError:
+            described = await self.client.get_workflow_handle(workflow_id).describe()
+            earlier = await described.memo_value(contract.MEMO_REQUEST_HASH, default=None)
+            if earlier != request_hash:
+                raise ConflictError(
+                    f"{workflow_id} was already started with a different request body"
+                ) from None
+            return StartResult(workflow_id=workflow_id, created=False)
+
+    async def start(self, request: BackorderRequest | Mapping[str, Any]) -> StartResult:
+        """Start the workflow of one backordered line (idempotent by order id and line id)."""
+        if not isinstance(request, BackorderRequest):
+            request = BackorderRequest.model_validate(request)
+        await self._check_sku(request.sku)
+        request_hash = canonical_hash(request)
+        channel = self.policy.for_channel(request.channel)
+        ship_by = request.ship_by or channel.ship_by(request.ordered_at)
+        workflow_id = contract.backorder_workflow_id(request.order_id, request.line_id)
+        return await self._start_once(
+            contract.BACKORDER_LINE_WORKFLOW,
+            LineInput(request=request, ship_by=ship_by, request_hash=request_hash),
+            workflow_id=workflow_id,
+            request_hash=request_hash,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(contract.SA_ORDER_ID, request.order_id),
+                    SearchAttributePair(contract.SA_SKU, request.sku),
+                    SearchAttributePair(contract.SA_CHANNEL, request.channel.value),
+                    SearchAttributePair(contract.SA_STATE, LineState.RECEIVED.value),
+                    SearchAttributePair(contract.SA_SHIP_BY, ship_by),
+                    SearchAttributePair(contract.SA_ESCALATION_LEVEL, 0),
+                    SearchAttributePair(contract.SA_CUSTOMER_TIER, request.customer.tier.value),
+                ]
+            ),
+            static_summary=(
+                f"{request.quantity} x {request.sku} for order {request.order_id}, "
+                f"{request.channel.value}, ship by {ship_by:%d %b %Y}"
+            ),
+        )
+
+    def _line(self, order_id: str, line_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(contract.backorder_workflow_id(order_id, line_id))
+
+    async def status(self, order_id: str, line_id: str) -> LineStatus:
+        """The line as its workflow sees it (a worker must be running to answer)."""
+        try:
+            status: LineStatus = await self._line(order_id, line_id).query(
+                contract.QUERY_STATUS, result_type=LineStatus, rpc_timeout=timedelta(seconds=10)
+            )
+            return status
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise LineNotFoundError(f"no backorder {order_id}/{line_id}") from exc
+            raise
+
+    async def cancel(
+        self,
+        order_id: str,
+        line_id: str,
+        *,
+        reason: str = "requested",
+        requested_by: str = "order_system",
+    ) -> CancelResult:
+        """Cancel what has not shipped and refund it; waits until the refund is made."""
+        request = CancelRequest(reason=reason, requested_by=requested_by)
+        handle = self._line(order_id, line_id)
+        try:
+            result: CancelResult = await handle.execute_update(
+                contract.UPDATE_CANCEL, request, result_type=CancelResult
+            )
+            return result
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise CancelRefusedError(message) from exc
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Updates are refused by closed workflows with NOT_FOUND too: tell the two apart.
+            try:
+                described = await handle.describe()
+            except RPCError:
+                raise LineNotFoundError(f"no backorder {order_id}/{line_id}") from exc
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                raise CancelRefusedError("the line is already finished") from exc
+            raise
+
+    async def receive(self, supplier_id: str, receipt: ReceiptRequest) -> StartResult:
+        """Report stock that arrived; a receipt id reported again is counted once."""
+        request_hash = canonical_hash(receipt)
+        return await self._start_once(
+            contract.RECEIPT_WORKFLOW,
+            ReceiptInput(supplier_id=supplier_id, receipt=receipt, request_hash=request_hash),
+            workflow_id=contract.receipt_workflow_id(supplier_id, receipt.receipt_id),
+            request_hash=request_hash,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(contract.SA_SKU, receipt.sku),
+                    SearchAttributePair(contract.SA_RECEIPT_ID, receipt.receipt_id),
+                ]
+            ),
+            static_summary=f"receipt {receipt.receipt_id}: {receipt.quantity} x {receipt.sku}",
+        )
+
+    async def apply_sku(self, sku: str, request: SkuRequest) -> StockResult:
+        """Create or update a catalog entry and allocate the free stock it sets; waits for it."""
+        request_hash = canonical_hash(request)
+        result: StockResult = await self.client.execute_workflow(
+            contract.SKU_UPDATE_WORKFLOW,
+            SkuInput(sku=sku, request=request, request_hash=request_hash),
+            id=contract.sku_update_workflow_id(sku, uuid.uuid4().hex),
+            task_queue=self.task_queue,
+            result_type=StockResult,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(contract.SA_SKU, sku)]),
+            static_summary=f"catalog {sku}: {request.free_stock} free",
+        )
+        return result

@@ -1,0 +1,1 @@
+"""Shared vocabulary of the service: the contract, the models, the policies, the settings."""

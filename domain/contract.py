@@ -1,0 +1,90 @@
+"""Names shared by every process of the service: the API, the worker, the CLI and the client.
+
+A workflow id, a signal name or a search-attribute key that two processes spell differently is a
+bug that only shows in production, so they are all spelled once, here.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import (
+    SearchAttributeKey,
+)
+
+TASK_QUEUE = "backorders"
+"""Default task queue; `BACKORDERS_TASK_QUEUE` overrides it (tests give each stack its own)."""
+
+# Workflow type names, fixed so that renaming a Python class never orphans running workflows.
+BACKORDER_LINE_WORKFLOW = "BackorderLineWorkflow"
+RECEIPT_WORKFLOW = "ReceiptWorkflow"
+SKU_UPDATE_WORKFLOW = "SkuUpdateWorkflow"
+
+# Messages a BackorderLineWorkflow accepts.
+SIGNAL_ALLOCATED = "allocated"
+"""Stock was allocated to the line in the store (payload: `AllocationNotice`)."""
+UPDATE_CANCEL = "cancel"
+"""Cancel the line before it ships; answers with what was released and refunded."""
+QUERY_STATUS = "status"
+"""The line as the workflow sees it (`LineStatus`)."""
+
+
+def backorder_workflow_id(order_id: str, line_id: str) -> str:
+    """One workflow per backordered line: the id makes a duplicate start impossible."""
+    return f"backorder:{order_id}:{line_id}"
+
+
+def receipt_workflow_id(supplier_id: str, receipt_id: str) -> str:
+    """One workflow per supplier receipt: a receipt reported twice is counted once."""
+    return f"receipt:{supplier_id}:{receipt_id}"
+
+
+def sku_update_workflow_id(sku: str, unique: str) -> str:
+    """A catalog update runs as a workflow so that the allocations it makes reach the lines."""
+    return f"sku:{sku}:{unique}"
+
+
+def line_key(order_id: str, line_id: str) -> str:
+    """The store's primary key of a line; the same text as the workflow id, by design."""
+    return backorder_workflow_id(order_id, line_id)
+
+
+# Custom search attributes: what operations filter on in the Temporal UI.
+SA_ORDER_ID = SearchAttributeKey.for_keyword("BackorderOrderId")
+SA_SKU = SearchAttributeKey.for_keyword("BackorderSku")
+SA_CHANNEL = SearchAttributeKey.for_keyword("BackorderChannel")
+SA_STATE = SearchAttributeKey.for_keyword("BackorderState")
+SA_SHIP_BY = SearchAttributeKey.for_datetime("BackorderShipBy")
+SA_ESCALATION_LEVEL = SearchAttributeKey.for_int("BackorderEscalationLevel")
+SA_CUSTOMER_TIER = SearchAttributeKey.for_keyword("BackorderCustomerTier")
+SA_RECEIPT_ID = SearchAttributeKey.for_keyword("BackorderReceiptId")
+
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    SA_ORDER_ID.name: "Keyword",
+    SA_SKU.name: "Keyword",
+    SA_CHANNEL.name: "Keyword",
+    SA_STATE.name: "Keyword",
+    SA_SHIP_BY.name: "Datetime",
+    SA_ESCALATION_LEVEL.name: "Int",
+    SA_CUSTOMER_TIER.name: "Keyword",
+    SA_RECEIPT_ID.name: "Keyword",
+}
+"""Name -> type, as `temporal server start-dev --search-attribute Name=Type` takes them."""
+
+MEMO_REQUEST_HASH = "request_sha256"
+"""Memo key holding the hash of the request that started a workflow: tells a repeat from a clash."""
+
+# Activity names: workflows call activities by name so that workflow modules never import the
+# activity modules (and with them SQLAlchemy and httpx) into the workflow sandbox.
+ACTIVITY_RECORD_LINE = "record_line"
+ACTIVITY_RELEASE_LINE = "release_line"
+ACTIVITY_RECORD_RECEIPT = "record_receipt"
+ACTIVITY_APPLY_SKU = "apply_sku"
+ACTIVITY_SIGNAL_ALLOCATIONS = "signal_allocations"
+ACTIVITY_CREATE_SHIPMENT = "create_shipment"
+ACTIVITY_REFUND = "refund"
+ACTIVITY_SEND_MESSAGE = "send_message"
+
+# Error types raised by activities that retrying cannot fix.
+ERROR_UNKNOWN_SKU = "UnknownSku"
+ERROR_LINE_NOT_FOUND = "LineNotFound"
+ERROR_ALREADY_SHIPPED = "AlreadyShipped"
+ERROR_OUTSIDE_SERVICE_REJECTED = "OutsideServiceRejected"

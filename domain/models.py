@@ -1,0 +1,315 @@
+"""The service's vocabulary as pydantic models: API bodies, workflow and activity payloads.
+
+These models cross every boundary (HTTP, Temporal payloads, the Python client), so validation
+lives here once. Workflow modules import this file, so it imports nothing but pydantic and the
+standard library: no table model, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+)
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Ids become parts of workflow ids (`backorder:{order}:{line}`), so `:` and spaces are refused:
+with them, order `a:b` line `c` and order `a` line `b:c` would be the same workflow."""
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+
+
+def _decimal_string(value: str) -> str:
+    try:
+        amount = Decimal(value)
+    except ArithmeticError as exc:
+        raise ValueError("must be a decimal string such as '19.99'") from exc
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("must be a finite amount >= 0")
+    if amount.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise ValueError("must have at most 4 decimal places")
+    return value
+
+
+DecimalString = Annotated[
+    str, Field(pattern=r"^\d{1,12}(\.\d{1,4})?$"), AfterValidator(_decimal_string)
+]
+Quantity = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused: a misspelt field must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    AMAZON = "amazon"
+    WALMART = "walmart"
+    EBAY = "ebay"
+    ETSY = "etsy"
+
+
+class CustomerTier(StrEnum):
+    STANDARD = "standard"
+    VIP = "vip"
+
+
+class ShipPolicy(StrEnum):
+    PARTIAL = "partial"
+    """Ship whatever is allocated as soon as it is allocated."""
+    COMPLETE = "complete"
+    """Hold allocated units until the whole quantity is allocated, then ship once."""
+
+
+class LineState(StrEnum):
+    RECEIVED = "received"
+    """Accepted by the API; the workflow has not recorded it in the store yet."""
+    WAITING = "waiting"
+    PARTIALLY_ALLOCATED = "partially_allocated"
+    ALLOCATED = "allocated"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (LineState.SHIPPED, LineState.CANCELLED)
+
+
+class MessageKind(StrEnum):
+    BACKORDER_CONFIRMATION = "backorder_confirmation"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    CANCELLED_REFUNDED = "cancelled_refunded"
+
+
+class Customer(Strict):
+    id: Identifier
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+    tier: CustomerTier = CustomerTier.STANDARD
+
+
+def canonical_hash(model: BaseModel) -> str:
+    """A stable hash of a request: equal bodies hash equal whatever their key order."""
+    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class BackorderRequest(Strict):
+    """One backordered order line, as the order system sends it."""
+
+    order_id: Identifier
+    line_id: Identifier
+    sku: Identifier
+    quantity: Quantity
+    unit_price: DecimalString
+    """Price of one unit in `currency`, as a decimal string ('19.99'): never a float."""
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    channel: Channel
+    customer: Customer
+    ordered_at: AwareDatetime
+    ship_by: AwareDatetime | None = None
+    """The marketplace's ship-by date; when absent, ordered-at plus the channel's handling time."""
+    ship_policy: ShipPolicy = ShipPolicy.PARTIAL
+
+    def line_total(self, quantity: int | None = None) -> Decimal:
+        return Decimal(self.unit_price) * (self.quantity if quantity is None else quantity)
+
+
+class ReceiptRequest(Strict):
+    """Stock that arrived from a supplier."""
+
+    receipt_id: Identifier
+    sku: Identifier
+    quantity: Quantity
+    po_id: Identifier | None = None
+
+
+class SkuRequest(Strict):
+    """A catalog entry. `free_stock` sets the units on hand that no line holds."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] = 0
+    substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
+
+
+class CancelRequest(Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=200)] = "requested"
+    requested_by: Annotated[str, Field(min_length=1, max_length=64)] = "order_system"
+
+
+# ---- workflow and activity payloads -------------------------------------------------------
+
+
+class LineInput(BaseModel):
+    """What a BackorderLineWorkflow starts with; fields may be added, never removed."""
+
+    request: BackorderRequest
+    ship_by: datetime
+    """Resolved at start (request, or ordered-at plus handling time) so replay never recomputes."""
+    request_hash: str
+
+
+class AllocationNotice(BaseModel):
+    """Units of stock given to one line in one store transaction."""
+
+    allocation_id: int
+    line_key: str
+    order_id: str
+    line_id: str
+    quantity: int
+    source: str
+    """`receipt:{supplier}:{receipt}`, `sku:{sku}` (catalog stock) or `release:{line}`."""
+
+
+class RecordLineResult(BaseModel):
+    allocations: list[AllocationNotice]
+    """Every allocation the transaction made, this line's and (rarely) others'."""
+    allocated_quantity: int
+    shipped_quantity: int
+    state: LineState
+    eta: datetime | None
+
+
+class ShipmentInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    sequence: int
+    """1 for the line's first shipment, 2 for the next: part of the idempotency key."""
+    quantity: int
+    expedited: bool = False
+
+
+class ShipmentRecord(BaseModel):
+    sequence: int
+    quantity: int
+    tracking_number: str
+    carrier_shipment_id: str
+    expedited: bool
+    created_at: datetime
+
+
+class MessageInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    kind: MessageKind
+    event_key: str
+    """Names the event the message is about; with the line it makes the idempotency key."""
+    ship_by: datetime
+    eta: datetime | None = None
+    shipment: ShipmentRecord | None = None
+    refund_amount: str | None = None
+    quantity: int | None = None
+
+
+class MessageRecord(BaseModel):
+    kind: MessageKind
+    subject: str
+    body: str
+    idempotency_key: str
+    sent_at: datetime
+
+
+class ReleaseInput(BaseModel):
+    line_key: str
+    sku: str
+    reason: str
+
+
+class ReleaseResult(BaseModel):
+    allocated_quantity: int
+    shipped_quantity: int
+    released_quantity: int
+    """Units the line held and gave back to the queue."""
+    refund_quantity: int
+    """Units never shipped: what the customer is refunded for."""
+    reallocated: list[AllocationNotice]
+    already_cancelled: bool
+
+
+class RefundInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    quantity: int
+    reason: str
+
+
+class RefundRecord(BaseModel):
+    refund_id: str
+    amount: str
+    currency: str
+    quantity: int
+    created_at: datetime
+
+
+class CancelResult(BaseModel):
+    state: LineState
+    released_quantity: int
+    refund: RefundRecord | None
+
+
+class LineStatus(BaseModel):
+    """A line as the API, the CLI and the `status` query show it."""
+
+    order_id: str
+    line_id: str
+    workflow_id: str
+    sku: str
+    quantity: int
+    unit_price: str
+    currency: str
+    channel: Channel
+    customer: Customer
+    ordered_at: datetime
+    ship_by: datetime
+    ship_policy: ShipPolicy
+    state: LineState
+    allocated_quantity: int
+    shipped_quantity: int
+    eta: datetime | None = None
+    escalation_level: int = 0
+    offers: list[dict[str, Any]] = Field(default_factory=list)
+    messages: list[MessageRecord] = Field(default_factory=list)
+    shipments: list[ShipmentRecord] = Field(default_factory=list)
+    refunds: list[RefundRecord] = Field(default_factory=list)
+    cancel_reason: str | None = None
+
+
+class ReceiptInput(BaseModel):
+    supplier_id: str
+    receipt: ReceiptRequest
+    request_hash: str
+
+
+class StockResult(BaseModel):
+    """What one stock transaction (a receipt, a catalog update) did."""
+
+    sku: str
+    allocations: list[AllocationNotice]
+    free_stock: int
+    duplicate: bool = False
+
+
+class SkuInput(BaseModel):
+    sku: str
+    request: SkuRequest
+    request_hash: str
+
+
+class SignalAllocationsInput(BaseModel):
+    allocations: list[AllocationNotice]
+    skip_line_key: str | None = None
+    """The line already told by its own activity result, not signalled again."""

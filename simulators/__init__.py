@@ -1,0 +1,1 @@
+"""Built-in simulators of the carrier, payments, notification and storefront services."""

@@ -1,0 +1,1 @@
+"""The business record (sqlmodel): SQLite by default, PostgreSQL in production."""

@@ -1,0 +1,205 @@
+"""What left the service (shipments, refunds, messages) and the read side of the store.
+
+Each effect is recorded under the idempotency key it was sent with, so a retried activity finds
+its earlier effect here before it calls the outside service again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import asc, desc, text
+from sqlmodel import Session, col, select
+
+from domain.models import (
+    BackorderRequest,
+    LineState,
+    LineStatus,
+    MessageKind,
+    MessageRecord,
+    RefundRecord,
+    ShipmentRecord,
+)
+from store.db import Database, lock_sku
+from store.stock import LineNotFoundError, refresh_state
+from store.tables import (
+    LineRow,
+    MessageRow,
+    ReceiptRow,
+    RefundRow,
+    ShipmentRow,
+    SkuRow,
+    as_utc,
+)
+
+
+def shipment_record(row: ShipmentRow) -> ShipmentRecord:
+    return ShipmentRecord(
+        sequence=row.sequence,
+        quantity=row.quantity,
+        tracking_number=row.tracking_number,
+        carrier_shipment_id=row.carrier_shipment_id,
+        expedited=row.expedited,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def refund_record(row: RefundRow) -> RefundRecord:
+    return RefundRecord(
+        refund_id=row.refund_id,
+        amount=row.amount,
+        currency=row.currency,
+        quantity=row.quantity,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def message_record(row: MessageRow) -> MessageRecord:
+    return MessageRecord(
+        kind=MessageKind(row.kind),
+        subject=row.subject,
+        body=row.body,
+        idempotency_key=row.idempotency_key,
+        sent_at=as_utc(row.sent_at),
+    )
+
+
+def find_shipment(db: Database, idempotency_key: str) -> ShipmentRecord | None:
+    with db.transaction() as session:
+        row = session.get(ShipmentRow, idempotency_key)
+        return shipment_record(row) if row else None
+
+
+def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) -> ShipmentRecord:
+    """Store a shipment the carrier accepted and count its units as shipped, once."""
+    with db.transaction() as session:
+        lock_sku(session, sku)
+        existing = session.get(ShipmentRow, row.idempotency_key)
+        if existing is not None:
+            return shipment_record(existing)
+        line = session.get(LineRow, line_key)
+        if line is None:
+            raise LineNotFoundError(line_key)
+        session.add(row)
+        line.shipped_quantity += row.quantity
+        refresh_state(line)
+        return shipment_record(row)
+
+
+def find_refund(db: Database, idempotency_key: str) -> RefundRecord | None:
+    with db.transaction() as session:
+        row = session.get(RefundRow, idempotency_key)
+        return refund_record(row) if row else None
+
+
+def record_refund(db: Database, row: RefundRow) -> RefundRecord:
+    with db.transaction() as session:
+        existing = session.get(RefundRow, row.idempotency_key)
+        if existing is not None:
+            return refund_record(existing)
+        session.add(row)
+        return refund_record(row)
+
+
+def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:
+    with db.transaction() as session:
+        row = session.get(MessageRow, idempotency_key)
+        return message_record(row) if row else None
+
+
+def record_message(db: Database, row: MessageRow) -> MessageRecord:
+    with db.transaction() as session:
+        existing = session.get(MessageRow, row.idempotency_key)
+        if existing is not None:
+            return message_record(existing)
+        session.add(row)
+        return message_record(row)
+
+
+def _line_status(session: Session, line: LineRow) -> LineStatus:
+    request = BackorderRequest.model_validate_json(line.request_json)
+    shipments = session.exec(
+        select(ShipmentRow)
+        .where(ShipmentRow.line_key == line.key)
+        .order_by(asc(col(ShipmentRow.sequence)))
+    ).all()
+    refunds = session.exec(
+        select(RefundRow)
+        .where(RefundRow.line_key == line.key)
+        .order_by(asc(col(RefundRow.created_at)))
+    ).all()
+    messages = session.exec(
+        select(MessageRow)
+        .where(MessageRow.line_key == line.key)
+        .order_by(asc(col(MessageRow.sent_at)))
+    ).all()
+    return LineStatus(
+        order_id=line.order_id,
+        line_id=line.line_id,
+        workflow_id=line.key,
+        sku=line.sku,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        currency=line.currency,
+        channel=request.channel,
+        customer=request.customer,
+        ordered_at=as_utc(line.ordered_at),
+        ship_by=as_utc(line.ship_by),
+        ship_policy=request.ship_policy,
+        state=LineState(line.state),
+        allocated_quantity=line.allocated_quantity,
+        shipped_quantity=line.shipped_quantity,
+        eta=as_utc(line.eta) if line.eta else None,
+        messages=[message_record(row) for row in messages],
+        shipments=[shipment_record(row) for row in shipments],
+        refunds=[refund_record(row) for row in refunds],
+        cancel_reason=line.cancel_reason,
+    )
+
+
+def get_line_status(db: Database, line_key: str) -> LineStatus | None:
+    with db.transaction() as session:
+        line = session.get(LineRow, line_key)
+        return _line_status(session, line) if line else None
+
+
+def list_lines(
+    db: Database,
+    *,
+    sku: str | None = None,
+    state: LineState | None = None,
+    order_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[LineStatus]:
+    with db.transaction() as session:
+        query = select(LineRow)
+        if sku is not None:
+            query = query.where(LineRow.sku == sku)
+        if state is not None:
+            query = query.where(LineRow.state == state)
+        if order_id is not None:
+            query = query.where(LineRow.order_id == order_id)
+        rows = session.exec(
+            query.order_by(desc(col(LineRow.created_at)), asc(LineRow.key))
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        return [_line_status(session, line) for line in rows]
+
+
+def get_sku(db: Database, sku: str) -> SkuRow | None:
+    with db.transaction() as session:
+        return session.get(SkuRow, sku)
+
+
+def sku_exists(db: Database, sku: str) -> bool:
+    return get_sku(db, sku) is not None
+
+
+def get_receipt(db: Database, supplier_id: str, receipt_id: str) -> ReceiptRow | None:
+    with db.transaction() as session:
+        return session.get(ReceiptRow, (supplier_id, receipt_id))
+
+
+def ping(db: Database) -> None:
+    with db.transaction() as session:
+        session.connection().execute(text("SELECT 1"))

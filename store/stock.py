@@ -1,0 +1,264 @@
+"""Allocation: every change of stock or of the queue, each in one transaction.
+
+The queue order is documented in the README: priority class, then ship-by, then ordered-at,
+then the line's key (order id, line id). Stock arriving for a SKU goes down that order; a line
+that needs more than what is left takes the rest and keeps its place for the remainder.
+
+Each function here is safe to repeat (activities retry): a repeat finds its own earlier work
+and reports it instead of doing it again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import asc
+from sqlmodel import Session, col, select
+
+from domain import contract
+from domain.models import (
+    AllocationNotice,
+    LineInput,
+    LineState,
+    ReceiptInput,
+    RecordLineResult,
+    ReleaseInput,
+    ReleaseResult,
+    SkuInput,
+    StockResult,
+)
+from store.db import Database, lock_sku
+from store.tables import AllocationRow, LineRow, ReceiptRow, SkuRow, as_utc, utcnow
+
+QUEUE_BATCH = 200
+"""Waiting lines read per query while an arrival is split: enough for most arrivals in one
+round trip, few enough that a small arrival never reads a long queue."""
+
+
+class UnknownSkuError(LookupError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"unknown SKU {sku!r}: create it with PUT /v1/skus/{sku} first")
+        self.sku = sku
+
+
+class LineNotFoundError(LookupError):
+    pass
+
+
+def refresh_state(line: LineRow) -> None:
+    """Derive a line's state and queue membership from its quantities."""
+    if line.state == LineState.CANCELLED:
+        line.waiting = False
+        return
+    line.waiting = line.allocated_quantity < line.quantity
+    if line.shipped_quantity >= line.quantity:
+        line.state = LineState.SHIPPED
+    elif line.shipped_quantity > 0:
+        line.state = LineState.PARTIALLY_SHIPPED
+    elif line.allocated_quantity >= line.quantity:
+        line.state = LineState.ALLOCATED
+    elif line.allocated_quantity > 0:
+        line.state = LineState.PARTIALLY_ALLOCATED
+    else:
+        line.state = LineState.WAITING
+    line.updated_at = utcnow()
+
+
+def _notice(row: AllocationRow, line: LineRow) -> AllocationNotice:
+    assert row.id is not None
+    return AllocationNotice(
+        allocation_id=row.id,
+        line_key=line.key,
+        order_id=line.order_id,
+        line_id=line.line_id,
+        quantity=row.quantity,
+        source=row.source,
+    )
+
+
+def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[AllocationNotice]:
+    """Give the SKU's free stock to its waiting lines in queue order. Caller holds the SKU lock."""
+    notices: list[AllocationNotice] = []
+    while sku.free_stock > 0:
+        batch = session.exec(
+            select(LineRow)
+            .where(LineRow.sku == sku.sku, col(LineRow.waiting).is_(True))
+            .order_by(
+                asc(col(LineRow.priority)),
+                asc(col(LineRow.ship_by)),
+                asc(col(LineRow.ordered_at)),
+                asc(LineRow.key),
+            )
+            .limit(QUEUE_BATCH)
+            .with_for_update()
+        ).all()
+        if not batch:
+            break
+        for line in batch:
+            if sku.free_stock == 0:
+                break
+            # Record what this line takes before anything else moves: the filled quantity,
+            # not the leftover, is what is subtracted.
+            take = min(sku.free_stock, line.quantity - line.allocated_quantity)
+            sku.free_stock -= take
+            line.allocated_quantity += take
+            refresh_state(line)
+            row = AllocationRow(line_key=line.key, sku=sku.sku, quantity=take, source=source)
+            session.add(row)
+            session.flush()
+            notices.append(_notice(row, line))
+    sku.updated_at = utcnow()
+    return notices
+
+
+def record_line(db: Database, line_input: LineInput) -> RecordLineResult:
+    """Put a new line in its SKU's queue and give it free stock if there is any."""
+    request = line_input.request
+    key = contract.line_key(request.order_id, request.line_id)
+    with db.transaction() as session:
+        sku = lock_sku(session, request.sku)
+        if sku is None:
+            raise UnknownSkuError(request.sku)
+        line = session.get(LineRow, key)
+        allocations: list[AllocationNotice] = []
+        if line is None:
+            line = LineRow(
+                key=key,
+                order_id=request.order_id,
+                line_id=request.line_id,
+                sku=request.sku,
+                quantity=request.quantity,
+                state=LineState.WAITING,
+                ship_by=line_input.ship_by,
+                ordered_at=request.ordered_at,
+                channel=request.channel,
+                ship_policy=request.ship_policy,
+                unit_price=request.unit_price,
+                currency=request.currency,
+                customer_id=request.customer.id,
+                customer_tier=request.customer.tier,
+                request_json=request.model_dump_json(),
+                request_hash=line_input.request_hash,
+            )
+            session.add(line)
+            session.flush()
+            allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}")
+        else:
+            # A retry after the commit: report the allocations that transaction made.
+            allocations = _allocations_of(session, line)
+        return RecordLineResult(
+            allocations=allocations,
+            allocated_quantity=line.allocated_quantity,
+            shipped_quantity=line.shipped_quantity,
+            state=LineState(line.state),
+            eta=as_utc(line.eta) if line.eta else None,
+        )
+
+
+def _allocations_of(session: Session, line: LineRow) -> list[AllocationNotice]:
+    rows = session.exec(
+        select(AllocationRow)
+        .where(AllocationRow.line_key == line.key)
+        .order_by(asc(col(AllocationRow.id)))
+    ).all()
+    return [_notice(row, line) for row in rows]
+
+
+def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
+    """Cancel a line in the store: take it out of the queue and pass what it held to the next."""
+    with db.transaction() as session:
+        sku = lock_sku(session, release.sku)
+        line = session.get(LineRow, release.line_key)
+        if sku is None or line is None:
+            raise LineNotFoundError(release.line_key)
+        if line.state == LineState.CANCELLED:
+            return ReleaseResult(
+                allocated_quantity=line.allocated_quantity,
+                shipped_quantity=line.shipped_quantity,
+                released_quantity=line.released_quantity,
+                refund_quantity=line.quantity - line.shipped_quantity,
+                reallocated=_reallocations_from(session, line),
+                already_cancelled=True,
+            )
+        held = line.held_quantity
+        line.released_quantity += held
+        line.state = LineState.CANCELLED
+        line.cancel_reason = release.reason
+        refresh_state(line)
+        sku.free_stock += held
+        reallocated = allocate_free_stock(session, sku, f"release:{line.key}")
+        return ReleaseResult(
+            allocated_quantity=line.allocated_quantity,
+            shipped_quantity=line.shipped_quantity,
+            released_quantity=held,
+            refund_quantity=line.quantity - line.shipped_quantity,
+            reallocated=reallocated,
+            already_cancelled=False,
+        )
+
+
+def _reallocations_from(session: Session, line: LineRow) -> list[AllocationNotice]:
+    return _notices_by_source(session, f"release:{line.key}")
+
+
+def _notices_by_source(session: Session, source: str) -> list[AllocationNotice]:
+    rows = session.exec(
+        select(AllocationRow, LineRow)
+        .join(LineRow, col(LineRow.key) == col(AllocationRow.line_key))
+        .where(AllocationRow.source == source)
+        .order_by(asc(col(AllocationRow.id)))
+    ).all()
+    return [_notice(allocation, line) for allocation, line in rows]
+
+
+def receipt_source(supplier_id: str, receipt_id: str) -> str:
+    return contract.receipt_workflow_id(supplier_id, receipt_id)
+
+
+def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
+    """Add an arrival to stock and split it over the queue, once per receipt id."""
+    receipt = receipt_input.receipt
+    source = receipt_source(receipt_input.supplier_id, receipt.receipt_id)
+    with db.transaction() as session:
+        sku = lock_sku(session, receipt.sku)
+        if sku is None:
+            raise UnknownSkuError(receipt.sku)
+        existing = session.get(ReceiptRow, (receipt_input.supplier_id, receipt.receipt_id))
+        if existing is not None:
+            return StockResult(
+                sku=sku.sku,
+                allocations=_notices_by_source(session, source),
+                free_stock=sku.free_stock,
+                duplicate=True,
+            )
+        session.add(
+            ReceiptRow(
+                supplier_id=receipt_input.supplier_id,
+                receipt_id=receipt.receipt_id,
+                sku=receipt.sku,
+                quantity=receipt.quantity,
+                po_id=receipt.po_id,
+                request_hash=receipt_input.request_hash,
+            )
+        )
+        sku.free_stock += receipt.quantity
+        sku.received_total += receipt.quantity
+        allocations = allocate_free_stock(session, sku, source)
+        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
+
+
+def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
+    """Create or update a catalog entry; free stock set here goes to waiting lines at once."""
+    request = sku_input.request
+    source = f"sku:{sku_input.sku}"
+    with db.transaction() as session:
+        sku = lock_sku(session, sku_input.sku)
+        if sku is None:
+            sku = SkuRow(sku=sku_input.sku, name=request.name)
+            session.add(sku)
+        sku.name = request.name
+        sku.substitutes = list(request.substitutes)
+        if request.free_stock > sku.free_stock:
+            sku.received_total += request.free_stock - sku.free_stock
+        sku.free_stock = request.free_stock
+        session.flush()
+        allocations = allocate_free_stock(session, sku, source)
+        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)

@@ -1,0 +1,157 @@
+"""The business record: stock, the queue of waiting lines, receipts, allocations, shipments,
+refunds and messages. Temporal holds the process; these tables hold the facts.
+
+Rows never cross into a workflow: activities turn them into `domain.models` objects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class SkuRow(SQLModel, table=True):
+    __tablename__ = "skus"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str
+    free_stock: int = 0
+    """Units on hand that no line holds. Never negative; zero while any line waits (no stranded
+    stock)."""
+    received_total: int = 0
+    """Every unit that ever entered through a receipt or a catalog update: the oversell audit."""
+    substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class LineRow(SQLModel, table=True):
+    """One backordered line, and its place in its SKU's queue while `waiting` is true."""
+
+    __tablename__ = "lines"
+    __table_args__ = (
+        # The queue: only waiting lines are in this index, in allocation order, so that
+        # allocating costs the lines served, not the lines waiting.
+        Index(
+            "ix_lines_queue",
+            "sku",
+            "priority",
+            "ship_by",
+            "ordered_at",
+            "key",
+            postgresql_where=text("waiting"),
+            sqlite_where=text("waiting"),
+        ),
+    )
+
+    key: str = Field(primary_key=True, max_length=160)
+    """`backorder:{order_id}:{line_id}`, the workflow id."""
+    order_id: str = Field(index=True, max_length=64)
+    line_id: str = Field(max_length=64)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    allocated_quantity: int = 0
+    """Every unit ever allocated to the line, shipped or not; never decreases."""
+    shipped_quantity: int = 0
+    released_quantity: int = 0
+    """Units the line held when it was cancelled, given back to the queue."""
+    state: str = Field(index=True, max_length=32)
+    waiting: bool = True
+    priority: int = 0
+    """Priority class, lowest served first; every line is class 0 for now."""
+    ship_by: datetime = Field(sa_column=_timestamp())
+    ordered_at: datetime = Field(sa_column=_timestamp())
+    channel: str = Field(index=True, max_length=16)
+    ship_policy: str = Field(max_length=16)
+    unit_price: str = Field(max_length=32)
+    currency: str = Field(max_length=3)
+    customer_id: str = Field(max_length=64)
+    customer_tier: str = Field(max_length=16)
+    request_json: str
+    request_hash: str = Field(max_length=64)
+    eta: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    cancel_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+    @property
+    def held_quantity(self) -> int:
+        """Units allocated and neither shipped nor released."""
+        return self.allocated_quantity - self.shipped_quantity - self.released_quantity
+
+
+class ReceiptRow(SQLModel, table=True):
+    __tablename__ = "receipts"
+
+    supplier_id: str = Field(primary_key=True, max_length=64)
+    receipt_id: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    po_id: str | None = None
+    request_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class AllocationRow(SQLModel, table=True):
+    """Units given to a line by one transaction; the split of an arrival across lines."""
+
+    __tablename__ = "allocations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    line_key: str = Field(index=True, max_length=160)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    source: str = Field(index=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class ShipmentRow(SQLModel, table=True):
+    __tablename__ = "shipments"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    line_key: str = Field(index=True, max_length=160)
+    sequence: int
+    quantity: int
+    tracking_number: str
+    carrier_shipment_id: str
+    expedited: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class RefundRow(SQLModel, table=True):
+    __tablename__ = "refunds"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    line_key: str = Field(index=True, max_length=160)
+    refund_id: str
+    amount: str
+    currency: str = Field(max_length=3)
+    quantity: int
+    reason: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class MessageRow(SQLModel, table=True):
+    __tablename__ = "messages"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    line_key: str = Field(index=True, max_length=160)
+    kind: str = Field(index=True, max_length=40)
+    recipient: str
+    subject: str
+    body: str
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

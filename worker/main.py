@@ -1,0 +1,79 @@
+"""Build and run the worker: every workflow and activity of the service on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.services import OutsideServices
+from activities.signals import Signaller
+from activities.store_activities import StoreActivities
+from client import connect
+from domain.settings import Settings
+from store.db import Database
+from workflows import WORKFLOWS
+
+log = logging.getLogger("backorders.worker")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, told that `domain` (pure models and names) need not be re-imported per run."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "pydantic")
+    )
+
+
+@asynccontextmanager
+async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncIterator[Worker]:
+    """A configured worker and the HTTP client its activities use, closed together."""
+    timeout = httpx.Timeout(settings.http_timeout_seconds)
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        store = StoreActivities(db)
+        services = OutsideServices(settings, db, http)
+        signaller = Signaller(client)
+        yield Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=[
+                store.record_line,
+                store.release_line,
+                store.record_receipt,
+                store.apply_sku,
+                services.create_shipment,
+                services.refund,
+                services.send_message,
+                signaller.signal_allocations,
+            ],
+            workflow_runner=workflow_runner(),
+            max_concurrent_activities=100,
+        )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until cancelled (Ctrl-C): in-flight activities finish or are retried elsewhere."""
+    db = Database(settings.store_url)
+    db.create_schema()
+    client = await connect(settings)
+    async with worker_for(client, settings, db) as worker:
+        log.info(
+            "worker polling task queue %r at %s", settings.task_queue, settings.temporal_target
+        )
+        await worker.run()
+    db.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_worker(Settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Workflows that bring stock in: a supplier's receipt, and a catalog update that frees stock.
+
+Both do the same two steps: one store transaction that splits the stock over the SKU's queue,
+then signals to every line that got some. Running them as workflows (rather than in the API
+request) is what makes the second step survive a crash between the two.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from domain import contract
+from domain.models import ReceiptInput, SignalAllocationsInput, SkuInput, StockResult
+from workflows.backorder_line import RETRY, STORE_TIMEOUT
+
+
+async def _tell_lines(result: StockResult) -> None:
+    if result.allocations:
+        await workflow.execute_activity(
+            contract.ACTIVITY_SIGNAL_ALLOCATIONS,
+            SignalAllocationsInput(allocations=result.allocations),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+            summary=f"tell {len(result.allocations)} lines of their stock",
+        )
+
+
+@workflow.defn(name=contract.RECEIPT_WORKFLOW)
+class ReceiptWorkflow:
+    """Allocates one supplier receipt to the waiting lines of its SKU, in queue order.
+
+    No signals, updates or queries: the result (allocations made) is the record, and the
+    store's receipts table makes a receipt reported twice count once.
+    """
+
+    @workflow.run
+    async def run(self, receipt: ReceiptInput) -> StockResult:
+        result: StockResult = await workflow.execute_activity(
+            contract.ACTIVITY_RECORD_RECEIPT,
+            receipt,
+            result_type=StockResult,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"allocate {receipt.receipt.quantity} x {receipt.receipt.sku}",
+        )
+        await _tell_lines(result)
+        return result
+
+
+@workflow.defn(name=contract.SKU_UPDATE_WORKFLOW)
+class SkuUpdateWorkflow:
+    """Applies a catalog entry; free stock it sets goes to the SKU's waiting lines at once."""
+
+    @workflow.run
+    async def run(self, sku: SkuInput) -> StockResult:
+        result: StockResult = await workflow.execute_activity(
+            contract.ACTIVITY_APPLY_SKU,
+            sku,
+            result_type=StockResult,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"catalog {sku.sku}: {sku.request.free_stock} free",
+        )
+        await _tell_lines(result)
+        return result
