@@ -121,7 +121,11 @@ class Stack:
     async def receive(
         self, sku: str, quantity: int, *, receipt_id: str | None = None, supplier: str = "acme"
     ) -> httpx.Response:
-        body = {"receipt_id": receipt_id or f"r-{uuid.uuid4().hex[:8]}", "sku": sku, "quantity": quantity}
+        body = {
+            "receipt_id": receipt_id or f"r-{uuid.uuid4().hex[:8]}",
+            "sku": sku,
+            "quantity": quantity,
+        }
         return await self.api.post(
             f"/v1/suppliers/{supplier}/receipts", json=body, headers=self.auth(supplier)
         )
@@ -156,7 +160,9 @@ class Stack:
             await asyncio.sleep(0.1)
         raise AssertionError(f"line {order_id}/{line_id} never met the condition; last: {last}")
 
-    async def finished(self, order_id: str, line_id: str = "1", timeout: float = 30.0) -> dict[str, Any]:
+    async def finished(
+        self, order_id: str, line_id: str = "1", timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Wait for the line's workflow to end (every effect done), then read the line."""
         handle = self.services.client.get_workflow_handle(
             contract.backorder_workflow_id(order_id, line_id)
@@ -257,4 +263,3 @@ def backorder(
 
 def hours_ago(hours: float) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
-

@@ -1,0 +1,203 @@
+"""The HTTP contract: idempotent starts, refusals that name the field and write nothing, auth."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlmodel import func, select
+
+from client import ConflictError
+from store.tables import LineRow, ReceiptRow, SkuRow
+from tests.conftest import Stack, backorder, new_id
+
+
+def count(stack: Stack, table: Any, *where: Any) -> int:
+    with stack.db.transaction() as session:
+        return int(session.exec(select(func.count()).select_from(table).where(*where)).one())
+
+
+async def test_same_start_twice_is_200_and_one_workflow(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    body = backorder(order, sku, quantity=2)
+
+    responses = await asyncio.gather(*(stack.start(body) for _ in range(4)))
+
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+    assert {r.json()["workflow_id"] for r in responses} == {f"backorder:{order}:1"}
+    await stack.wait_state(order, "waiting")
+    assert count(stack, LineRow, LineRow.order_id == order) == 1
+    key = f"backorder:{order}:1"
+    await stack.wait_line(order, lambda line: len(line["messages"]) == 1)
+    assert len(await stack.requests("notifications", key)) == 1
+
+
+async def test_same_ids_with_another_body_is_409(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    assert (await stack.start(backorder(order, sku, quantity=2))).status_code == 201
+
+    clash = await stack.start(backorder(order, sku, quantity=3))
+
+    assert clash.status_code == 409
+    line = await stack.wait_state(order, "waiting")
+    assert line["quantity"] == 2
+
+
+async def test_python_client_applies_the_same_idempotency(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    body = backorder(order, sku)
+
+    first = await stack.client.start(body)
+    second = await stack.client.start(dict(body))
+    with pytest.raises(ConflictError):
+        await stack.client.start(body | {"quantity": 9})
+
+    assert (first.created, second.created) == (True, False)
+    status = await stack.client.status(order, "1")
+    assert status.sku == sku
+
+
+INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    ("zero quantity", {"quantity": 0}, "quantity"),
+    ("negative quantity", {"quantity": -3}, "quantity"),
+    ("quantity as text", {"quantity": "5"}, "quantity"),
+    ("price as float", {"unit_price": 19.99}, "unit_price"),
+    ("negative price", {"unit_price": "-1.00"}, "unit_price"),
+    ("unknown channel", {"channel": "myspace"}, "channel"),
+    ("naive ordered_at", {"ordered_at": "2026-11-20T10:00:00"}, "ordered_at"),
+    ("bad email", {"customer": {"id": "c1", "email": "nope", "tier": "standard"}}, "email"),
+    ("colon in order id", {"order_id": "a:b"}, "order_id"),
+    ("unknown field", {"colour": "red"}, "colour"),
+    ("bad ship policy", {"ship_policy": "whenever"}, "ship_policy"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "field"), INVALID_BODIES, ids=[c[0] for c in INVALID_BODIES]
+)
+async def test_invalid_backorder_is_422_naming_the_field_and_writes_nothing(
+    stack: Stack, case: str, change: dict[str, Any], field: str
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    body = backorder(order, sku) | change
+
+    response = await stack.start(body)
+
+    assert response.status_code == 422, response.text
+    assert field in response.text
+    target = body["order_id"] if isinstance(body["order_id"], str) else order
+    assert count(stack, LineRow, LineRow.order_id == target) == 0
+    listed = await stack.api.get(f"/v1/backorders/{order}/1", headers=stack.auth("order"))
+    assert listed.status_code == 404
+
+
+@pytest.mark.parametrize("missing", ["order_id", "sku", "quantity", "customer", "ordered_at"])
+async def test_missing_field_is_422_naming_it(stack: Stack, missing: str) -> None:
+    body = backorder(new_id(), "any-sku")
+    del body[missing]
+
+    response = await stack.start(body)
+
+    assert response.status_code == 422
+    assert any(missing in error["loc"] for error in response.json()["detail"])
+
+
+async def test_unknown_sku_is_422_and_writes_nothing(stack: Stack) -> None:
+    order = new_id()
+
+    response = await stack.start(backorder(order, new_id("nosuch")))
+    receipt = await stack.receive(new_id("nosuch"), 3)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "sku"]
+    assert receipt.status_code == 422
+    assert count(stack, LineRow, LineRow.order_id == order) == 0
+    missing = await stack.api.get(f"/v1/backorders/{order}/1", headers=stack.auth("order"))
+    assert missing.status_code == 404
+
+
+async def test_invalid_receipt_and_sku_bodies_are_refused_whole(stack: Stack) -> None:
+    sku = new_id("sku")
+    await stack.put_sku(sku)
+    receipt_id = new_id("r")
+
+    zero = await stack.api.post(
+        "/v1/suppliers/acme/receipts",
+        json={"receipt_id": receipt_id, "sku": sku, "quantity": 0},
+        headers=stack.auth("acme"),
+    )
+    bad_sku = await stack.api.put(
+        f"/v1/skus/{new_id('sku')}",
+        json={"name": "x", "free_stock": -1},
+        headers=stack.auth("ops"),
+    )
+    bad_substitute = await stack.api.put(
+        f"/v1/skus/{new_id('sku')}",
+        json={"name": "x", "substitutes": ["no-such-sku"]},
+        headers=stack.auth("ops"),
+    )
+
+    assert zero.status_code == 422 and "quantity" in zero.text
+    assert bad_sku.status_code == 422 and "free_stock" in bad_sku.text
+    assert bad_substitute.status_code == 422 and "substitutes" in bad_substitute.text
+    assert count(stack, ReceiptRow, ReceiptRow.receipt_id == receipt_id) == 0
+    assert count(stack, SkuRow, SkuRow.name == "x") == 0
+
+
+async def test_tokens_are_required_and_scoped(stack: Stack) -> None:
+    sku = new_id("sku")
+    await stack.put_sku(sku)
+    receipt = {"receipt_id": new_id("r"), "sku": sku, "quantity": 1}
+
+    anonymous = await stack.api.post("/v1/backorders", json=backorder(new_id(), sku))
+    wrong = await stack.api.post(
+        "/v1/backorders", json=backorder(new_id(), sku), headers={"Authorization": "Bearer nope"}
+    )
+    supplier_starts = await stack.api.post(
+        "/v1/backorders", json=backorder(new_id(), sku), headers=stack.auth("acme")
+    )
+    foreign_receipt = await stack.api.post(
+        "/v1/suppliers/acme/receipts", json=receipt, headers=stack.auth("globex")
+    )
+    own_receipt = await stack.api.post(
+        "/v1/suppliers/acme/receipts", json=receipt, headers=stack.auth("acme")
+    )
+
+    assert anonymous.status_code == 401
+    assert wrong.status_code == 401
+    assert supplier_starts.status_code == 403
+    assert foreign_receipt.status_code == 403
+    assert own_receipt.status_code == 201
+
+
+async def test_list_filters_by_sku_state_and_order(stack: Stack) -> None:
+    sku, other = new_id("sku"), new_id("sku")
+    await stack.put_sku(sku)
+    await stack.put_sku(other, free_stock=5)
+    waiting, shipped = new_id(), new_id()
+    await stack.start(backorder(waiting, sku))
+    await stack.start(backorder(shipped, other))
+    await stack.wait_state(waiting, "waiting")
+    await stack.finished(shipped)
+
+    by_sku = await stack.api.get(f"/v1/backorders?sku={sku}", headers=stack.auth("ops"))
+    by_state = await stack.api.get(
+        f"/v1/backorders?sku={other}&state=shipped", headers=stack.auth("ops")
+    )
+    by_order = await stack.api.get(f"/v1/backorders?order_id={waiting}", headers=stack.auth("ops"))
+
+    assert [line["order_id"] for line in by_sku.json()] == [waiting]
+    assert [line["order_id"] for line in by_state.json()] == [shipped]
+    assert [line["sku"] for line in by_order.json()] == [sku]
+
+
+async def test_healthz_reports_store_and_temporal(stack: Stack) -> None:
+    response = await stack.api.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "store": "ok", "temporal": "ok"}
