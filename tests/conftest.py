@@ -144,10 +144,10 @@ class Stack:
         condition: Callable[[dict[str, Any]], bool],
         *,
         line_id: str = "1",
-        timeout: float = 30.0,
+        within: float = 30.0,
     ) -> dict[str, Any]:
         """Poll the API until the line meets the condition; fail with its last state."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         last: dict[str, Any] = {}
         while asyncio.get_running_loop().time() < deadline:
             response = await self.api.get(
@@ -161,13 +161,13 @@ class Stack:
         raise AssertionError(f"line {order_id}/{line_id} never met the condition; last: {last}")
 
     async def finished(
-        self, order_id: str, line_id: str = "1", timeout: float = 30.0
+        self, order_id: str, line_id: str = "1", within: float = 30.0
     ) -> dict[str, Any]:
         """Wait for the line's workflow to end (every effect done), then read the line."""
         handle = self.services.client.get_workflow_handle(
             contract.backorder_workflow_id(order_id, line_id)
         )
-        await asyncio.wait_for(handle.result(), timeout)
+        await asyncio.wait_for(handle.result(), within)
         return await self.line(order_id, line_id)
 
     async def wait_state(self, order_id: str, state: str, **kwargs: Any) -> dict[str, Any]:
