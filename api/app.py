@@ -207,8 +207,9 @@ def create_app(
         db = store(request)
         if sku in body.substitutes:
             raise field_error("substitutes", "a SKU cannot substitute itself", "value_error")
+        known = await in_store(lambda: records.known_skus(db, body.substitutes))
         for position, substitute in enumerate(body.substitutes):
-            if not await in_store(lambda s=substitute: records.sku_exists(db, s)):  # type: ignore[misc]
+            if substitute not in known:
                 raise HTTPException(
                     422,
                     [

@@ -195,6 +195,14 @@ def sku_exists(db: Database, sku: str) -> bool:
     return get_sku(db, sku) is not None
 
 
+def known_skus(db: Database, skus: list[str]) -> set[str]:
+    """Which of these SKUs the catalog has, in one query."""
+    if not skus:
+        return set()
+    with db.transaction() as session:
+        return set(session.exec(select(SkuRow.sku).where(col(SkuRow.sku).in_(skus))).all())
+
+
 def get_receipt(db: Database, supplier_id: str, receipt_id: str) -> ReceiptRow | None:
     with db.transaction() as session:
         return session.get(ReceiptRow, (supplier_id, receipt_id))

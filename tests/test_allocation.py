@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from tests.conftest import Stack, backorder, hours_ago, new_id
+
+
+def shipped_all_of(quantity: int) -> Callable[[dict[str, Any]], bool]:
+    """The line was allocated exactly `quantity` units and has shipped them."""
+
+    def check(line: dict[str, Any]) -> bool:
+        return bool(line["allocated_quantity"] == line["shipped_quantity"] == quantity)
+
+    return check
 
 
 async def test_partial_arrivals_across_several_receipts_ship_each_part(stack: Stack) -> None:
@@ -80,10 +91,7 @@ async def test_arrival_goes_to_waiting_lines_by_ship_by_then_ordered_at_then_lin
 
     expected = {"p-a": 2, "p-e": 2, "p-b": 2, "p-c": 1, "p-d": 0}
     for order, allocated in expected.items():
-        line = await stack.wait_line(
-            f"{order}{tag}",
-            lambda line, n=allocated: line["allocated_quantity"] == line["shipped_quantity"] == n,
-        )
+        line = await stack.wait_line(f"{order}{tag}", shipped_all_of(allocated))
         assert line["allocated_quantity"] == allocated
     # Nothing reached the last line while one ahead of it still waits.
     await asyncio.sleep(0.3)
@@ -108,9 +116,7 @@ async def test_priority_order_holds_across_many_waiting_lines(stack: Stack) -> N
 
     for index in range(count):
         want = 1 if index < 12 else 0
-        line = await stack.wait_line(
-            f"m{index:02d}{tag}", lambda line, n=want: line["allocated_quantity"] == n
-        )
+        line = await stack.wait_line(f"m{index:02d}{tag}", shipped_all_of(want))
         assert line["allocated_quantity"] == want, f"line {index}"
 
 

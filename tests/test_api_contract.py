@@ -201,3 +201,26 @@ async def test_healthz_reports_store_and_temporal(stack: Stack) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "store": "ok", "temporal": "ok"}
+
+
+async def test_python_client_refuses_what_the_api_refuses(stack: Stack) -> None:
+    from pydantic import ValidationError
+
+    from client import BackorderClient, UnknownSkuError
+    from store import records
+
+    async def sku_exists(sku: str) -> bool:
+        return records.sku_exists(stack.db, sku)
+
+    client = BackorderClient(
+        stack.services.client, task_queue=stack.settings.task_queue, sku_exists=sku_exists
+    )
+    order = new_id()
+
+    with pytest.raises(ValidationError) as invalid:
+        await client.start(backorder(order, "any", quantity=0))
+    with pytest.raises(UnknownSkuError):
+        await client.start(backorder(order, new_id("nosuch")))
+
+    assert invalid.value.errors()[0]["loc"] == ("quantity",)
+    assert count(stack, LineRow, LineRow.order_id == order) == 0
