@@ -115,14 +115,23 @@ def create_app(
     ) -> dict[str, Any]:
         """Start the workflow of one backordered line: 201 new, 200 same body again, 409 clash."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
-        result = await guarded(backorders(request).start(body))
-        if not result.created:
+        # The store remembers lines longer than Temporal keeps closed workflows.
+        key = contract.line_key(body.order_id, body.line_id)
+        earlier = await in_store(lambda: records.line_request_hash(store(request), key))
+        if earlier is None:
+            result = await guarded(backorders(request).start(body))
+            created = result.created
+        elif earlier == canonical_hash(body):
+            created = False
+        else:
+            raise HTTPException(409, f"{key} was already started with a different request body")
+        if not created:
             response.status_code = 200
         return {
-            "workflow_id": result.workflow_id,
+            "workflow_id": key,
             "order_id": body.order_id,
             "line_id": body.line_id,
-            "created": result.created,
+            "created": created,
         }
 
     @app.get("/v1/backorders/{order_id}/{line_id}", tags=["order system"])

@@ -161,6 +161,12 @@ def get_line_status(db: Database, line_key: str) -> LineStatus | None:
         return _line_status(session, line) if line else None
 
 
+def line_request_hash(db: Database, line_key: str) -> str | None:
+    with db.transaction() as session:
+        line = session.get(LineRow, line_key)
+        return line.request_hash if line else None
+
+
 def list_lines(
     db: Database,
     *,

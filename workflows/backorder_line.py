@@ -110,6 +110,8 @@ class BackorderLineWorkflow:
                 others.append(notice)
         if others:
             await self._signal_others(others)
+        # Non-zero only when the line was recorded by an earlier run of this workflow id.
+        self._shipped = recorded.shipped_quantity
         self._set_state(recorded.state)
         return recorded
 
