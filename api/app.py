@@ -38,6 +38,7 @@ from domain.models import (
     SkuRequest,
     canonical_hash,
 )
+from domain.policy import load_policy
 from domain.settings import Settings
 from store import records
 from store.db import Database
@@ -72,7 +73,10 @@ def create_app(
         app.state.db = store
         app.state.temporal = client
         app.state.backorders = BackorderClient(
-            client, task_queue=settings.task_queue, sku_exists=sku_exists
+            client,
+            task_queue=settings.task_queue,
+            policy=load_policy(settings.policy_file),
+            sku_exists=sku_exists,
         )
         yield
         if own_db:

@@ -7,9 +7,10 @@ input, so that changing the policy never changes a running workflow's past decis
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.models import Channel
 
@@ -66,3 +67,26 @@ DEFAULT_POLICY = ServicePolicy(
         Channel.ETSY: ChannelPolicy(handling_days=5),
     }
 )
+
+
+class PolicyFileError(ValueError):
+    """The policy file cannot be used; the message names the file and the offending field."""
+
+
+def load_policy(path: Path | None) -> ServicePolicy:
+    """The policy from a JSON file, or the built-in defaults when no file is configured.
+
+    A file names only the channels it changes; the others keep their defaults."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        loaded = ServicePolicy.model_validate_json(path.read_bytes())
+        return ServicePolicy(channels={**DEFAULT_POLICY.channels, **loaded.channels})
+    except OSError as exc:
+        raise PolicyFileError(f"BACKORDERS_POLICY_FILE {path}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise PolicyFileError(f"BACKORDERS_POLICY_FILE {path} is invalid: {fields}") from exc
