@@ -37,7 +37,7 @@ def run(*command: str | Path) -> None:
 
 def bootstrap() -> None:
     """Create .venv and install the project (with its dev tools) when needed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under any python3
         sys.exit(f"backorders needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -62,7 +61,16 @@ class RunningServer:
 async def serve(app: FastAPI, host: str, port: int) -> RunningServer:
     """Serve an app on this event loop; returns once it accepts connections."""
     server = _QuietServer(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Longer than httpx's 5 s idle expiry: with equal values a client may reuse a
+            # connection the server is closing, and get a ReadError.
+            timeout_keep_alive=30,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -118,14 +126,15 @@ class TemporalDevServer:
             *search_attribute_flags(),
         ]
 
-    async def start(self, timeout: float = 60.0) -> Client:
+    async def start(self, within: float = 60.0) -> Client:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             # Its own process group: Ctrl-C reaches us, and we stop it in order.
-            self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            # Popen returns at once; the wait for the server is the polling loop below.
+            self.process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own argv, no shell
                 self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -203,11 +212,3 @@ class Services:
         await self.stop_worker()
         if self.simulators is not None:
             await self.simulators.stop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

@@ -27,6 +27,9 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+_READ_ONLY = "backorders_read_only"
+
+
 class Database:
     """An engine plus the transaction helper every store function uses."""
 
@@ -43,6 +46,7 @@ class Database:
             _sqlite_write_transactions(self.engine)
         else:
             self.engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self._reader = self.engine.execution_options(**{_READ_ONLY: True})
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
@@ -57,6 +61,13 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it does not queue behind writers. Closing it ends
+        the transaction without expiring what was read, so rows stay usable afterwards."""
+        with Session(self._reader, expire_on_commit=False) as session:
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -82,7 +93,8 @@ def _sqlite_write_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def lock_sku(session: Session, sku: str) -> SkuRow | None:

@@ -6,6 +6,9 @@ its earlier effect here before it calls the outside service again.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+
 from sqlalchemy import asc, desc, text
 from sqlmodel import Session, col, select
 
@@ -63,7 +66,7 @@ def message_record(row: MessageRow) -> MessageRecord:
 
 
 def find_shipment(db: Database, idempotency_key: str) -> ShipmentRecord | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         row = session.get(ShipmentRow, idempotency_key)
         return shipment_record(row) if row else None
 
@@ -85,7 +88,7 @@ def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) 
 
 
 def find_refund(db: Database, idempotency_key: str) -> RefundRecord | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         row = session.get(RefundRow, idempotency_key)
         return refund_record(row) if row else None
 
@@ -100,7 +103,7 @@ def record_refund(db: Database, row: RefundRow) -> RefundRecord:
 
 
 def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         row = session.get(MessageRow, idempotency_key)
         return message_record(row) if row else None
 
@@ -114,55 +117,68 @@ def record_message(db: Database, row: MessageRow) -> MessageRecord:
         return message_record(row)
 
 
-def _line_status(session: Session, line: LineRow) -> LineStatus:
-    request = BackorderRequest.model_validate_json(line.request_json)
-    shipments = session.exec(
+def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
+    """Lines with their shipments, refunds and messages: four queries, however many lines."""
+    keys = [line.key for line in lines]
+    shipments: dict[str, list[ShipmentRecord]] = defaultdict(list)
+    refunds: dict[str, list[RefundRecord]] = defaultdict(list)
+    messages: dict[str, list[MessageRecord]] = defaultdict(list)
+    for shipment in session.exec(
         select(ShipmentRow)
-        .where(ShipmentRow.line_key == line.key)
+        .where(col(ShipmentRow.line_key).in_(keys))
         .order_by(asc(col(ShipmentRow.sequence)))
-    ).all()
-    refunds = session.exec(
+    ):
+        shipments[shipment.line_key].append(shipment_record(shipment))
+    for refund in session.exec(
         select(RefundRow)
-        .where(RefundRow.line_key == line.key)
+        .where(col(RefundRow.line_key).in_(keys))
         .order_by(asc(col(RefundRow.created_at)))
-    ).all()
-    messages = session.exec(
+    ):
+        refunds[refund.line_key].append(refund_record(refund))
+    for message in session.exec(
         select(MessageRow)
-        .where(MessageRow.line_key == line.key)
+        .where(col(MessageRow.line_key).in_(keys))
         .order_by(asc(col(MessageRow.sent_at)))
-    ).all()
-    return LineStatus(
-        order_id=line.order_id,
-        line_id=line.line_id,
-        workflow_id=line.key,
-        sku=line.sku,
-        quantity=line.quantity,
-        unit_price=line.unit_price,
-        currency=line.currency,
-        channel=request.channel,
-        customer=request.customer,
-        ordered_at=as_utc(line.ordered_at),
-        ship_by=as_utc(line.ship_by),
-        ship_policy=request.ship_policy,
-        state=LineState(line.state),
-        allocated_quantity=line.allocated_quantity,
-        shipped_quantity=line.shipped_quantity,
-        eta=as_utc(line.eta) if line.eta else None,
-        messages=[message_record(row) for row in messages],
-        shipments=[shipment_record(row) for row in shipments],
-        refunds=[refund_record(row) for row in refunds],
-        cancel_reason=line.cancel_reason,
-    )
+    ):
+        messages[message.line_key].append(message_record(message))
+    statuses = []
+    for line in lines:
+        request = BackorderRequest.model_validate_json(line.request_json)
+        statuses.append(
+            LineStatus(
+                order_id=line.order_id,
+                line_id=line.line_id,
+                workflow_id=line.key,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                currency=line.currency,
+                channel=request.channel,
+                customer=request.customer,
+                ordered_at=as_utc(line.ordered_at),
+                ship_by=as_utc(line.ship_by),
+                ship_policy=request.ship_policy,
+                state=LineState(line.state),
+                allocated_quantity=line.allocated_quantity,
+                shipped_quantity=line.shipped_quantity,
+                eta=as_utc(line.eta) if line.eta else None,
+                messages=messages[line.key],
+                shipments=shipments[line.key],
+                refunds=refunds[line.key],
+                cancel_reason=line.cancel_reason,
+            )
+        )
+    return statuses
 
 
 def get_line_status(db: Database, line_key: str) -> LineStatus | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         line = session.get(LineRow, line_key)
-        return _line_status(session, line) if line else None
+        return _statuses(session, [line])[0] if line else None
 
 
 def line_request_hash(db: Database, line_key: str) -> str | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         line = session.get(LineRow, line_key)
         return line.request_hash if line else None
 
@@ -176,7 +192,7 @@ def list_lines(
     limit: int = 100,
     offset: int = 0,
 ) -> list[LineStatus]:
-    with db.transaction() as session:
+    with db.reading() as session:
         query = select(LineRow)
         if sku is not None:
             query = query.where(LineRow.sku == sku)
@@ -189,11 +205,11 @@ def list_lines(
             .offset(offset)
             .limit(limit)
         ).all()
-        return [_line_status(session, line) for line in rows]
+        return _statuses(session, rows)
 
 
 def get_sku(db: Database, sku: str) -> SkuRow | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         return session.get(SkuRow, sku)
 
 
@@ -205,15 +221,15 @@ def known_skus(db: Database, skus: list[str]) -> set[str]:
     """Which of these SKUs the catalog has, in one query."""
     if not skus:
         return set()
-    with db.transaction() as session:
+    with db.reading() as session:
         return set(session.exec(select(SkuRow.sku).where(col(SkuRow.sku).in_(skus))).all())
 
 
 def get_receipt(db: Database, supplier_id: str, receipt_id: str) -> ReceiptRow | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         return session.get(ReceiptRow, (supplier_id, receipt_id))
 
 
 def ping(db: Database) -> None:
-    with db.transaction() as session:
+    with db.reading() as session:
         session.connection().execute(text("SELECT 1"))

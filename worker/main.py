@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -54,6 +55,8 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             ],
             workflow_runner=workflow_runner(),
             max_concurrent_activities=100,
+            # Let running activities finish on Ctrl-C instead of being retried after restart.
+            graceful_shutdown_timeout=timedelta(seconds=5),
         )
 
 

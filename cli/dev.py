@@ -1,0 +1,247 @@
+"""`backorders dev`: the whole embedded stack in the foreground, until Ctrl-C or SIGTERM.
+
+The stack is the Temporal dev server (a child process on a SQLite file in the state folder), the
+store, and on this event loop the simulators, the worker and the API. Everything it keeps lives in
+the state folder, so starting it again on the same folder resumes every running workflow.
+`backorders demo` starts the same `EmbeddedStack` when it finds no stack running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import temporalio.activity
+import temporalio.workflow
+from sqlalchemy.engine import make_url
+
+from cli.stack import Services, TemporalDevServer
+from domain import settings as defaults
+from domain.settings import Settings
+from store.db import Database
+
+log = logging.getLogger("backorders.cli")
+
+
+class PortInUseError(Exception):
+    """A port the stack needs is taken or unusable; the message names the setting to change."""
+
+
+def stack_ports(settings: Settings) -> list[tuple[str, str, int]]:
+    """(setting, host, port) of every port the embedded stack listens on."""
+    return [
+        ("BACKORDERS_API_PORT", settings.api_host, settings.api_port),
+        ("BACKORDERS_TEMPORAL_PORT", "127.0.0.1", settings.temporal_port),
+        ("BACKORDERS_UI_PORT", "127.0.0.1", settings.ui_port),
+        ("BACKORDERS_SIMULATOR_PORT", "127.0.0.1", settings.simulator_port),
+    ]
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start on a taken port, before anything starts.
+
+    Checked up front because the parts fail late and unclearly otherwise: uvicorn exits the
+    process, and a Temporal server already on the port would be silently connected to.
+    """
+    seen: dict[int, str] = {}
+    for setting, host, port in stack_ports(settings):
+        if port in seen:
+            raise PortInUseError(
+                f"{seen[port]} and {setting} are both {port}: give each its own port"
+            )
+        seen[port] = setting
+        with socket.socket() as probe:
+            # As the servers themselves do: a closed connection in TIME_WAIT must not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    message = (
+                        f"port {port} is already in use ({setting}): stop what uses it, "
+                        f"or set {setting} to a free port"
+                    )
+                else:
+                    message = f"cannot listen on {host}:{port} ({setting}): {exc.strerror}"
+                raise PortInUseError(message) from exc
+
+
+class StackError(Exception):
+    """The embedded stack failed to start (the message says which part and why)."""
+
+
+@dataclass
+class EmbeddedStack:
+    """The running embedded stack; `stop` takes it down in the reverse order of `start`."""
+
+    settings: Settings
+    devserver: TemporalDevServer
+    db: Database
+    services: Services
+
+    @classmethod
+    async def start(cls, settings: Settings) -> EmbeddedStack:
+        check_ports(settings)
+        devserver = TemporalDevServer(settings)
+        db: Database | None = None
+        try:
+            client = await devserver.start()
+            db = Database(settings.store_url)
+            db.create_schema()
+            services = await Services.start(settings, client, db)
+        except BaseException as exc:
+            # A half-started stack must not leave the dev server running behind us.
+            if db is not None:
+                db.dispose()
+            devserver.stop()
+            if isinstance(exc, RuntimeError | OSError):
+                raise StackError(f"the embedded stack did not start: {exc}") from exc
+            raise
+        return cls(settings, devserver, db, services)
+
+    async def stop(self) -> None:
+        # API first so nothing new comes in, then the worker (an activity it cuts short is
+        # retried on the next start), then the simulators the activities call, Temporal last.
+        try:
+            await self.services.stop()
+        finally:
+            self.db.dispose()
+            await asyncio.to_thread(self.devserver.stop)
+
+
+def display_host(host: str) -> str:
+    """Where a local user reaches a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{display_host(settings.api_host)}:{settings.api_port}"
+
+
+def ui_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.ui_port}"
+
+
+def _token_shown(value: str, default: str, variable: str) -> str:
+    """Dev defaults are public anyway; a token someone configured is never printed."""
+    return value if value == default else f"${variable}"
+
+
+def banner(settings: Settings) -> str:
+    api = api_url(settings)
+    store = make_url(settings.store_url).render_as_string(hide_password=True)
+    ops = _token_shown(settings.ops_token, defaults.DEFAULT_OPS_TOKEN, "BACKORDERS_OPS_TOKEN")
+    order = _token_shown(
+        settings.order_system_token,
+        defaults.DEFAULT_ORDER_SYSTEM_TOKEN,
+        "BACKORDERS_ORDER_SYSTEM_TOKEN",
+    )
+    suppliers = _token_shown(
+        settings.supplier_tokens, defaults.DEFAULT_SUPPLIER_TOKENS, "BACKORDERS_SUPPLIER_TOKENS"
+    )
+    # Operations may report receipts for any supplier, so its token serves when no
+    # supplier token may be printed.
+    supplier, supplier_token = next(iter(settings.supplier_token_map.items()), ("acme", ops))
+    if suppliers != settings.supplier_tokens:
+        supplier_token = ops
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    line = (
+        '{"order_id": "1001", "line_id": "1", "sku": "mug", "quantity": 2, '
+        '"unit_price": "12.50", "currency": "USD", "channel": "web", '
+        f'"customer": {{"id": "c1", "email": "c1@example.com"}}, "ordered_at": "{now}"}}'
+    )
+    json_header = "-H 'Content-Type: application/json'"
+    services = "{carrier,payments,notifications,storefront}"
+    return "\n".join(
+        [
+            "backorders: the embedded stack is running (Ctrl-C stops it; its state is kept)",
+            f"  API            {api}  (OpenAPI docs: {api}/docs)",
+            f"  Temporal gRPC  {settings.temporal_target}  (namespace "
+            f"{settings.temporal_namespace}, task queue {settings.task_queue})",
+            f"  Temporal UI    {ui_url(settings)}",
+            f"  Simulators     http://127.0.0.1:{settings.simulator_port}/{services}/requests",
+            f"  State folder   {settings.state_dir.resolve()}",
+            f"  Store          {store}",
+            f"Tokens: ops {ops}; order system {order}; suppliers {suppliers}",
+            "Try it:",
+            f'  curl -X PUT {api}/v1/skus/mug -H "Authorization: Bearer {ops}" \\',
+            f"""    {json_header} -d '{{"name": "Mug", "free_stock": 0}}'""",
+            f'  curl -X POST {api}/v1/backorders -H "Authorization: Bearer {order}" \\',
+            f"    {json_header} -d '{line}'",
+            f"  curl -X POST {api}/v1/suppliers/{supplier}/receipts \\",
+            f'    -H "Authorization: Bearer {supplier_token}" {json_header} \\',
+            """    -d '{"receipt_id": "r1", "sku": "mug", "quantity": 2}'""",
+            f'  curl {api}/v1/backorders/1001/1 -H "Authorization: Bearer {order}"',
+            "  backorders demo    (in another terminal: a burst of 300 backordered lines)",
+        ]
+    )
+
+
+@contextlib.contextmanager
+def stop_requested() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM, so that both stop the stack in order.
+
+    Without it SIGTERM would kill the process at once and leave the dev server running.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class ConciseFormatter(logging.Formatter):
+    """One short line per record: an activity's or a workflow's log names its workflow id
+    instead of the SDK's whole context dict."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = getattr(record, "temporal_activity", None) or getattr(
+            record, "temporal_workflow", None
+        )
+        source = record.name
+        if isinstance(context, dict) and "workflow_id" in context:
+            kind = context.get("activity_type") or context.get("workflow_type")
+            source = f"{kind} [{context['workflow_id']}]"
+        record.__dict__["source"] = source  # read by %(source)s
+        return super().format(record)
+
+
+def configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        ConciseFormatter("%(asctime)s %(levelname)-5s %(source)s: %(message)s", "%H:%M:%S")
+    )
+    logging.basicConfig(level=level, handlers=[handler])
+    # The context goes on the record (for the formatter), not appended to every message.
+    temporalio.activity.logger.activity_info_on_message = False
+    temporalio.workflow.logger.workflow_info_on_message = False
+    # httpx logs every request the activities make at INFO: noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def run_dev(settings: Settings) -> int:
+    configure_logging(logging.INFO)
+    with stop_requested() as stop:
+        print(f"starting the embedded stack in {settings.state_dir.resolve()} ...", flush=True)
+        stack = await EmbeddedStack.start(settings)
+        try:
+            print(banner(settings), flush=True)
+            log.info("ready; worker polling task queue %r", settings.task_queue)
+            await stop.wait()
+            print("stopping: API, worker, simulators, Temporal ...", flush=True)
+        finally:
+            await stack.stop()
+    print("stopped; state kept in", settings.state_dir.resolve(), flush=True)
+    return 0
