@@ -75,10 +75,12 @@ class OutsideServices:
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise RuntimeError(f"{service} answered {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
+            # Retryable by default: a refused shipment or refund keeps retrying, visible to ops
+            # as a failing activity, until the cause is fixed; the line is never dropped. Only
+            # messages give up on it (the workflow's retry policy for them says so).
             raise ApplicationError(
                 f"{service} refused {path} with {response.status_code}: {response.text[:200]}",
                 type=contract.ERROR_OUTSIDE_SERVICE_REJECTED,
-                non_retryable=True,
             )
         result: dict[str, Any] = response.json()
         return result

@@ -31,7 +31,6 @@ from domain.models import (
     IDENTIFIER_PATTERN,
     BackorderRequest,
     CancelRequest,
-    CancelResult,
     LineState,
     LineStatus,
     ReceiptRequest,
@@ -46,6 +45,9 @@ from store.db import Database
 T = TypeVar("T")
 
 IdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN)]
+
+WAIT_FOR_WORKFLOW = timedelta(seconds=10)
+"""How long a request waits for a workflow's answer before saying it is still under way."""
 
 
 def field_error(field: str, message: str, kind: str) -> HTTPException:
@@ -99,6 +101,17 @@ def create_app(
 
     async def in_store(work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
+
+    async def _sku_view(db: Database, sku: str) -> dict[str, Any]:
+        row = await in_store(lambda: records.get_sku(db, sku))
+        if row is None:
+            raise HTTPException(404, f"unknown SKU {sku!r}")
+        return {
+            "sku": row.sku,
+            "name": row.name,
+            "free_stock": row.free_stock,
+            "substitutes": row.substitutes,
+        }
 
     async def guarded(call: Awaitable[T]) -> T:
         """Turn the client's typed errors into the HTTP answers the contract names."""
@@ -173,16 +186,30 @@ def create_app(
         line_id: IdPath,
         request: Request,
         actor: ActorDep,
+        response: Response,
         body: Annotated[CancelRequest | None, Body()] = None,
-    ) -> CancelResult:
+    ) -> dict[str, Any]:
         """Cancel what has not shipped; held stock goes to the next lines; refund in full."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         cancel = body or CancelRequest(requested_by=actor.role.value)
-        return await guarded(
-            backorders(request).cancel(
-                order_id, line_id, reason=cancel.reason, requested_by=cancel.requested_by
-            )
+        call = backorders(request).cancel(
+            order_id,
+            line_id,
+            reason=cancel.reason,
+            requested_by=cancel.requested_by,
+            wait=WAIT_FOR_WORKFLOW,
         )
+        try:
+            # Bounded: with no worker running, the line cannot even accept the cancel.
+            result = await asyncio.wait_for(guarded(call), 2 * WAIT_FOR_WORKFLOW.total_seconds())
+        except TimeoutError as exc:
+            raise HTTPException(
+                503, "the line did not answer in time (is a worker running?); asking again is safe"
+            ) from exc
+        if result is None:
+            response.status_code = 202
+            return {"state": "cancelling", "detail": "accepted; the refund is under way"}
+        return result.model_dump(mode="json")
 
     @app.post("/v1/suppliers/{supplier_id}/receipts", status_code=201, tags=["supplier"])
     async def post_receipt(
@@ -234,28 +261,17 @@ def create_app(
                     ],
                 )
         existed = await in_store(lambda: records.sku_exists(db, sku))
-        result = await backorders(request).apply_sku(sku, body)
+        result = await guarded(backorders(request).apply_sku(sku, body))
         response.status_code = 200 if existed else 201
         return {
-            "sku": sku,
-            "name": body.name,
-            "free_stock": result.free_stock,
-            "substitutes": body.substitutes,
+            **await _sku_view(db, sku),
             "allocated_to_waiting_lines": sum(a.quantity for a in result.allocations),
         }
 
     @app.get("/v1/skus/{sku}", tags=["catalog"])
     async def get_sku(sku: IdPath, request: Request, actor: ActorDep) -> dict[str, Any]:
         allow(actor, Role.OPS, Role.ORDER_SYSTEM)
-        row = await in_store(lambda: records.get_sku(store(request), sku))
-        if row is None:
-            raise HTTPException(404, f"unknown SKU {sku!r}")
-        return {
-            "sku": row.sku,
-            "name": row.name,
-            "free_stock": row.free_stock,
-            "substitutes": row.substitutes,
-        }
+        return await _sku_view(store(request), sku)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:

@@ -14,7 +14,7 @@ Errors (all subclasses of `BackorderError`):
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +25,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -199,15 +200,28 @@ class BackorderClient:
         *,
         reason: str = "requested",
         requested_by: str = "order_system",
-    ) -> CancelResult:
-        """Cancel what has not shipped and refund it; waits until the refund is made."""
+        wait: timedelta | None = None,
+    ) -> CancelResult | None:
+        """Cancel what has not shipped and refund it.
+
+        Returns once the refund is made, or None when `wait` passed first: the cancel was
+        accepted by the line (it is durable, and asking again is safe) and is still under way.
+        """
         request = CancelRequest(reason=reason, requested_by=requested_by)
         handle = self._line(order_id, line_id)
         try:
-            result: CancelResult = await handle.execute_update(
-                contract.UPDATE_CANCEL, request, result_type=CancelResult
+            update = await handle.start_update(
+                contract.UPDATE_CANCEL,
+                request,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=CancelResult,
             )
-            return result
+            try:
+                return await asyncio.wait_for(
+                    update.result(), wait.total_seconds() if wait else None
+                )
+            except TimeoutError:
+                return None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -242,15 +256,28 @@ class BackorderClient:
         )
 
     async def apply_sku(self, sku: str, request: SkuRequest) -> StockResult:
-        """Create or update a catalog entry and allocate the free stock it sets; waits for it."""
+        """Create or update a catalog entry and allocate the free stock it sets; waits for it.
+
+        Idempotent: the same body again (say, a retry after a timeout) is answered with the first
+        one's result instead of setting the stock count a second time."""
         request_hash = canonical_hash(request)
-        result: StockResult = await self.client.execute_workflow(
-            contract.SKU_UPDATE_WORKFLOW,
-            SkuInput(sku=sku, request=request, request_hash=request_hash),
-            id=contract.sku_update_workflow_id(sku, uuid.uuid4().hex),
-            task_queue=self.task_queue,
-            result_type=StockResult,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(contract.SA_SKU, sku)]),
-            static_summary=f"catalog {sku}: {request.free_stock} free",
-        )
-        return result
+        workflow_id = contract.sku_update_workflow_id(sku, request_hash[:16])
+        handle: WorkflowHandle[Any, StockResult]
+        try:
+            handle = await self.client.start_workflow(
+                contract.SKU_UPDATE_WORKFLOW,
+                SkuInput(sku=sku, request=request, request_hash=request_hash),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                result_type=StockResult,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(contract.SA_SKU, sku)]
+                ),
+                static_summary=f"catalog {sku}"
+                + ("" if request.free_stock is None else f": stock count {request.free_stock}"),
+            )
+        except WorkflowAlreadyStartedError:
+            handle = self.client.get_workflow_handle(workflow_id, result_type=StockResult)
+        return await handle.result()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    model_validator,
 )
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -46,6 +47,24 @@ DecimalString = Annotated[
     str, Field(pattern=r"^\d{1,12}(\.\d{1,4})?$"), AfterValidator(_decimal_string)
 ]
 Quantity = Annotated[StrictInt, Field(gt=0, le=1_000_000)]
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _utc_in_range(value: datetime) -> datetime:
+    """Stored and compared in UTC: SQLite keeps no offset, and queue order compares instants."""
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        value = LATEST  # past year 9999 in UTC: out of range all the same
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y} and {LATEST:%Y}")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
+"""A point in time with its offset, kept in UTC."""
 
 
 class Strict(BaseModel):
@@ -88,6 +107,19 @@ class LineState(StrEnum):
     def is_final(self) -> bool:
         return self in (LineState.SHIPPED, LineState.CANCELLED)
 
+    @staticmethod
+    def of(quantity: int, allocated: int, shipped: int) -> LineState:
+        """The state of a line that is not cancelled, from its quantities."""
+        if shipped >= quantity:
+            return LineState.SHIPPED
+        if shipped > 0:
+            return LineState.PARTIALLY_SHIPPED
+        if allocated >= quantity:
+            return LineState.ALLOCATED
+        if allocated > 0:
+            return LineState.PARTIALLY_ALLOCATED
+        return LineState.WAITING
+
 
 class MessageKind(StrEnum):
     BACKORDER_CONFIRMATION = "backorder_confirmation"
@@ -120,10 +152,16 @@ class BackorderRequest(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     channel: Channel
     customer: Customer
-    ordered_at: AwareDatetime
-    ship_by: AwareDatetime | None = None
+    ordered_at: Timestamp
+    ship_by: Timestamp | None = None
     """The marketplace's ship-by date; when absent, ordered-at plus the channel's handling time."""
     ship_policy: ShipPolicy = ShipPolicy.PARTIAL
+
+    @model_validator(mode="after")
+    def _ship_by_after_order(self) -> BackorderRequest:
+        if self.ship_by is not None and self.ship_by < self.ordered_at:
+            raise ValueError("ship_by must not be before ordered_at")
+        return self
 
     def line_total(self, quantity: int | None = None) -> Decimal:
         return Decimal(self.unit_price) * (self.quantity if quantity is None else quantity)
@@ -139,10 +177,11 @@ class ReceiptRequest(Strict):
 
 
 class SkuRequest(Strict):
-    """A catalog entry. `free_stock` sets the units on hand that no line holds."""
+    """A catalog entry. `free_stock`, when given, sets the units on hand that no line holds (a
+    stock count); left out, the stock is unchanged. Arrivals are reported as receipts."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] = 0
+    free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
 
 

@@ -175,6 +175,9 @@ def create_app(state_dir: Path) -> FastAPI:
         for field in ("to", "subject", "body"):
             if field not in body:
                 raise HTTPException(422, f"{field} is required")
+        # Like a real provider refusing an undeliverable address; `.invalid` never resolves.
+        if str(body["to"]).endswith(".invalid"):
+            raise HTTPException(422, f"cannot deliver to {body['to']}")
         return log.answer(
             "notifications",
             "/messages",

@@ -49,16 +49,7 @@ def refresh_state(line: LineRow) -> None:
         line.waiting = False
         return
     line.waiting = line.allocated_quantity < line.quantity
-    if line.shipped_quantity >= line.quantity:
-        line.state = LineState.SHIPPED
-    elif line.shipped_quantity > 0:
-        line.state = LineState.PARTIALLY_SHIPPED
-    elif line.allocated_quantity >= line.quantity:
-        line.state = LineState.ALLOCATED
-    elif line.allocated_quantity > 0:
-        line.state = LineState.PARTIALLY_ALLOCATED
-    else:
-        line.state = LineState.WAITING
+    line.state = LineState.of(line.quantity, line.allocated_quantity, line.shipped_quantity)
     line.updated_at = utcnow()
 
 
@@ -240,7 +231,7 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
             )
         )
         sku.free_stock += receipt.quantity
-        sku.received_total += receipt.quantity
+        sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)
         return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
 
@@ -256,9 +247,9 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
             session.add(sku)
         sku.name = request.name
         sku.substitutes = list(request.substitutes)
-        if request.free_stock > sku.free_stock:
-            sku.received_total += request.free_stock - sku.free_stock
-        sku.free_stock = request.free_stock
+        if request.free_stock is not None:
+            sku.stock_in_total += request.free_stock - sku.free_stock
+            sku.free_stock = request.free_stock
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
         return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)

@@ -33,8 +33,9 @@ class SkuRow(SQLModel, table=True):
     free_stock: int = 0
     """Units on hand that no line holds. Never negative; zero while any line waits (no stranded
     stock)."""
-    received_total: int = 0
-    """Every unit that ever entered through a receipt or a catalog update: the oversell audit."""
+    stock_in_total: int = 0
+    """Net units that ever entered: receipts, plus or minus stock counts set in the catalog.
+    The audit: free stock + units allocated and not released == stock_in_total, always."""
     substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 

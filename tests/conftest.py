@@ -28,6 +28,7 @@ from cli.stack import TEMPORAL_STORAGE_FLAGS, Services, temporal_binary
 from client import BackorderClient
 from domain import contract
 from domain.settings import Settings
+from store.audit import broken_rules
 from store.db import Database
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -172,6 +173,11 @@ class Stack:
 
     async def wait_state(self, order_id: str, state: str, **kwargs: Any) -> dict[str, Any]:
         return await self.wait_line(order_id, lambda line: line["state"] == state, **kwargs)
+
+    def assert_rules(self, *skus: str) -> None:
+        """No oversell and no stranded stock for these SKUs, read from the store."""
+        problems = [problem for sku in skus for problem in broken_rules(self.db, sku)]
+        assert problems == []
 
     async def requests(self, service: str, reference: str | None = None) -> list[dict[str, Any]]:
         """What the simulator of `service` accepted, optionally only for one line."""

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
 from domain.models import (
@@ -35,14 +35,19 @@ SERVICE_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[
-        contract.ERROR_UNKNOWN_SKU,
-        contract.ERROR_LINE_NOT_FOUND,
-        contract.ERROR_OUTSIDE_SERVICE_REJECTED,
-    ],
+    non_retryable_error_types=[contract.ERROR_UNKNOWN_SKU, contract.ERROR_LINE_NOT_FOUND],
 )
-"""Outside services and the store are retried without limit: a line must not be lost because a
-service was down for an hour. Errors that a retry cannot fix stop at once."""
+"""The store, the carrier and payments are retried without limit, a refusal (4xx) included: a line
+must not be dropped, holding stock, because a service was down or misconfigured for an hour.
+The failing activity shows in the UI until it succeeds. Only a missing SKU or line stops."""
+
+MESSAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[contract.ERROR_OUTSIDE_SERVICE_REJECTED],
+)
+"""A message the notification service refuses for good (say, a bad address) is given up, so that
+it never holds the line's shipment or refund; outages are still retried until they pass."""
 
 
 @workflow.defn(name=contract.BACKORDER_LINE_WORKFLOW)
@@ -112,7 +117,10 @@ class BackorderLineWorkflow:
             await self._signal_others(others)
         # Non-zero only when the line was recorded by an earlier run of this workflow id.
         self._shipped = recorded.shipped_quantity
-        self._set_state(recorded.state)
+        if recorded.state is LineState.CANCELLED:
+            self._set_state(LineState.CANCELLED)
+        else:
+            self._refresh_state()
         return recorded
 
     def _shippable(self) -> int:
@@ -137,7 +145,7 @@ class BackorderLineWorkflow:
         self._shipments.append(shipment)
         self._shipped += shipment.quantity
         done = self._shipped >= self._line.request.quantity
-        self._set_state(LineState.SHIPPED if done else LineState.PARTIALLY_SHIPPED)
+        self._refresh_state()
         await self._send(
             MessageKind.SHIPPED if done else MessageKind.PARTIALLY_SHIPPED,
             f"shipment:{sequence}",
@@ -191,9 +199,11 @@ class BackorderLineWorkflow:
             return
         self._seen_allocations.add(notice.allocation_id)
         self._allocated += notice.quantity
-        if self._state not in (LineState.RECEIVED, LineState.PARTIALLY_SHIPPED):
-            full = self._allocated >= self._line.request.quantity
-            self._set_state(LineState.ALLOCATED if full else LineState.PARTIALLY_ALLOCATED)
+        if self._state is not LineState.RECEIVED:  # _record sets the first state itself
+            self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        self._set_state(LineState.of(self._line.request.quantity, self._allocated, self._shipped))
 
     async def _signal_others(self, notices: list[AllocationNotice]) -> None:
         await workflow.execute_activity(
@@ -214,24 +224,28 @@ class BackorderLineWorkflow:
         refund_amount: str | None = None,
         quantity: int | None = None,
     ) -> None:
-        message: MessageRecord = await workflow.execute_activity(
-            contract.ACTIVITY_SEND_MESSAGE,
-            MessageInput(
-                line_key=self._key,
-                request=self._line.request,
-                kind=kind,
-                event_key=event_key,
-                ship_by=self._line.ship_by,
-                eta=eta,
-                shipment=shipment,
-                refund_amount=refund_amount,
-                quantity=quantity,
-            ),
-            result_type=MessageRecord,
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"message: {kind}",
-        )
+        try:
+            message: MessageRecord = await workflow.execute_activity(
+                contract.ACTIVITY_SEND_MESSAGE,
+                MessageInput(
+                    line_key=self._key,
+                    request=self._line.request,
+                    kind=kind,
+                    event_key=event_key,
+                    ship_by=self._line.ship_by,
+                    eta=eta,
+                    shipment=shipment,
+                    refund_amount=refund_amount,
+                    quantity=quantity,
+                ),
+                result_type=MessageRecord,
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=MESSAGE_RETRY,
+                summary=f"message: {kind}",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("message %s to the customer was refused: %s", kind, exc.cause)
+            return
         self._messages.append(message)
 
     def _set_state(self, state: LineState) -> None:

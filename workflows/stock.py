@@ -61,7 +61,7 @@ class SkuUpdateWorkflow:
             result_type=StockResult,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"catalog {sku.sku}: {sku.request.free_stock} free",
+            summary=f"catalog {sku.sku}",
         )
         await _tell_lines(result)
         return result

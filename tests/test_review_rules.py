@@ -1,0 +1,95 @@
+"""Rules that broke in review: refused services never strand a line, catalog updates are
+idempotent, time offsets never reorder the queue, out-of-range dates are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.conftest import Stack, backorder, new_id
+
+
+async def test_a_refused_message_never_holds_back_the_shipment(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    customer = {"id": "c-1", "email": "nobody@bounce.invalid", "tier": "standard"}
+    await stack.start(backorder(order, sku, quantity=2, customer=customer))
+    await stack.wait_state(order, "waiting")
+
+    await stack.receive(sku, 2)
+    line = await stack.finished(order)
+
+    assert line["state"] == "shipped"
+    assert line["messages"] == [], "the refused messages are not recorded as sent"
+    assert len(await stack.requests("carrier", f"backorder:{order}:1")) == 1
+    stack.assert_rules(sku)
+
+
+async def test_the_same_catalog_update_twice_sets_the_stock_once(stack: Stack) -> None:
+    sku, tag = new_id("sku"), new_id("")
+    await stack.put_sku(sku)
+    for index in range(2):
+        await stack.start(backorder(f"k{index}{tag}", sku, quantity=3))
+        await stack.wait_state(f"k{index}{tag}", "waiting")
+    body = {"name": "Kettle", "free_stock": 3}
+
+    first = await stack.api.put(f"/v1/skus/{sku}", json=body, headers=stack.auth("ops"))
+    again = await stack.api.put(f"/v1/skus/{sku}", json=body, headers=stack.auth("ops"))
+    await stack.finished(f"k0{tag}")
+    renamed = await stack.api.put(
+        f"/v1/skus/{sku}", json={"name": "Blue kettle"}, headers=stack.auth("ops")
+    )
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json()["allocated_to_waiting_lines"] == 3
+    assert again.json()["allocated_to_waiting_lines"] == 3, "answered as the first time"
+    assert (await stack.line(f"k1{tag}"))["allocated_quantity"] == 0
+    assert renamed.json() | {"allocated_to_waiting_lines": 0} == {
+        "sku": sku,
+        "name": "Blue kettle",
+        "free_stock": 0,
+        "substitutes": [],
+        "allocated_to_waiting_lines": 0,
+    }
+    stack.assert_rules(sku)
+
+
+async def test_ship_by_offsets_are_compared_as_instants(stack: Stack) -> None:
+    sku, tag = new_id("sku"), new_id("")
+    await stack.put_sku(sku)
+    ordered = datetime(2026, 11, 1, tzinfo=UTC)
+    # 10:00+05:00 is 05:00 UTC: earlier than 07:00 UTC although its wall clock is later.
+    early = backorder(
+        f"tz-a{tag}", sku, ordered_at=ordered, ship_by=datetime(2026, 12, 1, 7, tzinfo=UTC)
+    )
+    early["ship_by"] = "2026-12-01T10:00:00+05:00"
+    late = backorder(
+        f"tz-b{tag}", sku, ordered_at=ordered, ship_by=datetime(2026, 12, 1, 7, tzinfo=UTC)
+    )
+    await stack.start(late)
+    await stack.start(early)
+    await stack.wait_state(f"tz-a{tag}", "waiting")
+    await stack.wait_state(f"tz-b{tag}", "waiting")
+
+    await stack.receive(sku, 1)
+
+    line = await stack.finished(f"tz-a{tag}")
+    assert datetime.fromisoformat(line["ship_by"]) == datetime(2026, 12, 1, 5, tzinfo=UTC)
+    assert (await stack.line(f"tz-b{tag}"))["allocated_quantity"] == 0
+
+
+async def test_out_of_range_dates_are_refused_naming_the_field(stack: Stack) -> None:
+    sku = new_id("sku")
+    await stack.put_sku(sku)
+    now = datetime.now(UTC)
+    cases = {
+        "ordered_at": {"ordered_at": "9999-12-31T00:00:00Z"},
+        "ship_by": {"ship_by": "9999-12-31T23:00:00-05:00"},
+    }
+    for field, change in cases.items():
+        response = await stack.start(backorder(new_id(), sku) | change)
+        assert response.status_code == 422, response.text
+        assert field in response.text
+    before_order = backorder(new_id(), sku, ordered_at=now, ship_by=now - timedelta(days=1))
+    response = await stack.start(before_order)
+    assert response.status_code == 422
+    assert "ship_by must not be before ordered_at" in response.text
