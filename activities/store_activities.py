@@ -10,8 +10,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
+from domain.line import LineInput
 from domain.models import (
-    LineInput,
     ReceiptInput,
     RecordLineResult,
     ReleaseInput,

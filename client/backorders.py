@@ -38,11 +38,11 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
+from domain.line import LineInput
 from domain.models import (
     BackorderRequest,
     CancelRequest,
     CancelResult,
-    LineInput,
     LineState,
     LineStatus,
     ReceiptInput,
@@ -153,12 +153,12 @@ class BackorderClient:
             request = BackorderRequest.model_validate(request)
         await self._check_sku(request.sku)
         request_hash = canonical_hash(request)
-        channel = self.policy.for_channel(request.channel)
-        ship_by = request.ship_by or channel.ship_by(request.ordered_at)
+        policy = self.policy.for_channel(request.channel)
+        ship_by = request.ship_by or policy.ship_by(request.ordered_at)
         workflow_id = contract.backorder_workflow_id(request.order_id, request.line_id)
         return await self._start_once(
             contract.BACKORDER_LINE_WORKFLOW,
-            LineInput(request=request, ship_by=ship_by, request_hash=request_hash),
+            LineInput(request=request, ship_by=ship_by, request_hash=request_hash, policy=policy),
             workflow_id=workflow_id,
             request_hash=request_hash,
             search_attributes=TypedSearchAttributes(

@@ -193,15 +193,6 @@ class CancelRequest(Strict):
 # ---- workflow and activity payloads -------------------------------------------------------
 
 
-class LineInput(BaseModel):
-    """What a BackorderLineWorkflow starts with; fields may be added, never removed."""
-
-    request: BackorderRequest
-    ship_by: datetime
-    """Resolved at start (request, or ordered-at plus handling time) so replay never recomputes."""
-    request_hash: str
-
-
 class AllocationNotice(BaseModel):
     """Units of stock given to one line in one store transaction."""
 

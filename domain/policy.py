@@ -1,4 +1,5 @@
-"""Channel policies as data: how long a channel gives us to ship, on which calendar.
+"""Channel policies as data: handling time and calendar, the marketplace's auto-cancel window,
+the law's delay rules, the escalation ladder and its offer catalogue. Every duration is policy.
 
 A policy is loaded once at start and the part a line needs travels in that line's workflow
 input, so that changing the policy never changes a running workflow's past decisions.
@@ -7,12 +8,16 @@ input, so that changing the policy never changes a running workflow's past decis
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from domain.models import Channel
+from domain.models import Channel, CustomerTier
+
+DAY_SECONDS = 86_400.0
 
 
 class Calendar(BaseModel):
@@ -38,35 +43,217 @@ class Calendar(BaseModel):
         return moved
 
 
+class OfferKind(StrEnum):
+    DISCOUNT_CODE = "discount_code"
+    """A code for a percentage off a future order, issued by the storefront."""
+    FREE_EXPEDITED_SHIPPING = "free_expedited_shipping"
+    """The line ships expedited at no cost when its stock arrives."""
+    LOYALTY_POINTS = "loyalty_points"
+    PARTIAL_REFUND = "partial_refund"
+    """A percentage of the line's price refunded now, while the customer waits."""
+
+
+class OfferSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: OfferKind
+    percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    """For discount codes and partial refunds."""
+    points: Annotated[int, Field(ge=1)] | None = None
+    """For loyalty points."""
+
+    @model_validator(mode="after")
+    def _amount_given(self) -> OfferSpec:
+        needs_percent = self.kind in (OfferKind.DISCOUNT_CODE, OfferKind.PARTIAL_REFUND)
+        if needs_percent and self.percent is None:
+            raise ValueError(f"a {self.kind.value} offer needs percent")
+        if self.kind is OfferKind.LOYALTY_POINTS and self.points is None:
+            raise ValueError("a loyalty_points offer needs points")
+        return self
+
+    def describe(self) -> str:
+        if self.kind is OfferKind.DISCOUNT_CODE:
+            return f"{self.percent}% off your next order"
+        if self.kind is OfferKind.PARTIAL_REFUND:
+            return f"{self.percent}% of this item's price refunded now"
+        if self.kind is OfferKind.LOYALTY_POINTS:
+            return f"{self.points} loyalty points"
+        return "free expedited shipping as soon as it arrives"
+
+
+class OfferRule(BaseModel):
+    """What a line is offered at one rung, by its value and its customer's tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_line_value: Decimal = Decimal(0)
+    tiers: list[CustomerTier] = Field(default_factory=lambda: list(CustomerTier))
+    offers: list[OfferSpec] = Field(min_length=1)
+    outreach: bool = False
+    """Also open a personal-outreach task for customer service."""
+
+    def matches(self, line_value: Decimal, tier: CustomerTier) -> bool:
+        return line_value >= self.min_line_value and tier in self.tiers
+
+
+class Rung(BaseModel):
+    """One step of the escalation ladder: a goodwill offer at a time relative to ship-by."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
+    offset_days: Annotated[float, Field(ge=-60, le=120)]
+    """Days from ship-by: -1 is one day before it."""
+    rules: list[OfferRule] = Field(min_length=1)
+    """The first rule that matches the line chooses its offers: list the richest first."""
+
+    def rule_for(self, line_value: Decimal, tier: CustomerTier) -> OfferRule | None:
+        return next((rule for rule in self.rules if rule.matches(line_value, tier)), None)
+
+
+class AutoCancel(BaseModel):
+    """When a marketplace cancels an unshipped order by itself, counted from ship-by."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    business_days: Annotated[int, Field(ge=0, le=60)] | None = None
+    calendar_days: Annotated[int, Field(ge=0, le=60)] | None = None
+
+    @model_validator(mode="after")
+    def _one_window(self) -> AutoCancel:
+        if (self.business_days is None) == (self.calendar_days is None):
+            raise ValueError("give exactly one of business_days and calendar_days")
+        return self
+
+
+DEFAULT_LADDER = [
+    Rung(
+        name="apology",
+        offset_days=-1,
+        rules=[
+            OfferRule(
+                tiers=[CustomerTier.VIP],
+                offers=[
+                    OfferSpec(kind=OfferKind.FREE_EXPEDITED_SHIPPING),
+                    OfferSpec(kind=OfferKind.DISCOUNT_CODE, percent=20),
+                ],
+                outreach=True,
+            ),
+            OfferRule(
+                min_line_value=Decimal(100),
+                offers=[
+                    OfferSpec(kind=OfferKind.FREE_EXPEDITED_SHIPPING),
+                    OfferSpec(kind=OfferKind.DISCOUNT_CODE, percent=15),
+                ],
+            ),
+            OfferRule(offers=[OfferSpec(kind=OfferKind.DISCOUNT_CODE, percent=10)]),
+        ],
+    ),
+    Rung(
+        name="late",
+        offset_days=7,
+        rules=[
+            OfferRule(
+                min_line_value=Decimal(100),
+                offers=[
+                    OfferSpec(kind=OfferKind.PARTIAL_REFUND, percent=10),
+                    OfferSpec(kind=OfferKind.LOYALTY_POINTS, points=500),
+                ],
+                outreach=True,
+            ),
+            OfferRule(offers=[OfferSpec(kind=OfferKind.LOYALTY_POINTS, points=200)]),
+        ],
+    ),
+]
+"""One day before ship-by an apology with an offer; a week late, a second, richer one. VIPs and
+high-value lines get more, and VIPs a personal call from customer service."""
+
+
 class ChannelPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     handling_days: Annotated[int, Field(ge=0, le=60)]
     """Business days from the order to the promised ship date, when the channel gives none."""
     calendar: Calendar = Field(default_factory=Calendar)
+    auto_cancel: AutoCancel | None = None
+    """The marketplace's own cancellation of unshipped orders; None for the own web store."""
+    choice_lead_days: Annotated[float, Field(gt=0, le=30)] = 2
+    """On marketplaces, the customer is asked to choose this long before the auto-cancel."""
+    ladder: list[Rung] = Field(default_factory=lambda: list(DEFAULT_LADDER))
+
+
+class DelayRules(BaseModel):
+    """The law on delays (16 CFR 435): see DOMAIN.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notice_lead_days: Annotated[float, Field(gt=0, le=30)] = 1
+    """A delay-option notice goes out this long before the promised date passes."""
+    silent_consent_days: Annotated[float, Field(gt=0, le=365)] = 30
+    """Silence counts as consent only for a revised date at most this far past the original."""
+
+
+class LinePolicy(BaseModel):
+    """The part of the policy one line lives by; a snapshot of it travels in its workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    day_seconds: Annotated[float, Field(gt=0)] = DAY_SECONDS
+    delay: DelayRules = Field(default_factory=DelayRules)
+    offer_valid_days: Annotated[float, Field(gt=0, le=90)] = 7
+    channel: ChannelPolicy
+
+    def days(self, count: float) -> timedelta:
+        return timedelta(seconds=count * self.day_seconds)
+
+    def add_business_days(self, start: datetime, count: int) -> datetime:
+        """On real days, business days of the calendar; on a scaled clock, plain days."""
+        if self.day_seconds != DAY_SECONDS:
+            return start + self.days(count)
+        return self.channel.calendar.add_business_days(start, count)
 
     def ship_by(self, ordered_at: datetime) -> datetime:
-        return self.calendar.add_business_days(ordered_at, self.handling_days)
+        return self.add_business_days(ordered_at, self.channel.handling_days)
+
+    def auto_cancel_at(self, ship_by: datetime) -> datetime | None:
+        window = self.channel.auto_cancel
+        if window is None:
+            return None
+        if window.business_days is not None:
+            return self.add_business_days(ship_by, window.business_days)
+        return ship_by + self.days(window.calendar_days or 0)
 
 
 class ServicePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    channels: dict[Channel, ChannelPolicy]
+    day_seconds: Annotated[float, Field(gt=0)] = DAY_SECONDS
+    """The length of a policy "day". 86400 in production; tests and demos set 1 so that a
+    30-day rule plays out in 30 seconds. On a scaled clock, business days are plain days."""
+    delay: DelayRules = Field(default_factory=DelayRules)
+    offer_valid_days: Annotated[float, Field(gt=0, le=90)] = 7
+    channels: dict[Channel, ChannelPolicy] = Field(default_factory=dict)
 
-    def for_channel(self, channel: Channel) -> ChannelPolicy:
-        return self.channels[channel]
+    def for_channel(self, channel: Channel) -> LinePolicy:
+        return LinePolicy(
+            day_seconds=self.day_seconds,
+            delay=self.delay,
+            offer_valid_days=self.offer_valid_days,
+            channel=self.channels.get(channel) or DEFAULT_CHANNELS[channel],
+        )
 
 
-DEFAULT_POLICY = ServicePolicy(
-    channels={
-        Channel.WEB: ChannelPolicy(handling_days=3),
-        Channel.AMAZON: ChannelPolicy(handling_days=2),
-        Channel.WALMART: ChannelPolicy(handling_days=2),
-        Channel.EBAY: ChannelPolicy(handling_days=3),
-        Channel.ETSY: ChannelPolicy(handling_days=5),
-    }
-)
+DEFAULT_CHANNELS = {
+    Channel.WEB: ChannelPolicy(handling_days=3),
+    Channel.AMAZON: ChannelPolicy(handling_days=2, auto_cancel=AutoCancel(business_days=7)),
+    Channel.WALMART: ChannelPolicy(handling_days=2, auto_cancel=AutoCancel(calendar_days=4)),
+    Channel.EBAY: ChannelPolicy(handling_days=3),
+    Channel.ETSY: ChannelPolicy(handling_days=5),
+}
+"""Amazon cancels unshipped orders 7 business days after ship-by, Walmart 4 calendar days after
+the estimated ship date (DOMAIN.md); eBay and Etsy count late shipments but do not cancel."""
+
+DEFAULT_POLICY = ServicePolicy(channels=DEFAULT_CHANNELS)
 
 
 class PolicyFileError(ValueError):
@@ -76,12 +263,11 @@ class PolicyFileError(ValueError):
 def load_policy(path: Path | None) -> ServicePolicy:
     """The policy from a JSON file, or the built-in defaults when no file is configured.
 
-    A file names only the channels it changes; the others keep their defaults."""
+    A file names only what it changes; channels it leaves out keep their defaults."""
     if path is None:
         return DEFAULT_POLICY
     try:
-        loaded = ServicePolicy.model_validate_json(path.read_bytes())
-        return ServicePolicy(channels={**DEFAULT_POLICY.channels, **loaded.channels})
+        return ServicePolicy.model_validate_json(path.read_bytes())
     except OSError as exc:
         raise PolicyFileError(f"BACKORDERS_POLICY_FILE {path}: {exc.strerror}") from exc
     except ValidationError as exc:

@@ -14,9 +14,9 @@ from sqlalchemy import asc
 from sqlmodel import Session, col, select
 
 from domain import contract
+from domain.line import LineInput
 from domain.models import (
     AllocationNotice,
-    LineInput,
     LineState,
     ReceiptInput,
     RecordLineResult,

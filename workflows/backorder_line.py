@@ -9,11 +9,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
+from domain.line import LineInput
 from domain.models import (
     AllocationNotice,
     CancelRequest,
     CancelResult,
-    LineInput,
     LineState,
     LineStatus,
     MessageInput,

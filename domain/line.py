@@ -1,0 +1,174 @@
+"""The promises a line lives by: what it was promised, what it was told, what comes next.
+
+Pure and deterministic, so the workflow can call it on every wake-up and replay gives the same
+answers, and the rules can be tested without a server. The rules (DOMAIN.md, 16 CFR 435):
+
+- A **delay-option notice** goes out `notice_lead_days` before the promised date passes, unless
+  the ETA meets the promise (then it is checked at the promise itself, in case the stock is late).
+  It gives the revised date (the ETA), or says that none can be given, and the right to cancel.
+- After the first notice, **silence is consent** only when the revised date is at most
+  `silent_consent_days` past the original ship-by: the promise becomes the revised date.
+  Otherwise (no date, or too late) the line is cancelled and refunded at the deadline (the
+  promise, and never sooner than one notice lead after the notice) unless the customer agrees.
+- A **renewed notice** goes out before a revised date passes; there silence is not consent.
+- The customer **agreeing to wait** (or accepting an offer) is consent to the last revised date,
+  or indefinitely when none was given.
+- **Ladder rungs** fire at ship-by plus their offset, each once; **marketplaces** get a choice
+  request before their auto-cancel, and the service cancels and refunds at it, itself.
+Nothing of this happens to a line whose stock is all allocated: it is about to ship.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.models import BackorderRequest
+from domain.policy import LinePolicy
+
+
+class LineInput(BaseModel):
+    """What a BackorderLineWorkflow starts with; fields may be added, never removed."""
+
+    request: BackorderRequest
+    ship_by: datetime
+    """Resolved at start (request, or ordered-at plus handling time) so replay never recomputes."""
+    request_hash: str
+    policy: LinePolicy
+    """The policy snapshot the line lives by, whatever the policy file says later."""
+
+
+class Consent(StrEnum):
+    NONE = "none"
+    IMPLIED = "implied"
+    """Silence after a notice whose revised date is within the silent-consent window."""
+    EXPLICIT = "explicit"
+
+
+class StepKind(StrEnum):
+    DELAY_NOTICE = "delay_notice"
+    OFFER = "offer"
+    CHOICE_REQUEST = "choice_request"
+    CANCEL_NO_CONSENT = "cancel_no_consent"
+    CANCEL_MARKETPLACE = "cancel_marketplace"
+
+
+_DESCRIPTIONS = {
+    StepKind.DELAY_NOTICE: "send a delay-option notice",
+    StepKind.OFFER: "apologise with a goodwill offer",
+    StepKind.CHOICE_REQUEST: "ask the customer to choose before the marketplace cancels",
+    StepKind.CANCEL_NO_CONSENT: "cancel and refund: delayed without the customer's consent",
+    StepKind.CANCEL_MARKETPLACE: "cancel and refund before the marketplace does",
+}
+
+
+class Step(BaseModel):
+    kind: StepKind
+    at: datetime
+    rung: int | None = None
+
+    def describe(self) -> str:
+        return _DESCRIPTIONS[self.kind]
+
+
+class NoticeFacts(BaseModel):
+    """What a delay notice says."""
+
+    renewed: bool
+    revised: datetime | None
+    silence_is_consent: bool
+    answer_by: datetime | None
+    """When the line is cancelled unless the customer agrees (None: silence is consent)."""
+
+
+class Timeline(BaseModel):
+    """The line's promises; changed only through the methods below."""
+
+    ship_by: datetime
+    promise: datetime | None
+    """The date the customer currently holds us to; None once they agreed to wait without one."""
+    eta: datetime | None = None
+    notices: int = 0
+    notice_for: datetime | None = None
+    """The promise the last notice was about: one notice per promise."""
+    revised: datetime | None = None
+    """The revised date the last notice gave; None when it could give none."""
+    consent: Consent = Consent.NONE
+    deadline: datetime | None = None
+    """When the line is cancelled for want of consent; None while none is pending."""
+    rungs_fired: list[int] = Field(default_factory=list)
+    choice_sent: bool = False
+    escalation_level: int = 0
+
+    @classmethod
+    def start(cls, ship_by: datetime) -> Timeline:
+        return cls(ship_by=ship_by, promise=ship_by)
+
+    def next_step(self, policy: LinePolicy, *, fully_allocated: bool) -> Step | None:
+        if fully_allocated:
+            return None
+        steps: list[Step] = [
+            Step(kind=StepKind.OFFER, at=self.ship_by + policy.days(rung.offset_days), rung=index)
+            for index, rung in enumerate(policy.channel.ladder)
+            if index not in self.rungs_fired
+        ]
+        if self.promise is not None and self.notice_for != self.promise:
+            on_time = self.eta is not None and self.eta <= self.promise
+            lead = policy.days(policy.delay.notice_lead_days)
+            at = self.promise if on_time else self.promise - lead
+            steps.append(Step(kind=StepKind.DELAY_NOTICE, at=at))
+        if self.deadline is not None:
+            steps.append(Step(kind=StepKind.CANCEL_NO_CONSENT, at=self.deadline))
+        auto_cancel = policy.auto_cancel_at(self.ship_by)
+        if auto_cancel is not None:
+            if not self.choice_sent:
+                choice_at = auto_cancel - policy.days(policy.channel.choice_lead_days)
+                steps.append(Step(kind=StepKind.CHOICE_REQUEST, at=choice_at))
+            steps.append(Step(kind=StepKind.CANCEL_MARKETPLACE, at=auto_cancel))
+        order = list(StepKind)
+        return min(steps, key=lambda step: (step.at, order.index(step.kind)), default=None)
+
+    def record_notice(self, now: datetime, policy: LinePolicy) -> NoticeFacts:
+        """A delay notice went out now; returns what it says."""
+        assert self.promise is not None
+        renewed = self.notices > 0
+        revised = self.eta if self.eta is not None and self.eta > max(now, self.promise) else None
+        self.notices += 1
+        self.notice_for = self.promise
+        self.revised = revised
+        self.escalation_level += 1
+        window_end = self.ship_by + policy.days(policy.delay.silent_consent_days)
+        if not renewed and revised is not None and revised <= window_end:
+            self.consent = Consent.IMPLIED
+            self.promise = revised
+            self.deadline = None
+            return NoticeFacts(
+                renewed=False, revised=revised, silence_is_consent=True, answer_by=None
+            )
+        self.consent = Consent.NONE
+        self.deadline = max(self.promise, now + policy.days(policy.delay.notice_lead_days))
+        return NoticeFacts(
+            renewed=renewed, revised=revised, silence_is_consent=False, answer_by=self.deadline
+        )
+
+    def agree_to_wait(self) -> None:
+        """Explicit consent: to the last revised date, or to wait without a date."""
+        self.consent = Consent.EXPLICIT
+        self.deadline = None
+        self.promise = self.revised
+
+    def set_eta(self, eta: datetime | None) -> bool:
+        """Record a new ETA; True when the date really moved (a new message is due)."""
+        changed = (eta.date() if eta else None) != (self.eta.date() if self.eta else None)
+        self.eta = eta
+        return changed
+
+    def record_rung(self, index: int) -> None:
+        self.rungs_fired.append(index)
+        self.escalation_level += 1
+
+    def record_choice_request(self) -> None:
+        self.choice_sent = True
+        self.escalation_level += 1
