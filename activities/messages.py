@@ -1,60 +1,146 @@
 """Customer messages: what each event tells the customer.
 
-The content follows what customers ask of a backorder (DOMAIN.md): certainty about the date,
-the options they have (wait, or cancel at any time for a full refund), tracking once it ships,
-and the refunded amount when it is cancelled. Plain text, so every channel can carry it.
+The content follows what customers ask of a backorder (DOMAIN.md and the seed texts): certainty
+about the date, the options they have (wait, cancel at any time for a full refund, take an offer),
+a free way to act on them (signed links), tracking once it ships, and the refunded amount when it
+is cancelled. The delay notice carries what 16 CFR 435 requires. Plain text, for every channel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from domain.models import MessageInput, MessageKind, ShipmentRecord
+from domain.line import MessageInput
+from domain.links import LinkAction
+from domain.models import MessageKind, ShipmentRecord
+
+Urls = Mapping[tuple[LinkAction, str | None], str]
+"""Signed URLs by (action, offer id), made by the activity for this message's links."""
 
 
 def _day(value: datetime) -> str:
     return value.strftime("%A %d %B %Y")
 
 
-def _item(message: MessageInput) -> str:
-    return f"{message.request.quantity} x {message.request.sku}"
+def _when(value: datetime) -> str:
+    return value.strftime("%A %d %B %Y, %H:%M UTC")
 
 
-def render(message: MessageInput) -> tuple[str, str]:
+def _cancel_note(urls: Urls) -> str:
+    link = urls.get((LinkAction.CANCEL, None))
+    how = f"use this link: {link}" if link else "reply to this message"
+    return (
+        "You can cancel this item at any time before it ships and get a full refund, at no cost "
+        f"to you: {how}"
+    )
+
+
+def _offer_lines(message: MessageInput, urls: Urls) -> str:
+    lines = []
+    for offer in message.offers:
+        link = urls.get((LinkAction.ACCEPT_OFFER, offer.offer_id), "")
+        lines.append(f"- {offer.description} (until {_day(offer.expires_at)}): {link}".rstrip(": "))
+    return "\n".join(lines)
+
+
+def _require_shipment(message: MessageInput) -> ShipmentRecord:
+    if message.shipment is None:
+        raise ValueError(f"{message.kind} message needs its shipment")
+    return message.shipment
+
+
+def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
     """Subject and body of the message for one event."""
+    urls = urls or {}
     request = message.request
+    item = f"{request.quantity} x {request.sku}"
     expected = message.eta or message.ship_by
     order = request.order_id
-    cancel_note = (
-        "You can cancel this item at any time before it ships and get a full refund, at no "
-        "cost to you: reply to this message or use the cancel link on your order page."
-    )
-    if message.kind is MessageKind.BACKORDER_CONFIRMATION:
+    wait_link = urls.get((LinkAction.WAIT, None))
+    kind = message.kind
+    if kind is MessageKind.BACKORDER_CONFIRMATION:
         subject = (
             f"Order {order}: {request.sku} is on backorder, expected to ship by {_day(expected)}"
         )
         body = (
-            f"Thank you for your order {order}. {_item(message)} is on backorder: we do not "
-            f"have it in stock yet and will ship it as soon as it arrives.\n"
+            f"Thank you for your order {order}. {item} is on backorder: we do not have it in "
+            f"stock yet and will ship it as soon as it arrives.\n"
             f"Expected ship date: {_day(expected)}.\n"
             f"We will write to you if this date changes, and again with tracking when it ships.\n"
-            f"{cancel_note}"
+            f"{_cancel_note(urls)}"
         )
-    elif message.kind is MessageKind.PARTIALLY_SHIPPED:
+    elif kind is MessageKind.ETA_UPDATE:
+        if message.eta is None:
+            subject = f"Order {order}: we cannot give a date for {request.sku} any more"
+            news = "Our supplier can no longer give us a date for it."
+        else:
+            subject = f"Order {order}: {request.sku} now expected to ship by {_day(message.eta)}"
+            news = f"It is now expected to ship by {_day(message.eta)}."
+        body = f"An update on {item} from your order {order}: {news}\n{_cancel_note(urls)}"
+    elif kind is MessageKind.DELAY_NOTICE:
+        notice = message.notice
+        if notice is None:
+            raise ValueError("a delay notice needs its facts")
+        renewed = "Another delay" if notice.renewed else "A delay"
+        subject = f"Order {order}: {renewed.lower()} to {request.sku}, please read"
+        if notice.revised is not None:
+            date_text = f"We now expect to ship it by {_day(notice.revised)}."
+        else:
+            date_text = "We are sorry: we cannot give you a new date at this time."
+        if notice.silence_is_consent:
+            choice = (
+                "If you are happy to wait, you need do nothing. If not, you can cancel for a "
+                "full refund at any time before it ships."
+            )
+        else:
+            assert notice.answer_by is not None
+            agree = f" by using this link: {wait_link}" if wait_link else " by replying"
+            choice = (
+                f"If you would like to keep waiting, please tell us{agree} before "
+                f"{_when(notice.answer_by)}. If we do not hear from you by then, we will cancel "
+                f"this item and refund you in full."
+            )
+        body = (
+            f"{renewed} with {item} from your order {order}: it will not ship by the date we "
+            f"promised ({_day(message.ship_by)}).\n{date_text}\n{choice}\n"
+            f"You have the right to cancel and get a full, prompt refund, at no cost: "
+            f"{_cancel_note(urls)}"
+        )
+    elif kind is MessageKind.APOLOGY_OFFER:
+        subject = f"Order {order}: we are sorry about the wait for {request.sku}"
+        body = (
+            f"{item} from your order {order} is taking longer than we hoped, and we are sorry. "
+            f"As a thank-you for your patience, choose one of these:\n"
+            f"{_offer_lines(message, urls)}\n"
+            f"Expected ship date: {_day(expected)}.\n{_cancel_note(urls)}"
+        )
+    elif kind is MessageKind.CHOICE_REQUEST:
+        agree = f"keep waiting: {wait_link}" if wait_link else "keep waiting: reply to us"
+        subject = f"Order {order}: please choose what happens to {request.sku}"
+        body = (
+            f"{item} from your order {order} has still not arrived, and the marketplace will "
+            f"cancel the order if it has not shipped by {_when(message.deadline or expected)}.\n"
+            f"Please choose: {agree}\nor cancel now. {_cancel_note(urls)}"
+        )
+    elif kind is MessageKind.OFFER_ACCEPTED:
+        subject = f"Order {order}: your offer is confirmed"
+        body = (
+            f"Thank you for waiting for {item}. {message.detail or 'Your offer is confirmed.'}\n"
+            f"Expected ship date: {_day(expected)}."
+        )
+    elif kind is MessageKind.PARTIALLY_SHIPPED:
         shipment = _require_shipment(message)
         left = request.quantity - (message.quantity or 0)
-        subject = (
-            f"Order {order}: {shipment.quantity} of {request.quantity} x {request.sku} shipped"
-        )
+        subject = f"Order {order}: {shipment.quantity} of {item} shipped"
         body = (
-            f"Part of your backordered item has shipped: {shipment.quantity} of "
-            f"{request.quantity} x {request.sku}.\n"
+            f"Part of your backordered item has shipped: {shipment.quantity} of {item}.\n"
             f"Tracking number: {shipment.tracking_number}.\n"
             f"The remaining {left} will ship as soon as they arrive; expected by "
-            f"{_day(expected)}.\n{cancel_note}"
+            f"{_day(expected)}.\n{_cancel_note(urls)}"
         )
-    elif message.kind is MessageKind.SHIPPED:
+    elif kind is MessageKind.SHIPPED:
         shipment = _require_shipment(message)
         speed = "expedited " if shipment.expedited else ""
         subject = f"Order {order}: {request.sku} has shipped"
@@ -64,21 +150,16 @@ def render(message: MessageInput) -> tuple[str, str]:
             f"Tracking number: {shipment.tracking_number}.\n"
             f"Thank you for waiting for it."
         )
-    elif message.kind is MessageKind.CANCELLED_REFUNDED:
+    elif kind is MessageKind.CANCELLED_REFUNDED:
         amount = Decimal(message.refund_amount or "0")
+        reason = f"{message.detail}\n" if message.detail else ""
         subject = f"Order {order}: {request.sku} cancelled and refunded"
         body = (
-            f"{_item(message)} from order {order} has been cancelled.\n"
+            f"{item} from order {order} has been cancelled.\n{reason}"
             f"Refund: {amount:.2f} {request.currency}, in full for every unit that did not ship, "
             f"to your original payment method. It reaches you within 7 business days.\n"
             f"Nothing else on your order has changed."
         )
     else:  # pragma: no cover - the enum is exhaustive; a new kind needs a template
-        raise ValueError(f"no template for message kind {message.kind}")
+        raise ValueError(f"no template for message kind {kind}")
     return subject, body
-
-
-def _require_shipment(message: MessageInput) -> ShipmentRecord:
-    if message.shipment is None:
-        raise ValueError(f"{message.kind} message needs its shipment")
-    return message.shipment

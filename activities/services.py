@@ -17,8 +17,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.messages import render
 from domain import contract
+from domain.line import LinkSpec, MessageInput
+from domain.links import LinkClaims, sign
 from domain.models import (
-    MessageInput,
     MessageRecord,
     RefundInput,
     RefundRecord,
@@ -84,6 +85,15 @@ class OutsideServices:
             )
         result: dict[str, Any] = response.json()
         return result
+
+    def _link_url(self, line_key: str, link: LinkSpec) -> str:
+        claims = LinkClaims(
+            line=line_key,
+            action=link.action,
+            offer=link.offer_id,
+            expires=int(link.expires_at.timestamp()),
+        )
+        return f"{self.settings.link_base}/v1/links/{sign(self.settings.signing_key, claims)}"
 
     @activity.defn(name=contract.ACTIVITY_CREATE_SHIPMENT)
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
@@ -157,7 +167,11 @@ class OutsideServices:
         done = await asyncio.to_thread(records.find_message, self.db, key)
         if done is not None:
             return done
-        subject, body = render(message)
+        urls = {
+            (link.action, link.offer_id): self._link_url(message.line_key, link)
+            for link in message.links
+        }
+        subject, body = render(message, urls)
         recipient = message.request.customer.email
         await self._post(
             "notifications",

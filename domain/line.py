@@ -25,8 +25,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.models import BackorderRequest
-from domain.policy import LinePolicy
+from domain.links import LinkAction
+from domain.models import BackorderRequest, MessageKind, ShipmentRecord
+from domain.policy import LinePolicy, OfferKind
 
 
 class LineInput(BaseModel):
@@ -172,3 +173,62 @@ class Timeline(BaseModel):
     def record_choice_request(self) -> None:
         self.choice_sent = True
         self.escalation_level += 1
+
+
+class OfferStatus(StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    WITHDRAWN = "withdrawn"
+    """Another offer of the same apology was accepted."""
+
+
+class Offer(BaseModel):
+    offer_id: str
+    rung: str
+    kind: OfferKind
+    percent: int | None = None
+    points: int | None = None
+    description: str
+    expires_at: datetime
+    status: OfferStatus = OfferStatus.OPEN
+
+
+class LinkSpec(BaseModel):
+    """A link the message activity signs into the message (the key stays out of histories)."""
+
+    action: LinkAction
+    offer_id: str | None = None
+    expires_at: datetime
+
+
+class MessageInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    kind: MessageKind
+    event_key: str
+    """Names the event the message is about; with the line it makes the idempotency key."""
+    ship_by: datetime
+    eta: datetime | None = None
+    shipment: ShipmentRecord | None = None
+    refund_amount: str | None = None
+    quantity: int | None = None
+    notice: NoticeFacts | None = None
+    offers: list[Offer] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+    detail: str | None = None
+    """A line of text specific to the event (why it was cancelled, what was accepted)."""
+    deadline: datetime | None = None
+    """The deadline the message is about (the marketplace's auto-cancel)."""
+
+
+class EtaUpdate(BaseModel):
+    eta: datetime | None
+    """The new expected ship date; None when no date can be given any more."""
+
+
+class AcceptOffer(BaseModel):
+    offer_id: str
+
+
+class AgreeToWait(BaseModel):
+    requested_by: str = "customer"

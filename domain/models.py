@@ -123,6 +123,12 @@ class LineState(StrEnum):
 
 class MessageKind(StrEnum):
     BACKORDER_CONFIRMATION = "backorder_confirmation"
+    ETA_UPDATE = "eta_update"
+    DELAY_NOTICE = "delay_notice"
+    """The delay-option notice of 16 CFR 435, first or renewed."""
+    APOLOGY_OFFER = "apology_offer"
+    CHOICE_REQUEST = "choice_request"
+    OFFER_ACCEPTED = "offer_accepted"
     PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
     CANCELLED_REFUNDED = "cancelled_refunded"
@@ -232,19 +238,6 @@ class ShipmentRecord(BaseModel):
     created_at: datetime
 
 
-class MessageInput(BaseModel):
-    line_key: str
-    request: BackorderRequest
-    kind: MessageKind
-    event_key: str
-    """Names the event the message is about; with the line it makes the idempotency key."""
-    ship_by: datetime
-    eta: datetime | None = None
-    shipment: ShipmentRecord | None = None
-    refund_amount: str | None = None
-    quantity: int | None = None
-
-
 class MessageRecord(BaseModel):
     kind: MessageKind
     subject: str
@@ -311,6 +304,11 @@ class LineStatus(BaseModel):
     shipped_quantity: int
     eta: datetime | None = None
     escalation_level: int = 0
+    next_deadline: datetime | None = None
+    next_action: str | None = None
+    """What happens at `next_deadline` unless stock arrives or the customer answers first."""
+    consent: str | None = None
+    """Whether the customer agreed to the delay: none, implied (silence) or explicit."""
     offers: list[dict[str, Any]] = Field(default_factory=list)
     messages: list[MessageRecord] = Field(default_factory=list)
     shipments: list[ShipmentRecord] = Field(default_factory=list)

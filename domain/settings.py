@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     ui_port: int = 8233
     simulator_port: int = 8010
+    public_url: str | None = None
+    """Base URL of the API as customers reach it, for the links in messages; defaults to the
+    local API."""
     database_url: str | None = None
     """SQLAlchemy URL of the store; defaults to SQLite in the state folder."""
     policy_file: Path | None = None
@@ -58,6 +61,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.state_dir / 'store.db').resolve()}"
+
+    @property
+    def link_base(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def service_url(self, service: str) -> str:
         configured: str | None = getattr(self, f"{service}_url")

@@ -9,14 +9,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
-from domain.line import LineInput
+from domain.line import LineInput, MessageInput
 from domain.models import (
     AllocationNotice,
     CancelRequest,
     CancelResult,
     LineState,
     LineStatus,
-    MessageInput,
     MessageKind,
     MessageRecord,
     RecordLineResult,
