@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.messages import render
 from domain import contract
-from domain.line import LinkSpec, MessageInput
+from domain.line import LinkSpec, MessageInput, OfferGrant
 from domain.links import LinkClaims, sign
 from domain.models import (
     MessageRecord,
@@ -26,6 +26,7 @@ from domain.models import (
     ShipmentInput,
     ShipmentRecord,
 )
+from domain.policy import OfferKind
 from domain.settings import Settings
 from store import records
 from store.db import Database
@@ -40,8 +41,8 @@ def shipment_key(line_key: str, sequence: int) -> str:
     return f"{line_key}:shipment:{sequence}"
 
 
-def refund_key(line_key: str) -> str:
-    return f"{line_key}:refund"
+def refund_key(line_key: str, event: str = "refund") -> str:
+    return f"{line_key}:{event}"
 
 
 def message_key(line_key: str, event_key: str) -> str:
@@ -132,12 +133,12 @@ class OutsideServices:
 
     @activity.defn(name=contract.ACTIVITY_REFUND)
     async def refund(self, refund: RefundInput) -> RefundRecord:
-        key = refund_key(refund.line_key)
+        key = refund_key(refund.line_key, refund.event)
         done = await asyncio.to_thread(records.find_refund, self.db, key)
         if done is not None:
             return done
         request = refund.request
-        amount = f"{request.line_total(refund.quantity):.2f}"
+        amount = refund.amount or f"{request.line_total(refund.quantity):.2f}"
         answer = await self._post(
             "payments",
             "/refunds",
@@ -160,6 +161,34 @@ class OutsideServices:
             reason=refund.reason,
         )
         return await asyncio.to_thread(records.record_refund, self.db, row)
+
+    @activity.defn(name=contract.ACTIVITY_GRANT_OFFER)
+    async def grant_offer(self, grant: OfferGrant) -> str:
+        """Issue a discount code or loyalty points; returns what to tell the customer."""
+        offer = grant.offer
+        key = f"{grant.line_key}:offer:{offer.offer_id}"
+        customer = grant.request.customer.id
+        if offer.kind is OfferKind.DISCOUNT_CODE:
+            answer = await self._post(
+                "storefront",
+                "/discount-codes",
+                idempotency_key=key,
+                body={
+                    "reference": grant.line_key,
+                    "customer_id": customer,
+                    "percent_off": offer.percent,
+                },
+            )
+            return f"Your discount code: {answer['code']} ({offer.description})."
+        if offer.kind is OfferKind.LOYALTY_POINTS:
+            await self._post(
+                "storefront",
+                "/loyalty-points",
+                idempotency_key=key,
+                body={"reference": grant.line_key, "customer_id": customer, "points": offer.points},
+            )
+            return f"{offer.points} loyalty points have been added to your account."
+        raise ApplicationError(f"{offer.kind} is not granted by the storefront", non_retryable=True)
 
     @activity.defn(name=contract.ACTIVITY_SEND_MESSAGE)
     async def send_message(self, message: MessageInput) -> MessageRecord:

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
-from domain.line import LineInput
+from domain.line import LineInput, OutreachInput
 from domain.models import (
     ReceiptInput,
     RecordLineResult,
@@ -19,8 +19,9 @@ from domain.models import (
     SkuInput,
     StockResult,
 )
-from store import stock
+from store import records, stock
 from store.db import Database
+from store.tables import OutreachRow
 
 T = TypeVar("T")
 
@@ -60,6 +61,18 @@ class StoreActivities:
     @activity.defn(name=contract.ACTIVITY_RECORD_RECEIPT)
     async def record_receipt(self, receipt: ReceiptInput) -> StockResult:
         return await run_in_store(lambda: stock.record_receipt(self.db, receipt))
+
+    @activity.defn(name=contract.ACTIVITY_RECORD_OUTREACH)
+    async def record_outreach(self, task: OutreachInput) -> None:
+        row = OutreachRow(
+            key=f"{task.line_key}:outreach:{task.rung}",
+            line_key=task.line_key,
+            order_id=task.request.order_id,
+            customer_id=task.request.customer.id,
+            customer_email=task.request.customer.email,
+            reason=task.reason,
+        )
+        await run_in_store(lambda: records.record_outreach(self.db, row))
 
     @activity.defn(name=contract.ACTIVITY_APPLY_SKU)
     async def apply_sku(self, sku: SkuInput) -> StockResult:

@@ -88,3 +88,18 @@ ERROR_UNKNOWN_SKU = "UnknownSku"
 ERROR_LINE_NOT_FOUND = "LineNotFound"
 ERROR_ALREADY_SHIPPED = "AlreadyShipped"
 ERROR_OUTSIDE_SERVICE_REJECTED = "OutsideServiceRejected"
+
+# Added with the promises (deadlines, notices, offers).
+SIGNAL_ETA_CHANGED = "eta_changed"
+"""The expected ship date moved (payload: `EtaUpdate`); the supply side sends it."""
+UPDATE_AGREE_TO_WAIT = "agree_to_wait"
+"""The customer consents to the delay (payload: `AgreeToWait`)."""
+UPDATE_ACCEPT_OFFER = "accept_offer"
+"""The customer takes one of the goodwill offers (payload: `AcceptOffer`)."""
+ACTIVITY_GRANT_OFFER = "grant_offer"
+ACTIVITY_RECORD_OUTREACH = "record_outreach"
+
+ERROR_OFFER_UNKNOWN = "OfferUnknown"
+ERROR_OFFER_USED = "OfferUsed"
+ERROR_OFFER_EXPIRED = "OfferExpired"
+ERROR_LINE_FINAL = "LineFinal"

@@ -232,3 +232,18 @@ class AcceptOffer(BaseModel):
 
 class AgreeToWait(BaseModel):
     requested_by: str = "customer"
+
+
+class OfferGrant(BaseModel):
+    """A discount code or loyalty points to issue through the storefront."""
+
+    line_key: str
+    request: BackorderRequest
+    offer: Offer
+
+
+class OutreachInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    rung: str
+    reason: str

@@ -268,6 +268,11 @@ class RefundInput(BaseModel):
     request: BackorderRequest
     quantity: int
     reason: str
+    event: str = "refund"
+    """With the line, the idempotency key: `refund` for the cancellation, `offer:{id}` for a
+    partial refund offered while the customer waits."""
+    amount: str | None = None
+    """The amount, when it is not the quantity times the unit price."""
 
 
 class RefundRecord(BaseModel):

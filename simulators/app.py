@@ -199,6 +199,19 @@ def create_app(state_dir: Path) -> FastAPI:
             lambda seq: {"code": f"SORRY-{seq:06d}", "percent_off": body.get("percent_off", 10)},
         )
 
+    @app.post("/storefront/loyalty-points")
+    def award_points(
+        body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
+    ) -> dict[str, Any]:
+        key = _require(authorization, idempotency_key)
+        return log.answer(
+            "storefront",
+            "/loyalty-points",
+            key,
+            body,
+            lambda seq: {"award_id": f"pts_{seq:08d}", "points": body.get("points", 0)},
+        )
+
     @app.get("/{service}/requests")
     def list_requests(
         service: Annotated[str, PathParam(pattern="^(carrier|payments|notifications|storefront)$")],

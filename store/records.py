@@ -26,6 +26,7 @@ from store.stock import LineNotFoundError, refresh_state
 from store.tables import (
     LineRow,
     MessageRow,
+    OutreachRow,
     ReceiptRow,
     RefundRow,
     ShipmentRow,
@@ -233,3 +234,21 @@ def get_receipt(db: Database, supplier_id: str, receipt_id: str) -> ReceiptRow |
 def ping(db: Database) -> None:
     with db.reading() as session:
         session.connection().execute(text("SELECT 1"))
+
+
+def record_outreach(db: Database, row: OutreachRow) -> None:
+    with db.transaction() as session:
+        if session.get(OutreachRow, row.key) is None:
+            session.add(row)
+
+
+def list_outreach(
+    db: Database, *, status: str | None = "open", limit: int = 100
+) -> list[OutreachRow]:
+    with db.reading() as session:
+        query = select(OutreachRow)
+        if status is not None:
+            query = query.where(OutreachRow.status == status)
+        return list(
+            session.exec(query.order_by(asc(col(OutreachRow.created_at))).limit(limit)).all()
+        )

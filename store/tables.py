@@ -156,3 +156,19 @@ class MessageRow(SQLModel, table=True):
     subject: str
     body: str
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class OutreachRow(SQLModel, table=True):
+    """A personal-outreach task for customer service (top-tier customers kept waiting)."""
+
+    __tablename__ = "outreach_tasks"
+
+    key: str = Field(primary_key=True, max_length=200)
+    """`{line key}:outreach:{rung}`: one task per line and rung."""
+    line_key: str = Field(index=True, max_length=160)
+    order_id: str = Field(index=True, max_length=64)
+    customer_id: str = Field(max_length=64)
+    customer_email: str
+    reason: str
+    status: str = Field(default="open", index=True, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

@@ -48,6 +48,8 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 store.release_line,
                 store.record_receipt,
                 store.apply_sku,
+                store.record_outreach,
+                services.grant_offer,
                 services.create_shipment,
                 services.refund,
                 services.send_message,

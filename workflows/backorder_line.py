@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
-from domain.line import LineInput, MessageInput
+from domain.line import (
+    AcceptOffer,
+    AgreeToWait,
+    EtaUpdate,
+    LineInput,
+    LinkSpec,
+    MessageInput,
+    Offer,
+    OfferGrant,
+    OfferStatus,
+    OutreachInput,
+    Step,
+    StepKind,
+    Timeline,
+)
+from domain.links import LinkAction
 from domain.models import (
     AllocationNotice,
     CancelRequest,
@@ -28,6 +45,7 @@ from domain.models import (
     ShipPolicy,
     SignalAllocationsInput,
 )
+from domain.policy import OfferKind
 
 STORE_TIMEOUT = timedelta(seconds=30)
 SERVICE_TIMEOUT = timedelta(seconds=30)
@@ -53,10 +71,20 @@ it never holds the line's shipment or refund; outages are still retried until th
 class BackorderLineWorkflow:
     """Carries one backordered line until it has shipped in full or been cancelled and refunded.
 
+    It lives by the policy snapshot in its input: the delay-option notices of the law, the
+    escalation ladder's offers, and the marketplace's auto-cancel (see `domain.line`), each a
+    durable timer that fires once.
+
     Signals:
         allocated(AllocationNotice): stock was allocated to this line in the store. Counted once
             per allocation id, so the at-least-once fan-out of receipts is safe.
+        eta_changed(EtaUpdate): the expected ship date moved; a real change of date tells the
+            customer once, and a date past the promise starts the delay-notice rules.
     Updates:
+        agree_to_wait(AgreeToWait) -> LineStatus: the customer consents to the delay.
+        accept_offer(AcceptOffer) -> Offer: the customer takes a goodwill offer (which is also
+            consent to wait). Refused, with a reason the customer can read, for an unknown,
+            already used, withdrawn or expired offer, or a line already final.
         cancel(CancelRequest) -> CancelResult: cancel whatever has not shipped, give held stock
             to the next lines in the queue, refund in full. Refused once the line is final;
             fails with AlreadyShipped when the last units shipped while it waited.
@@ -77,25 +105,159 @@ class BackorderLineWorkflow:
         self._refunds: list[RefundRecord] = []
         self._cancel_request: CancelRequest | None = None
         self._cancel_result: CancelResult | None = None
+        self._policy = line.policy
+        self._timeline = Timeline.start(line.ship_by)
+        self._offers: list[Offer] = []
+        self._expedited = False
+        self._eta_changes = 0
+        self._eta_news = False
+        self._wake = False
+        self._next: Step | None = None
 
     # ---- the life of the line -----------------------------------------------------------
 
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
         recorded = await self._record()
+        if recorded.eta is not None:
+            self._timeline.set_eta(recorded.eta)
         if self._allocated < line.request.quantity:
-            await self._send(MessageKind.BACKORDER_CONFIRMATION, "confirmation", eta=recorded.eta)
-        while not self._state.is_final:
-            await workflow.wait_condition(
-                lambda: self._cancel_request is not None or self._shippable() > 0
+            await self._send(
+                MessageKind.BACKORDER_CONFIRMATION,
+                "confirmation",
+                links=[self._link(LinkAction.CANCEL)],
             )
-            if self._cancel_request is not None:
-                await self._cancel(self._cancel_request)
-            else:
-                await self._ship(self._shippable())
+        while not self._state.is_final:
+            if self._eta_news:
+                self._eta_news = False
+                await self._send(
+                    MessageKind.ETA_UPDATE,
+                    f"eta:{self._eta_changes}",
+                    links=[self._link(LinkAction.CANCEL)],
+                )
+                continue
+            step = self._show_next_step()
+            if await self._wait_for_news(step):
+                if self._cancel_request is not None:
+                    await self._cancel(self._cancel_request)
+                elif self._shippable() > 0:
+                    await self._ship(self._shippable())
+            elif step is not None:
+                await self._take_step(step)
         # Let a cancel that arrived during the last shipment read its answer before we finish.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
+
+    async def _wait_for_news(self, step: Step | None) -> bool:
+        """Wait for something to do; False when the step's time came first."""
+        self._wake = False
+
+        def news() -> bool:
+            return self._cancel_request is not None or self._shippable() > 0 or self._wake
+
+        if step is None:
+            await workflow.wait_condition(news)
+            return True
+        delay = step.at - workflow.now()
+        if delay <= timedelta(0):
+            return news()
+        try:
+            await workflow.wait_condition(news, timeout=delay, timeout_summary=step.describe())
+        except TimeoutError:
+            return False
+        return True
+
+    async def _take_step(self, step: Step) -> None:
+        """Carry out one deadline of the timeline; each is recorded so it happens once."""
+        now = workflow.now()
+        if step.kind is StepKind.DELAY_NOTICE:
+            facts = self._timeline.record_notice(now, self._policy)
+            links = [self._link(LinkAction.CANCEL)]
+            if not facts.silence_is_consent:
+                links.append(self._link(LinkAction.WAIT, expires_at=facts.answer_by))
+            await self._send(
+                MessageKind.DELAY_NOTICE,
+                f"notice:{self._timeline.notices}",
+                notice=facts,
+                links=links,
+            )
+        elif step.kind is StepKind.OFFER:
+            assert step.rung is not None
+            await self._offer(step.rung)
+        elif step.kind is StepKind.CHOICE_REQUEST:
+            self._timeline.record_choice_request()
+            await self._send(
+                MessageKind.CHOICE_REQUEST,
+                "choice",
+                links=[self._link(LinkAction.WAIT), self._link(LinkAction.CANCEL)],
+                deadline=self._policy.auto_cancel_at(self._line.ship_by),
+            )
+        elif step.kind is StepKind.CANCEL_NO_CONSENT:
+            self._cancel_request = CancelRequest(
+                reason="delayed without the customer's consent", requested_by="policy"
+            )
+            await self._cancel(self._cancel_request)
+        else:
+            self._cancel_request = CancelRequest(
+                reason="not shipped before the marketplace's deadline", requested_by="policy"
+            )
+            await self._cancel(self._cancel_request)
+        workflow.upsert_search_attributes(
+            [contract.SA_ESCALATION_LEVEL.value_set(self._timeline.escalation_level)]
+        )
+
+    async def _offer(self, index: int) -> None:
+        """A rung of the ladder: apologise, with the offers the catalogue gives this line."""
+        rung = self._policy.channel.ladder[index]
+        self._timeline.record_rung(index)
+        request = self._line.request
+        rule = rung.rule_for(request.line_total(), request.customer.tier)
+        if rule is None:
+            return
+        expires_at = workflow.now() + self._policy.days(self._policy.offer_valid_days)
+        offers = [
+            Offer(
+                offer_id=f"{rung.name}-{number}",
+                rung=rung.name,
+                kind=spec.kind,
+                percent=spec.percent,
+                points=spec.points,
+                description=spec.describe(),
+                expires_at=expires_at,
+            )
+            for number, spec in enumerate(rule.offers, 1)
+        ]
+        self._offers.extend(offers)
+        if rule.outreach:
+            await workflow.execute_activity(
+                contract.ACTIVITY_RECORD_OUTREACH,
+                OutreachInput(
+                    line_key=self._key,
+                    request=request,
+                    rung=rung.name,
+                    reason=f"{rung.name}: {request.customer.tier.value} customer, "
+                    f"{request.line_total():.2f} {request.currency} waiting",
+                ),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"outreach task for customer service ({rung.name})",
+            )
+        links = [self._link(LinkAction.ACCEPT_OFFER, offer) for offer in offers]
+        await self._send(
+            MessageKind.APOLOGY_OFFER,
+            f"offer:{rung.name}",
+            offers=offers,
+            links=[*links, self._link(LinkAction.CANCEL)],
+        )
+
+    def _show_next_step(self) -> Step | None:
+        step = self._timeline.next_step(
+            self._policy, fully_allocated=self._allocated >= self._line.request.quantity
+        )
+        if step != self._next:
+            self._next = step
+            self._show_details()
+        return step
 
     async def _record(self) -> RecordLineResult:
         recorded: RecordLineResult = await workflow.execute_activity(
@@ -134,7 +296,11 @@ class BackorderLineWorkflow:
         shipment: ShipmentRecord = await workflow.execute_activity(
             contract.ACTIVITY_CREATE_SHIPMENT,
             ShipmentInput(
-                line_key=self._key, request=self._line.request, sequence=sequence, quantity=quantity
+                line_key=self._key,
+                request=self._line.request,
+                sequence=sequence,
+                quantity=quantity,
+                expedited=self._expedited,
             ),
             result_type=ShipmentRecord,
             start_to_close_timeout=SERVICE_TIMEOUT,
@@ -150,6 +316,7 @@ class BackorderLineWorkflow:
             f"shipment:{sequence}",
             shipment=shipment,
             quantity=self._shipped,
+            links=[] if done else [self._link(LinkAction.CANCEL)],
         )
 
     async def _cancel(self, request: CancelRequest) -> None:
@@ -167,7 +334,10 @@ class BackorderLineWorkflow:
         if released.reallocated:
             await self._signal_others(released.reallocated)
         refund: RefundRecord | None = None
-        if released.refund_quantity > 0:
+        # In full for what did not ship, less what a partial-refund offer already paid back.
+        already = sum((Decimal(r.amount) for r in self._refunds), Decimal(0))
+        owed = self._line.request.line_total(released.refund_quantity) - already
+        if released.refund_quantity > 0 and owed > 0:
             refund = await workflow.execute_activity(
                 contract.ACTIVITY_REFUND,
                 RefundInput(
@@ -175,6 +345,7 @@ class BackorderLineWorkflow:
                     request=self._line.request,
                     quantity=released.refund_quantity,
                     reason=request.reason,
+                    amount=f"{owed:.2f}",
                 ),
                 result_type=RefundRecord,
                 start_to_close_timeout=SERVICE_TIMEOUT,
@@ -186,6 +357,7 @@ class BackorderLineWorkflow:
             MessageKind.CANCELLED_REFUNDED,
             "cancelled",
             refund_amount=refund.amount if refund else "0",
+            detail=f"Why: {request.reason}." if request.requested_by == "policy" else None,
         )
         self._cancel_result = CancelResult(
             state=LineState.CANCELLED, released_quantity=released.released_quantity, refund=refund
@@ -213,16 +385,21 @@ class BackorderLineWorkflow:
             summary=f"tell {len(notices)} waiting lines of their stock",
         )
 
-    async def _send(
+    def _link(
         self,
-        kind: MessageKind,
-        event_key: str,
+        action: LinkAction,
+        offer: Offer | None = None,
         *,
-        eta: datetime | None = None,
-        shipment: ShipmentRecord | None = None,
-        refund_amount: str | None = None,
-        quantity: int | None = None,
-    ) -> None:
+        expires_at: datetime | None = None,
+    ) -> LinkSpec:
+        if expires_at is None:
+            expires_at = offer.expires_at if offer else workflow.now() + self._policy.days(90)
+        return LinkSpec(
+            action=action, offer_id=offer.offer_id if offer else None, expires_at=expires_at
+        )
+
+    async def _send(self, kind: MessageKind, event_key: str, **content: Any) -> None:
+        """One message for one event; `content` fills the rest of `MessageInput`."""
         try:
             message: MessageRecord = await workflow.execute_activity(
                 contract.ACTIVITY_SEND_MESSAGE,
@@ -232,10 +409,8 @@ class BackorderLineWorkflow:
                     kind=kind,
                     event_key=event_key,
                     ship_by=self._line.ship_by,
-                    eta=eta,
-                    shipment=shipment,
-                    refund_amount=refund_amount,
-                    quantity=quantity,
+                    eta=self._timeline.eta,
+                    **content,
                 ),
                 result_type=MessageRecord,
                 start_to_close_timeout=SERVICE_TIMEOUT,
@@ -252,16 +427,122 @@ class BackorderLineWorkflow:
             return
         self._state = state
         workflow.upsert_search_attributes([contract.SA_STATE.value_set(state.value)])
-        workflow.set_current_details(
-            f"**{state.value}**: {self._allocated} allocated, {self._shipped} shipped "
-            f"of {self._line.request.quantity}"
-        )
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """What ops see on the workflow in the UI: state, ETA, the next deadline, last message."""
+        quantity = self._line.request.quantity
+        parts = [
+            f"**{self._state.value}**: {self._allocated} allocated, {self._shipped} shipped "
+            f"of {quantity}",
+            f"ETA: {self._timeline.eta:%d %b %Y}" if self._timeline.eta else "ETA: no date",
+        ]
+        if self._next is not None and not self._state.is_final:
+            parts.append(f"next: {self._next.describe()} at {self._next.at:%d %b %Y %H:%M} UTC")
+        if self._messages:
+            parts.append(f"last message: {self._messages[-1].kind.value}")
+        workflow.set_current_details("\n\n".join(parts))
 
     # ---- messages from outside ----------------------------------------------------------
 
     @workflow.signal(name=contract.SIGNAL_ALLOCATED)
     def allocated(self, notice: AllocationNotice) -> None:
         self._take(notice)
+
+    @workflow.signal(name=contract.SIGNAL_ETA_CHANGED)
+    def eta_changed(self, update: EtaUpdate) -> None:
+        if self._state.is_final:
+            return
+        if self._timeline.set_eta(update.eta):
+            self._eta_changes += 1
+            self._eta_news = True
+        self._wake = True
+
+    @workflow.update(name=contract.UPDATE_AGREE_TO_WAIT)
+    def agree_to_wait(self, request: AgreeToWait) -> LineStatus:
+        self._timeline.agree_to_wait()
+        self._wake = True
+        return self.status()
+
+    @agree_to_wait.validator
+    def _validate_wait(self, request: AgreeToWait) -> None:
+        self._refuse_if_final()
+
+    @workflow.update(name=contract.UPDATE_ACCEPT_OFFER)
+    async def accept_offer(self, request: AcceptOffer) -> Offer:
+        offer = self._find_offer(request.offer_id)
+        offer.status = OfferStatus.ACCEPTED
+        for sibling in self._offers:
+            if sibling.rung == offer.rung and sibling.status is OfferStatus.OPEN:
+                sibling.status = OfferStatus.WITHDRAWN
+        self._timeline.agree_to_wait()
+        self._wake = True
+        detail = await self._grant(offer)
+        await self._send(MessageKind.OFFER_ACCEPTED, f"accepted:{offer.offer_id}", detail=detail)
+        return offer
+
+    @accept_offer.validator
+    def _validate_offer(self, request: AcceptOffer) -> None:
+        self._refuse_if_final()
+        offer = self._find_offer(request.offer_id)
+        if offer.status is OfferStatus.ACCEPTED:
+            raise ApplicationError(
+                "You have already accepted this offer.", type=contract.ERROR_OFFER_USED
+            )
+        if offer.status is OfferStatus.WITHDRAWN:
+            raise ApplicationError(
+                "You have already chosen another offer.", type=contract.ERROR_OFFER_USED
+            )
+        if workflow.now() >= offer.expires_at:
+            raise ApplicationError("This offer has expired.", type=contract.ERROR_OFFER_EXPIRED)
+
+    def _find_offer(self, offer_id: str) -> Offer:
+        for offer in self._offers:
+            if offer.offer_id == offer_id:
+                return offer
+        raise ApplicationError(
+            "We could not find this offer for your order.", type=contract.ERROR_OFFER_UNKNOWN
+        )
+
+    def _refuse_if_final(self) -> None:
+        if self._state.is_final:
+            raise ApplicationError(
+                f"This item has already been {self._state.value}.", type=contract.ERROR_LINE_FINAL
+            )
+
+    async def _grant(self, offer: Offer) -> str:
+        """Deliver an accepted offer; returns what to tell the customer."""
+        if offer.kind is OfferKind.FREE_EXPEDITED_SHIPPING:
+            self._expedited = True
+            return "It will ship by expedited shipping, at no cost to you, as soon as it arrives."
+        if offer.kind is OfferKind.PARTIAL_REFUND:
+            amount = self._line.request.line_total() * Decimal(offer.percent or 0) / 100
+            refund: RefundRecord = await workflow.execute_activity(
+                contract.ACTIVITY_REFUND,
+                RefundInput(
+                    line_key=self._key,
+                    request=self._line.request,
+                    quantity=0,
+                    reason=f"goodwill: {offer.description}",
+                    event=f"offer:{offer.offer_id}",
+                    amount=f"{amount:.2f}",
+                ),
+                result_type=RefundRecord,
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"goodwill refund {offer.percent}%",
+            )
+            self._refunds.append(refund)
+            return f"We have refunded {refund.amount} {refund.currency} to you."
+        granted: str = await workflow.execute_activity(
+            contract.ACTIVITY_GRANT_OFFER,
+            OfferGrant(line_key=self._key, request=self._line.request, offer=offer),
+            result_type=str,
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"grant {offer.kind.value}",
+        )
+        return granted
 
     @workflow.update(name=contract.UPDATE_CANCEL)
     async def cancel(self, request: CancelRequest) -> CancelResult:
@@ -279,8 +560,7 @@ class BackorderLineWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        if self._state.is_final:
-            raise ValueError(f"line is already {self._state.value}")
+        self._refuse_if_final()
 
     @workflow.query(name=contract.QUERY_STATUS)
     def status(self) -> LineStatus:
@@ -305,4 +585,10 @@ class BackorderLineWorkflow:
             shipments=list(self._shipments),
             refunds=list(self._refunds),
             cancel_reason=self._cancel_request.reason if self._cancel_request else None,
+            eta=self._timeline.eta,
+            escalation_level=self._timeline.escalation_level,
+            next_deadline=None if self._state.is_final or not self._next else self._next.at,
+            next_action=None if self._state.is_final or not self._next else self._next.describe(),
+            consent=self._timeline.consent.value,
+            offers=[offer.model_dump(mode="json") for offer in self._offers],
         )
