@@ -17,7 +17,8 @@ from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.auth import ActorDep, Role, allow, allow_supplier
+from api import customers
+from api.auth import ActorDep, OptionalActorDep, Role, allow, allow_supplier
 from client import (
     BackorderClient,
     CancelRefusedError,
@@ -27,6 +28,8 @@ from client import (
     connect,
 )
 from domain import contract
+from domain.line import EtaUpdate
+from domain.links import LinkAction
 from domain.models import (
     IDENTIFIER_PATTERN,
     BackorderRequest,
@@ -45,6 +48,9 @@ from store.db import Database
 T = TypeVar("T")
 
 IdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN)]
+
+LIVE_FIELDS = ("eta", "escalation_level", "next_deadline", "next_action", "consent", "offers")
+"""Status fields a running line's workflow knows better than the store."""
 
 WAIT_FOR_WORKFLOW = timedelta(seconds=10)
 """How long a request waits for a workflow's answer before saying it is still under way."""
@@ -158,10 +164,17 @@ def create_app(
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         key = contract.line_key(order_id, line_id)
         status = await in_store(lambda: records.get_line_status(store(request), key))
-        if status is not None:
+        if status is None:
+            # Accepted but not yet recorded by its workflow: the workflow itself answers.
+            return await guarded(backorders(request).status(order_id, line_id))
+        if status.state.is_final:
             return status
-        # Accepted but not yet recorded by its workflow: the workflow itself answers.
-        return await guarded(backorders(request).status(order_id, line_id))
+        # The store has the record; a running line's promises live in its workflow.
+        try:
+            live = await backorders(request).status(order_id, line_id)
+        except Exception:
+            return status
+        return status.model_copy(update={field: getattr(live, field) for field in LIVE_FIELDS})
 
     @app.get("/v1/backorders", tags=["order system"])
     async def list_backorders(
@@ -185,11 +198,27 @@ def create_app(
         order_id: IdPath,
         line_id: IdPath,
         request: Request,
-        actor: ActorDep,
+        actor: OptionalActorDep,
         response: Response,
         body: Annotated[CancelRequest | None, Body()] = None,
+        token: Annotated[str | None, Query(description="a customer's signed link")] = None,
     ) -> dict[str, Any]:
-        """Cancel what has not shipped; held stock goes to the next lines; refund in full."""
+        """Cancel what has not shipped; held stock goes to the next lines; refund in full.
+
+        The order system and ops use their tokens; a customer uses the signed cancel link."""
+        if token is not None:
+            claims = customers.claims_for_path(
+                request,
+                actor,
+                token,
+                line_key=contract.line_key(order_id, line_id),
+                action=LinkAction.CANCEL,
+            )
+            return await customers.act(request, claims)
+        if actor is None:
+            raise HTTPException(
+                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         cancel = body or CancelRequest(requested_by=actor.role.value)
         call = backorders(request).cancel(
@@ -272,6 +301,28 @@ def create_app(
     async def get_sku(sku: IdPath, request: Request, actor: ActorDep) -> dict[str, Any]:
         allow(actor, Role.OPS, Role.ORDER_SYSTEM)
         return await _sku_view(store(request), sku)
+
+    @app.post("/v1/backorders/{order_id}/{line_id}/eta", tags=["operations"])
+    async def set_eta(
+        order_id: IdPath, line_id: IdPath, body: EtaUpdate, request: Request, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Tell a waiting line its expected ship date moved (or that none can be given)."""
+        allow(actor, Role.OPS)
+        await guarded(backorders(request).set_eta(order_id, line_id, body.eta))
+        return {"workflow_id": contract.line_key(order_id, line_id), "eta": body.eta}
+
+    @app.get("/v1/outreach", tags=["operations"])
+    async def list_outreach(
+        request: Request,
+        actor: ActorDep,
+        status: Annotated[str | None, Query(pattern="^(open|done)$")] = "open",
+    ) -> list[dict[str, Any]]:
+        """Personal-outreach tasks for customer service, oldest first."""
+        allow(actor, Role.OPS)
+        rows = await in_store(lambda: records.list_outreach(store(request), status=status))
+        return [row.model_dump(mode="json") for row in rows]
+
+    app.include_router(customers.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:

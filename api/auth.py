@@ -64,6 +64,16 @@ def current_actor(request: Request, authorization: Annotated[str | None, Header(
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
+def optional_actor(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Actor | None:
+    """For paths a customer reaches with a signed link instead of a token."""
+    return None if authorization is None else current_actor(request, authorization)
+
+
+OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+
+
 def allow(actor: Actor, *roles: Role) -> None:
     if actor.role not in roles:
         raise HTTPException(403, f"the {actor.role.value} token may not do this")

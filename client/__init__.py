@@ -3,6 +3,7 @@
 from client.backorders import (
     BackorderClient,
     CancelRefusedError,
+    ChoiceRefusedError,
     ConflictError,
     LineNotFoundError,
     StartResult,
@@ -13,6 +14,7 @@ from client.backorders import (
 __all__ = [
     "BackorderClient",
     "CancelRefusedError",
+    "ChoiceRefusedError",
     "ConflictError",
     "LineNotFoundError",
     "StartResult",

@@ -10,6 +10,7 @@ Errors (all subclasses of `BackorderError`):
     ConflictError             these ids were already used with another request body
     LineNotFoundError         no workflow for that order line
     CancelRefusedError        the line has already shipped or been cancelled
+    ChoiceRefusedError        a customer's choice refused (unknown, used or expired offer...)
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -38,7 +39,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
-from domain.line import LineInput
+from domain.line import AcceptOffer, AgreeToWait, EtaUpdate, LineInput, Offer
 from domain.models import (
     BackorderRequest,
     CancelRequest,
@@ -54,6 +55,8 @@ from domain.models import (
 )
 from domain.policy import DEFAULT_POLICY, ServicePolicy
 from domain.settings import Settings
+
+T = TypeVar("T")
 
 
 class BackorderError(Exception):
@@ -77,6 +80,15 @@ class LineNotFoundError(BackorderError):
 
 class CancelRefusedError(BackorderError):
     pass
+
+
+class ChoiceRefusedError(BackorderError):
+    """The line refused a customer's choice; the message is written for the customer."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        """One of the contract's ERROR_OFFER_* / ERROR_LINE_FINAL types."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,58 @@ class BackorderClient:
                 raise LineNotFoundError(f"no backorder {order_id}/{line_id}") from exc
             if described.status != WorkflowExecutionStatus.RUNNING:
                 raise CancelRefusedError("the line is already finished") from exc
+            raise
+
+    async def _choose(
+        self, order_id: str, line_id: str, update: str, arg: Any, result: type[T]
+    ) -> T:
+        """Run a customer's choice (an update) on a line; refusals become ChoiceRefusedError."""
+        handle = self._line(order_id, line_id)
+        try:
+            answer: T = await handle.execute_update(update, arg, result_type=result)
+            return answer
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError):
+                raise ChoiceRefusedError(cause.message, cause.type or "") from exc
+            raise
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                described = await self._describe_or_none(handle)
+                if described is None:
+                    raise LineNotFoundError(f"no backorder {order_id}/{line_id}") from exc
+                raise ChoiceRefusedError(
+                    "This item is already shipped or cancelled.", contract.ERROR_LINE_FINAL
+                ) from exc
+            raise
+
+    async def _describe_or_none(self, handle: WorkflowHandle[Any, Any]) -> Any:
+        try:
+            return await handle.describe()
+        except RPCError:
+            return None
+
+    async def agree_to_wait(self, order_id: str, line_id: str) -> LineStatus:
+        """The customer consents to the delay (to the last revised date, or without one)."""
+        return await self._choose(
+            order_id, line_id, contract.UPDATE_AGREE_TO_WAIT, AgreeToWait(), LineStatus
+        )
+
+    async def accept_offer(self, order_id: str, line_id: str, offer_id: str) -> Offer:
+        """The customer takes a goodwill offer; refused if unknown, used or expired."""
+        return await self._choose(
+            order_id, line_id, contract.UPDATE_ACCEPT_OFFER, AcceptOffer(offer_id=offer_id), Offer
+        )
+
+    async def set_eta(self, order_id: str, line_id: str, eta: datetime | None) -> None:
+        """Tell a line its expected ship date moved (the supply side does this)."""
+        try:
+            await self._line(order_id, line_id).signal(
+                contract.SIGNAL_ETA_CHANGED, EtaUpdate(eta=eta)
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise LineNotFoundError(f"no running backorder {order_id}/{line_id}") from exc
             raise
 
     async def receive(self, supplier_id: str, receipt: ReceiptRequest) -> StartResult:

@@ -1,0 +1,171 @@
+"""What customers reach from their messages: signed links to wait, take an offer, or cancel.
+
+A link names one line, one action (and offer) and expires (`domain.links`). Refusals are written
+for the customer and change nothing:
+
+| case | answer |
+|---|---|
+| tampered or malformed link | 403 "This link is not valid..." |
+| link for another line or offer | 403 "This link is for another order line." |
+| expired link or offer | 410 |
+| unknown offer | 404 |
+| offer already accepted, or another one chosen | 409 |
+| line already shipped or cancelled | 409 |
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+
+from api.auth import OptionalActorDep, Role, allow
+from client import BackorderClient, CancelRefusedError, ChoiceRefusedError, LineNotFoundError
+from domain import contract
+from domain.links import LinkAction, LinkClaims, LinkError, verify
+from domain.settings import Settings
+
+router = APIRouter(tags=["customer"])
+
+REFUSAL_STATUS = {
+    contract.ERROR_OFFER_UNKNOWN: 404,
+    contract.ERROR_OFFER_USED: 409,
+    contract.ERROR_OFFER_EXPIRED: 410,
+    contract.ERROR_LINE_FINAL: 409,
+}
+
+_ACTION_TEXT = {
+    LinkAction.CANCEL: "cancel this item and get a full refund",
+    LinkAction.WAIT: "keep waiting for this item",
+    LinkAction.ACCEPT_OFFER: "accept this offer and keep waiting",
+}
+
+
+def _claims(request: Request, token: str) -> LinkClaims:
+    settings: Settings = request.app.state.settings
+    try:
+        return verify(settings.signing_key, token)
+    except LinkError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+
+
+def _line_of(claims: LinkClaims) -> tuple[str, str]:
+    _, order_id, line_id = claims.line.split(":", 2)
+    return order_id, line_id
+
+
+async def act(
+    request: Request,
+    claims: LinkClaims,
+    *,
+    requested_by: str = "customer",
+) -> dict[str, Any]:
+    """Carry out what a link (or an authorized caller) asks of one line."""
+    backorders: BackorderClient = request.app.state.backorders
+    order_id, line_id = _line_of(claims)
+    try:
+        if claims.action is LinkAction.ACCEPT_OFFER:
+            assert claims.offer is not None
+            offer = await backorders.accept_offer(order_id, line_id, claims.offer)
+            return {"result": "offer_accepted", "offer": offer.model_dump(mode="json")}
+        if claims.action is LinkAction.WAIT:
+            status = await backorders.agree_to_wait(order_id, line_id)
+            return {"result": "waiting", "consent": status.consent, "eta": status.eta}
+        cancelled = await backorders.cancel(
+            order_id, line_id, reason="the customer cancelled", requested_by=requested_by
+        )
+        if cancelled is None:
+            return {"result": "cancelling", "detail": "accepted; the refund is under way"}
+        return {"result": "cancelled", **cancelled.model_dump(mode="json")}
+    except ChoiceRefusedError as exc:
+        raise HTTPException(REFUSAL_STATUS.get(exc.kind, 409), str(exc)) from exc
+    except CancelRefusedError as exc:
+        raise HTTPException(409, f"This item cannot be cancelled: {exc}") from exc
+    except LineNotFoundError as exc:
+        raise HTTPException(404, "We could not find this order line.") from exc
+
+
+def claims_for_path(
+    request: Request,
+    actor: Any,
+    token: str | None,
+    *,
+    line_key: str,
+    action: LinkAction,
+    offer_id: str | None = None,
+) -> LinkClaims:
+    """A signed link bound to this line (and offer), or an order-system/ops token."""
+    if token is not None:
+        claims = _claims(request, token)
+        if claims.line != line_key or claims.action is not action or claims.offer != offer_id:
+            raise HTTPException(403, "This link is for another order line or offer.")
+        return claims
+    if actor is None:
+        raise HTTPException(401, "a signed link (?token=) or a bearer token is required")
+    allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+    return LinkClaims(line=line_key, action=action, offer=offer_id, expires=0)
+
+
+Token = Annotated[str | None, Query(description="the signed link's token")]
+
+
+@router.post("/v1/backorders/{order_id}/{line_id}/offers/{offer_id}/accept")
+async def accept_offer(
+    order_id: str,
+    line_id: str,
+    offer_id: str,
+    request: Request,
+    actor: OptionalActorDep,
+    token: Token = None,
+) -> dict[str, Any]:
+    """Take a goodwill offer: with the customer's signed link, or an order-system/ops token."""
+    claims = claims_for_path(
+        request,
+        actor,
+        token,
+        line_key=contract.line_key(order_id, line_id),
+        action=LinkAction.ACCEPT_OFFER,
+        offer_id=offer_id,
+    )
+    return await act(request, claims)
+
+
+@router.post("/v1/backorders/{order_id}/{line_id}/wait")
+async def agree_to_wait(
+    order_id: str, line_id: str, request: Request, actor: OptionalActorDep, token: Token = None
+) -> dict[str, Any]:
+    """The customer consents to the delay."""
+    claims = claims_for_path(
+        request,
+        actor,
+        token,
+        line_key=contract.line_key(order_id, line_id),
+        action=LinkAction.WAIT,
+    )
+    return await act(request, claims)
+
+
+@router.get("/v1/links/{token}", response_class=HTMLResponse)
+async def show_link(token: str, request: Request) -> HTMLResponse:
+    """The page a customer lands on: what the link will do, and a button to do it.
+
+    A GET never acts: mail scanners and link previews open links too."""
+    claims = _claims(request, token)
+    order_id, line_id = _line_of(claims)
+    what = escape(_ACTION_TEXT[claims.action])
+    offer = f" (offer {escape(claims.offer)})" if claims.offer else ""
+    page = (
+        f"<!doctype html><title>Your order {escape(order_id)}</title>"
+        f"<h1>Order {escape(order_id)}, line {escape(line_id)}</h1>"
+        f"<p>Do you want to {what}{offer}?</p>"
+        f'<form method="post"><button type="submit">Yes, {what}</button></form>'
+    )
+    return HTMLResponse(page)
+
+
+@router.post("/v1/links/{token}")
+async def use_link(token: str, request: Request) -> dict[str, Any]:
+    """Do what the signed link says, once; refusals say why, in the customer's words."""
+    return await act(request, _claims(request, token))
