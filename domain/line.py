@@ -161,8 +161,9 @@ class Timeline(BaseModel):
         self.promise = self.revised
 
     def set_eta(self, eta: datetime | None) -> bool:
-        """Record a new ETA; True when the date really moved (a new message is due)."""
-        changed = (eta.date() if eta else None) != (self.eta.date() if self.eta else None)
+        """Record a new ETA; True when it really moved (a new message is due), False when a
+        recomputation gave the same answer."""
+        changed = eta != self.eta
         self.eta = eta
         return changed
 

@@ -8,6 +8,7 @@ server fails the run; on a developer's machine its tests are skipped with the re
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import tempfile
@@ -24,7 +25,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.stack import TEMPORAL_STORAGE_FLAGS, Services, temporal_binary
+from api.app import create_app
+from cli.stack import TEMPORAL_STORAGE_FLAGS, RunningServer, Services, serve, temporal_binary
 from client import BackorderClient
 from domain import contract
 from domain.settings import Settings
@@ -37,6 +39,42 @@ POSTGRES_ADMIN_URL = os.environ.get(
 ORDER_TOKEN = "test-order-token"
 OPS_TOKEN = "test-ops-token"
 SUPPLIER_TOKENS = {"acme": "test-acme-token", "globex": "test-globex-token"}
+
+
+FAST_POLICY: dict[str, Any] = {
+    "day_seconds": 1,
+    "delay": {"notice_lead_days": 2, "silent_consent_days": 30},
+    "offer_valid_days": 4,
+    "channels": {
+        "web": {
+            "handling_days": 3,
+            "ladder": [
+                {
+                    "name": "apology",
+                    "offset_days": -1,
+                    "rules": [
+                        {
+                            "tiers": ["vip"],
+                            "offers": [
+                                {"kind": "free_expedited_shipping"},
+                                {"kind": "discount_code", "percent": 20},
+                            ],
+                            "outreach": True,
+                        },
+                        {"offers": [{"kind": "discount_code", "percent": 10}]},
+                    ],
+                }
+            ],
+        },
+        "amazon": {
+            "handling_days": 2,
+            "auto_cancel": {"business_days": 7},
+            "choice_lead_days": 2,
+            "ladder": [],
+        },
+    },
+}
+"""Policies in seconds: ship-by is a few seconds away and every rule plays out in a test."""
 
 
 def free_port() -> int:
@@ -97,6 +135,9 @@ class Stack:
     services: Services
     api: httpx.AsyncClient
     sims: httpx.AsyncClient
+    fast: httpx.AsyncClient
+    """The same stack's API with FAST_POLICY: a policy day lasts one second."""
+    fast_server: RunningServer
 
     @property
     def db(self) -> Database:
@@ -205,9 +246,18 @@ async def _start_stack(
     db = Database(settings.store_url)
     db.create_schema()
     services = await Services.start(settings, env.client, db)
+    policy_file = state_dir / "fast-policy.json"
+    policy_file.write_text(json.dumps(FAST_POLICY))
+    fast_settings = settings.model_copy(
+        update={"policy_file": policy_file, "api_port": free_port()}
+    )
+    fast_server = await serve(
+        create_app(fast_settings, temporal=env.client, db=db), "127.0.0.1", fast_settings.api_port
+    )
     api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30)
     sims = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.simulator_port}", timeout=30)
-    return Stack(backend, settings, services, api, sims)
+    fast = httpx.AsyncClient(base_url=f"http://127.0.0.1:{fast_settings.api_port}", timeout=30)
+    return Stack(backend, settings, services, api, sims, fast, fast_server)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -227,6 +277,8 @@ async def stack(
         finally:
             await running.api.aclose()
             await running.sims.aclose()
+            await running.fast.aclose()
+            await running.fast_server.stop()
             await running.services.stop()
             running.db.dispose()
             if drop is not None:

@@ -124,12 +124,14 @@ def test_nothing_is_due_for_a_line_whose_stock_is_all_allocated() -> None:
     assert Timeline.start(SHIP_BY).next_step(WEB, fully_allocated=True) is None
 
 
-def test_an_eta_change_counts_once_per_real_date_change() -> None:
+def test_an_eta_change_counts_once_per_real_change_not_per_recomputation() -> None:
     timeline = Timeline.start(SHIP_BY)
 
     assert timeline.set_eta(SHIP_BY + DAY)
-    assert not timeline.set_eta(SHIP_BY + DAY + timedelta(hours=1))
+    assert not timeline.set_eta(SHIP_BY + DAY)
+    assert timeline.set_eta(SHIP_BY + DAY + timedelta(hours=1))
     assert timeline.set_eta(None)
+    assert not timeline.set_eta(None)
 
 
 def test_policy_delay_rules_scale_the_notice_lead() -> None:

@@ -1,0 +1,262 @@
+"""Promises kept, on the real dev server with policies in seconds (tests/conftest.FAST_POLICY:
+a policy day is one second, the notice lead 2 s, offers valid 4 s, Amazon cancels 7 s after
+ship-by). Times are asserted from the simulators' records of what left the service."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tests.conftest import Stack, backorder, new_id
+
+LINK = re.compile(r"http://\S+/v1/links/(\S+)")
+
+
+async def start_fast(
+    stack: Stack, order: str, sku: str, *, ship_in: float, eta_in: float | None = None, **extra: Any
+) -> datetime:
+    """A line on the fast policy whose ship-by is `ship_in` seconds away; returns ship-by."""
+    now = datetime.now(UTC)
+    ship_by = now + timedelta(seconds=ship_in)
+    body = backorder(order, sku, ordered_at=now, ship_by=ship_by, **extra)
+    response = await stack.fast.post("/v1/backorders", json=body, headers=stack.auth("order"))
+    assert response.status_code == 201, response.text
+    await stack.wait_line(order, lambda line: len(line["messages"]) >= 1)
+    if eta_in is not None:
+        await set_eta(stack, order, now + timedelta(seconds=eta_in))
+    return ship_by
+
+
+async def set_eta(stack: Stack, order: str, eta: datetime | None) -> None:
+    response = await stack.api.post(
+        f"/v1/backorders/{order}/1/eta",
+        json={"eta": eta.isoformat() if eta else None},
+        headers=stack.auth("ops"),
+    )
+    assert response.status_code == 200, response.text
+
+
+async def sent(stack: Stack, order: str) -> list[dict[str, Any]]:
+    """Messages the notification service accepted for the line, in order."""
+    return await stack.requests("notifications", f"backorder:{order}:1")
+
+
+def kinds(messages: list[dict[str, Any]]) -> list[str]:
+    return [message["body"]["kind"] for message in messages]
+
+
+def at(message: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(message["received_at"])
+
+
+async def wait_for_kind(stack: Stack, order: str, kind: str, within: float = 20) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        for message in await sent(stack, order):
+            if message["body"]["kind"] == kind:
+                return message
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {kind} message for {order}: {kinds(await sent(stack, order))}")
+
+
+def links(message: dict[str, Any]) -> dict[tuple[str, str | None], str]:
+    """The signed links in a message, by (action, offer id), read from their claims."""
+    found = {}
+    for token in LINK.findall(message["body"]["body"]):
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        found[(claims["action"], claims["offer"])] = token
+    return found
+
+
+async def test_no_date_notice_then_rung_then_cancel_at_the_deadline_each_once(
+    stack: Stack,
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    ship_by = await start_fast(stack, order, sku, ship_in=5, unit_price="8.00", quantity=2)
+
+    line = await stack.finished(order, within=30)
+
+    messages = await sent(stack, order)
+    assert kinds(messages) == [
+        "backorder_confirmation",
+        "delay_notice",
+        "apology_offer",
+        "cancelled_refunded",
+    ]
+    notice, apology, cancelled = messages[1], messages[2], messages[3]
+    lead = timedelta(seconds=2)
+    assert ship_by - lead <= at(notice) < ship_by
+    assert ship_by - timedelta(seconds=1) <= at(apology) < ship_by
+    assert at(cancelled) >= ship_by
+    assert "cannot give you a new date" in notice["body"]["body"]
+    assert ("cancel", None) in links(notice) and ("wait", None) in links(notice)
+    assert line["state"] == "cancelled"
+    payments = await stack.requests("payments", f"backorder:{order}:1")
+    assert [row["body"]["amount"] for row in payments] == ["16.00"]
+
+
+async def test_silence_is_consent_at_thirty_days_but_not_one_day_more(stack: Stack) -> None:
+    sku, within, beyond = new_id("sku"), new_id(), new_id()
+    await stack.put_sku(sku)
+    ship_by = await start_fast(stack, within, sku, ship_in=5, eta_in=5 + 30)
+    await start_fast(stack, beyond, sku, ship_in=5, eta_in=5 + 31)
+
+    cancelled = await stack.finished(beyond, within=30)
+    waiting = await stack.line(within)
+
+    assert cancelled["state"] == "cancelled"
+    assert waiting["state"] == "waiting"
+    assert waiting["consent"] == "implied"
+    assert waiting["next_action"] == "send a delay-option notice"  # the renewed one
+    notice = await wait_for_kind(stack, within, "delay_notice")
+    assert "you need do nothing" in notice["body"]["body"]
+    assert at(await wait_for_kind(stack, beyond, "cancelled_refunded")) >= ship_by
+    assert len(await stack.requests("payments", f"backorder:{beyond}:1")) == 1
+    assert await stack.requests("payments", f"backorder:{within}:1") == []
+
+
+async def test_a_renewed_notice_precedes_the_revised_date_and_silence_cancels(
+    stack: Stack,
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    start = datetime.now(UTC)
+    ship_by = await start_fast(stack, order, sku, ship_in=5, eta_in=9)
+    revised = start + timedelta(seconds=9)
+    await wait_for_kind(stack, order, "delay_notice")
+    await set_eta(stack, order, start + timedelta(seconds=30))  # the supplier slips again
+
+    line = await stack.finished(order, within=30)
+
+    messages = await sent(stack, order)
+    notices = [m for m in messages if m["body"]["kind"] == "delay_notice"]
+    assert len(notices) == 2
+    assert "Another delay" in notices[1]["body"]["body"]
+    assert "If we do not hear from you by then, we will cancel" in notices[1]["body"]["body"]
+    assert at(notices[1]) < revised
+    assert kinds(messages).count("eta_update") == 2
+    assert line["state"] == "cancelled"
+    assert at(messages[-1]) >= revised > ship_by
+    assert len(await stack.requests("payments", f"backorder:{order}:1")) == 1
+
+
+async def test_marketplace_line_is_asked_then_cancelled_at_its_auto_cancel(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    ship_by = await start_fast(stack, order, sku, ship_in=4, channel="amazon")
+    notice = await wait_for_kind(stack, order, "delay_notice")
+    wait_token = links(notice)[("wait", None)]
+    agreed = await stack.api.post(f"/v1/links/{wait_token}")
+    assert agreed.status_code == 200, agreed.text
+
+    line = await stack.finished(order, within=30)
+
+    messages = await sent(stack, order)
+    assert kinds(messages) == [
+        "backorder_confirmation",
+        "delay_notice",
+        "choice_request",
+        "cancelled_refunded",
+    ]
+    auto_cancel = ship_by + timedelta(seconds=7)
+    assert auto_cancel - timedelta(seconds=2) <= at(messages[2]) < auto_cancel
+    assert at(messages[3]) >= auto_cancel
+    assert line["cancel_reason"] == "not shipped before the marketplace's deadline"
+    assert len(await stack.requests("payments", f"backorder:{order}:1")) == 1
+
+
+async def test_free_expedited_offer_makes_the_shipment_expedited(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    vip = {"id": "c-vip", "email": "vip@example.com", "tier": "vip"}
+    await start_fast(stack, order, sku, ship_in=4, eta_in=14, customer=vip)
+    apology = await wait_for_kind(stack, order, "apology_offer")
+    offered = links(apology)
+
+    taken = await stack.api.post(f"/v1/links/{offered[('accept_offer', 'apology-1')]}")
+    again = await stack.api.post(f"/v1/links/{offered[('accept_offer', 'apology-1')]}")
+    sibling = await stack.api.post(f"/v1/links/{offered[('accept_offer', 'apology-2')]}")
+    await stack.receive(sku, 1)
+    line = await stack.finished(order, within=30)
+
+    assert taken.status_code == 200, taken.text
+    assert again.status_code == 409 and "already accepted" in again.json()["detail"]
+    assert sibling.status_code == 409 and "another offer" in sibling.json()["detail"]
+    assert [shipment["expedited"] for shipment in line["shipments"]] == [True]
+    carrier = await stack.requests("carrier", f"backorder:{order}:1")
+    assert [row["body"]["service_level"] for row in carrier] == ["expedited"]
+    outreach = await stack.api.get("/v1/outreach", headers=stack.auth("ops"))
+    assert f"backorder:{order}:1" in [task["line_key"] for task in outreach.json()]
+
+
+async def test_a_discount_offer_issues_exactly_one_code(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    await start_fast(stack, order, sku, ship_in=4, eta_in=14)
+    apology = await wait_for_kind(stack, order, "apology_offer")
+    token = links(apology)[("accept_offer", "apology-1")]
+
+    clicks = await asyncio.gather(*(stack.api.post(f"/v1/links/{token}") for _ in range(4)))
+
+    assert sorted(click.status_code for click in clicks) == [200, 409, 409, 409]
+    codes = await stack.requests("storefront", f"backorder:{order}:1")
+    assert len(codes) == 1
+    accepted = await wait_for_kind(stack, order, "offer_accepted")
+    assert codes[0]["response"]["code"] in accepted["body"]["body"]
+    line = await stack.line(order)
+    assert line["consent"] == "explicit"
+    assert [offer["status"] for offer in line["offers"]] == ["accepted"]
+
+
+async def test_expired_foreign_tampered_and_unknown_offers_are_refused(stack: Stack) -> None:
+    sku, mine, other = new_id("sku"), new_id(), new_id()
+    await stack.put_sku(sku)
+    await start_fast(stack, mine, sku, ship_in=4, eta_in=14)
+    await start_fast(stack, other, sku, ship_in=4, eta_in=14)
+    token = links(await wait_for_kind(stack, mine, "apology_offer"))[("accept_offer", "apology-1")]
+    await wait_for_kind(stack, other, "apology_offer")
+
+    foreign = await stack.api.post(
+        f"/v1/backorders/{other}/1/offers/apology-1/accept?token={token}"
+    )
+    tampered = await stack.api.post(f"/v1/links/{token[:-2]}xx")
+    unknown = await stack.api.post(
+        f"/v1/backorders/{mine}/1/offers/apology-9/accept", headers=stack.auth("ops")
+    )
+    offer = (await stack.line(mine))["offers"][0]
+    await asyncio.sleep(
+        max(0.0, (datetime.fromisoformat(offer["expires_at"]) - datetime.now(UTC)).total_seconds())
+        + 0.3
+    )
+    expired = await stack.api.post(f"/v1/links/{token}")
+
+    assert foreign.status_code == 403 and "another order line" in foreign.json()["detail"]
+    assert tampered.status_code == 403 and "not valid" in tampered.json()["detail"]
+    assert unknown.status_code == 404 and "could not find this offer" in unknown.json()["detail"]
+    assert expired.status_code == 410 and "expired" in expired.json()["detail"]
+    assert [o["status"] for o in (await stack.line(mine))["offers"]] == ["open"]
+    assert [o["status"] for o in (await stack.line(other))["offers"]] == ["open"]
+    assert await stack.requests("storefront", f"backorder:{mine}:1") == []
+
+
+async def test_status_shows_the_next_deadline_and_what_happens_then(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    ship_by = await start_fast(stack, order, sku, ship_in=30)
+
+    line = await stack.line(order)
+
+    assert datetime.fromisoformat(line["ship_by"]) == ship_by.replace(
+        microsecond=ship_by.microsecond
+    )
+    assert datetime.fromisoformat(line["next_deadline"]) == ship_by - timedelta(seconds=2)
+    assert line["next_action"] == "send a delay-option notice"
+    assert line["escalation_level"] == 0
+    assert Decimal(line["unit_price"]) == Decimal("19.99")
+    await stack.api.post(f"/v1/backorders/{order}/1/cancel", headers=stack.auth("order"))
