@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from cli.demo import run_demo
 from cli.dev import PortInUseError, StackError, run_dev
+from domain.policy import load_policy
 from domain.settings import Settings
 
 DEFAULT_DEMO_LINES = 300
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         settings.supplier_token_map  # noqa: B018 - refuse a malformed value now, not mid-demo
+        load_policy(settings.policy_file)
     except ValidationError as exc:
         for error in exc.errors():
             variable = "BACKORDERS_" + "_".join(map(str, error["loc"])).upper()

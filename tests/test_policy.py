@@ -64,3 +64,20 @@ def test_policy_file_is_loaded_and_a_bad_one_names_its_field(tmp_path: Path) -> 
         load_policy(bad_offer)
     with pytest.raises(PolicyFileError, match="No such file"):
         load_policy(tmp_path / "missing.json")
+
+
+def test_the_cli_refuses_a_bad_policy_file_at_start_naming_the_field(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "policy.json"
+    bad.write_text('{"delay": {"silent_consent_days": 0}}')
+    command = [str(Path(sys.executable).parent / "backorders"), "dev"]
+    env = {**os.environ, "BACKORDERS_POLICY_FILE": str(bad), "BACKORDERS_STATE_DIR": str(tmp_path)}
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)  # noqa: S603
+
+    assert result.returncode == 2
+    assert "delay.silent_consent_days" in result.stderr
+    assert not (tmp_path / "temporal.db").exists(), "nothing was started"
