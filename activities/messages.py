@@ -45,6 +45,17 @@ def _offer_lines(message: MessageInput, urls: Urls) -> str:
     return "\n".join(lines)
 
 
+def _substitute_lines(message: MessageInput, urls: Urls) -> str:
+    if not message.substitutes:
+        return ""
+    lines = ["Or take an alternative that is in stock now and ships at once:"]
+    for option in message.substitutes:
+        link = urls.get((LinkAction.SUBSTITUTE, option.sku), "")
+        price = f", {option.price} {message.request.currency}" if option.price else ""
+        lines.append(f"- {option.name} ({option.sku}{price}): {link}".rstrip(": "))
+    return "\n".join(lines) + "\n"
+
+
 def _require_shipment(message: MessageInput) -> ShipmentRecord:
     if message.shipment is None:
         raise ValueError(f"{message.kind} message needs its shipment")
@@ -105,6 +116,7 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
         body = (
             f"{renewed} with {item} from your order {order}: it will not ship by the date we "
             f"promised ({_day(message.ship_by)}).\n{date_text}\n{choice}\n"
+            f"{_substitute_lines(message, urls)}"
             f"You have the right to cancel and get a full, prompt refund, at no cost: "
             f"{_cancel_note(urls)}"
         )
@@ -114,6 +126,7 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
             f"{item} from your order {order} is taking longer than we hoped, and we are sorry. "
             f"As a thank-you for your patience, choose one of these:\n"
             f"{_offer_lines(message, urls)}\n"
+            f"{_substitute_lines(message, urls)}"
             f"Expected ship date: {_day(expected)}.\n{_cancel_note(urls)}"
         )
     elif kind is MessageKind.CHOICE_REQUEST:
@@ -122,7 +135,8 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
         body = (
             f"{item} from your order {order} has still not arrived, and the marketplace will "
             f"cancel the order if it has not shipped by {_when(message.deadline or expected)}.\n"
-            f"Please choose: {agree}\nor cancel now. {_cancel_note(urls)}"
+            f"Please choose: {agree}\n{_substitute_lines(message, urls)}"
+            f"or cancel now. {_cancel_note(urls)}"
         )
     elif kind is MessageKind.OFFER_ACCEPTED:
         subject = f"Order {order}: your offer is confirmed"

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
-from domain.line import LineInput, OutreachInput
+from domain.line import FindSubstitutes, LineInput, OutreachInput
 from domain.models import (
     ReceiptInput,
     RecordLineResult,
@@ -18,6 +18,9 @@ from domain.models import (
     ReleaseResult,
     SkuInput,
     StockResult,
+    SubstituteInput,
+    SubstituteOption,
+    SubstituteResult,
 )
 from store import records, stock
 from store.db import Database
@@ -61,6 +64,21 @@ class StoreActivities:
     @activity.defn(name=contract.ACTIVITY_RECORD_RECEIPT)
     async def record_receipt(self, receipt: ReceiptInput) -> StockResult:
         return await run_in_store(lambda: stock.record_receipt(self.db, receipt))
+
+    @activity.defn(name=contract.ACTIVITY_SUBSTITUTE_LINE)
+    async def substitute_line(self, change: SubstituteInput) -> SubstituteResult:
+        try:
+            return await run_in_store(lambda: stock.substitute_line(self.db, change))
+        except stock.SubstituteRefusedError as exc:
+            raise ApplicationError(
+                str(exc), type=contract.ERROR_SUBSTITUTE_REFUSED, non_retryable=True
+            ) from exc
+
+    @activity.defn(name=contract.ACTIVITY_FIND_SUBSTITUTES)
+    async def find_substitutes(self, query: FindSubstitutes) -> list[SubstituteOption]:
+        return await run_in_store(
+            lambda: stock.in_stock_substitutes(self.db, query.sku, query.quantity)
+        )
 
     @activity.defn(name=contract.ACTIVITY_RECORD_OUTREACH)
     async def record_outreach(self, task: OutreachInput) -> None:

@@ -34,12 +34,14 @@ REFUSAL_STATUS = {
     contract.ERROR_OFFER_USED: 409,
     contract.ERROR_OFFER_EXPIRED: 410,
     contract.ERROR_LINE_FINAL: 409,
+    contract.ERROR_SUBSTITUTE_REFUSED: 409,
 }
 
 _ACTION_TEXT = {
     LinkAction.CANCEL: "cancel this item and get a full refund",
     LinkAction.WAIT: "keep waiting for this item",
     LinkAction.ACCEPT_OFFER: "accept this offer and keep waiting",
+    LinkAction.SUBSTITUTE: "take this alternative instead, shipped now",
 }
 
 
@@ -70,6 +72,10 @@ async def act(
             assert claims.offer is not None
             offer = await backorders.accept_offer(order_id, line_id, claims.offer)
             return {"result": "offer_accepted", "offer": offer.model_dump(mode="json")}
+        if claims.action is LinkAction.SUBSTITUTE:
+            assert claims.offer is not None
+            status = await backorders.take_substitute(order_id, line_id, claims.offer)
+            return {"result": "substituted", "sku": status.sku, "state": status.state}
         if claims.action is LinkAction.WAIT:
             status = await backorders.agree_to_wait(order_id, line_id)
             return {"result": "waiting", "consent": status.consent, "eta": status.eta}
@@ -128,6 +134,27 @@ async def accept_offer(
         line_key=contract.line_key(order_id, line_id),
         action=LinkAction.ACCEPT_OFFER,
         offer_id=offer_id,
+    )
+    return await act(request, claims)
+
+
+@router.post("/v1/backorders/{order_id}/{line_id}/substitutes/{sku}/take")
+async def take_substitute(
+    order_id: str,
+    line_id: str,
+    sku: str,
+    request: Request,
+    actor: OptionalActorDep,
+    token: Token = None,
+) -> dict[str, Any]:
+    """Take an in-stock substitute in place of the backordered item."""
+    claims = claims_for_path(
+        request,
+        actor,
+        token,
+        line_key=contract.line_key(order_id, line_id),
+        action=LinkAction.SUBSTITUTE,
+        offer_id=sku,
     )
     return await act(request, claims)
 

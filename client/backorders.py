@@ -39,7 +39,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
-from domain.line import AcceptOffer, AgreeToWait, EtaUpdate, LineInput, Offer
+from domain.line import AcceptOffer, AgreeToWait, EtaUpdate, LineInput, Offer, TakeSubstitute
 from domain.models import (
     BackorderRequest,
     CancelRequest,
@@ -289,6 +289,12 @@ class BackorderClient:
         """The customer takes a goodwill offer; refused if unknown, used or expired."""
         return await self._choose(
             order_id, line_id, contract.UPDATE_ACCEPT_OFFER, AcceptOffer(offer_id=offer_id), Offer
+        )
+
+    async def take_substitute(self, order_id: str, line_id: str, sku: str) -> LineStatus:
+        """The customer takes an in-stock substitute; refused if not offered or not in stock."""
+        return await self._choose(
+            order_id, line_id, contract.UPDATE_TAKE_SUBSTITUTE, TakeSubstitute(sku=sku), LineStatus
         )
 
     async def set_eta(self, order_id: str, line_id: str, eta: datetime | None) -> None:

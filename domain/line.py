@@ -26,7 +26,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.links import LinkAction
-from domain.models import BackorderRequest, MessageKind, ShipmentRecord
+from domain.models import BackorderRequest, MessageKind, ShipmentRecord, SubstituteOption
 from domain.policy import LinePolicy, OfferKind
 
 
@@ -215,6 +215,7 @@ class MessageInput(BaseModel):
     quantity: int | None = None
     notice: NoticeFacts | None = None
     offers: list[Offer] = Field(default_factory=list)
+    substitutes: list[SubstituteOption] = Field(default_factory=list)
     links: list[LinkSpec] = Field(default_factory=list)
     detail: str | None = None
     """A line of text specific to the event (why it was cancelled, what was accepted)."""
@@ -248,3 +249,12 @@ class OutreachInput(BaseModel):
     request: BackorderRequest
     rung: str
     reason: str
+
+
+class TakeSubstitute(BaseModel):
+    sku: str
+
+
+class FindSubstitutes(BaseModel):
+    sku: str
+    quantity: int

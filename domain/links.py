@@ -23,6 +23,8 @@ class LinkAction(StrEnum):
     CANCEL = "cancel"
     WAIT = "wait"
     ACCEPT_OFFER = "accept_offer"
+    SUBSTITUTE = "substitute"
+    """`offer` holds the substitute's SKU."""
 
 
 class LinkClaims(BaseModel):

@@ -189,6 +189,8 @@ class SkuRequest(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
+    price: DecimalString | None = None
+    """Unit price, used to price a substitute for a line of another SKU."""
 
 
 class CancelRequest(Strict):
@@ -346,3 +348,25 @@ class SignalAllocationsInput(BaseModel):
     allocations: list[AllocationNotice]
     skip_line_key: str | None = None
     """The line already told by its own activity result, not signalled again."""
+
+
+class SubstituteInput(BaseModel):
+    line_key: str
+    from_sku: str
+    to_sku: str
+
+
+class SubstituteOption(BaseModel):
+    sku: str
+    name: str
+    free_stock: int
+    price: str | None = None
+
+
+class SubstituteResult(BaseModel):
+    quantity: int
+    """Units of the substitute now allocated to the line."""
+    released_quantity: int
+    """Units of the old SKU the line gave back to its queue."""
+    reallocated: list[AllocationNotice]
+    unit_price: str | None

@@ -24,6 +24,9 @@ from domain.models import (
     ReleaseResult,
     SkuInput,
     StockResult,
+    SubstituteInput,
+    SubstituteOption,
+    SubstituteResult,
 )
 from store.db import Database, lock_sku
 from store.tables import AllocationRow, LineRow, ReceiptRow, SkuRow, as_utc, utcnow
@@ -48,8 +51,10 @@ def refresh_state(line: LineRow) -> None:
     if line.state == LineState.CANCELLED:
         line.waiting = False
         return
-    line.waiting = line.allocated_quantity < line.quantity
-    line.state = LineState.of(line.quantity, line.allocated_quantity, line.shipped_quantity)
+    # Units returned (by taking a substitute) no longer count as this line's.
+    allocated = line.allocated_quantity - line.released_quantity
+    line.waiting = allocated < line.quantity
+    line.state = LineState.of(line.quantity, allocated, line.shipped_quantity)
     line.updated_at = utcnow()
 
 
@@ -147,7 +152,7 @@ def record_line(db: Database, line_input: LineInput) -> RecordLineResult:
 def _allocations_of(session: Session, line: LineRow) -> list[AllocationNotice]:
     rows = session.exec(
         select(AllocationRow)
-        .where(AllocationRow.line_key == line.key)
+        .where(AllocationRow.line_key == line.key, col(AllocationRow.quantity) > 0)
         .order_by(asc(col(AllocationRow.id)))
     ).all()
     return [_notice(row, line) for row in rows]
@@ -170,11 +175,10 @@ def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
                 already_cancelled=True,
             )
         held = line.held_quantity
-        line.released_quantity += held
+        _return_stock(session, sku, line, held)
         line.state = LineState.CANCELLED
         line.cancel_reason = release.reason
         refresh_state(line)
-        sku.free_stock += held
         reallocated = allocate_free_stock(session, sku, f"release:{line.key}")
         return ReleaseResult(
             allocated_quantity=line.allocated_quantity,
@@ -184,6 +188,88 @@ def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
             reallocated=reallocated,
             already_cancelled=False,
         )
+
+
+def _return_stock(session: Session, sku: SkuRow, line: LineRow, quantity: int) -> None:
+    """Give units a line held back to its SKU's free stock, on the record."""
+    if quantity <= 0:
+        return
+    line.released_quantity += quantity
+    sku.free_stock += quantity
+    # A negative allocation: the audit sums allocations per SKU, whatever SKU the line has now.
+    session.add(
+        AllocationRow(
+            line_key=line.key, sku=sku.sku, quantity=-quantity, source=f"returned:{line.key}"
+        )
+    )
+
+
+class SubstituteRefusedError(ValueError):
+    """The substitute cannot be taken; the message is written for the customer."""
+
+
+def substitute_line(db: Database, change: SubstituteInput) -> SubstituteResult:
+    """Move a waiting line to an in-stock substitute, in one transaction: its held units go back
+    to the old SKU's queue, and the substitute's free stock covers all it still needs."""
+    with db.transaction() as session:
+        # Both SKUs locked, always in the same order, so two opposite moves cannot deadlock.
+        locked = {sku: lock_sku(session, sku) for sku in sorted({change.from_sku, change.to_sku})}
+        old, new = locked[change.from_sku], locked[change.to_sku]
+        line = session.get(LineRow, change.line_key)
+        if line is None or old is None:
+            raise LineNotFoundError(change.line_key)
+        if line.sku == change.to_sku and new is not None:
+            # A retry after the commit: report what that transaction did.
+            rows = session.exec(
+                select(AllocationRow).where(AllocationRow.source == f"substitute:{line.key}")
+            ).all()
+            return SubstituteResult(
+                quantity=sum(row.quantity for row in rows),
+                released_quantity=line.released_quantity,
+                reallocated=_reallocations_from(session, line),
+                unit_price=new.price,
+            )
+        if LineState(line.state).is_final:
+            raise SubstituteRefusedError(f"This item has already been {line.state}.")
+        if new is None or change.to_sku not in old.substitutes:
+            raise SubstituteRefusedError(f"{change.to_sku} is not offered in place of {old.sku}.")
+        needed = line.quantity - line.shipped_quantity
+        if new.free_stock < needed:
+            raise SubstituteRefusedError(
+                f"Sorry, {new.name} is no longer in stock in the quantity you need."
+            )
+        held = line.held_quantity
+        _return_stock(session, old, line, held)
+        new.free_stock -= needed
+        session.add(
+            AllocationRow(
+                line_key=line.key, sku=new.sku, quantity=needed, source=f"substitute:{line.key}"
+            )
+        )
+        line.allocated_quantity += needed
+        line.sku = new.sku
+        refresh_state(line)
+        reallocated = allocate_free_stock(session, old, f"release:{line.key}")
+        return SubstituteResult(
+            quantity=needed,
+            released_quantity=held,
+            reallocated=reallocated,
+            unit_price=new.price,
+        )
+
+
+def in_stock_substitutes(db: Database, sku: str, quantity: int) -> list[SubstituteOption]:
+    """The SKU's substitutes that have free stock for `quantity` units now."""
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None or not row.substitutes:
+            return []
+        candidates = session.exec(select(SkuRow).where(col(SkuRow.sku).in_(row.substitutes))).all()
+        return [
+            SubstituteOption(sku=c.sku, name=c.name, free_stock=c.free_stock, price=c.price)
+            for c in candidates
+            if c.free_stock >= quantity
+        ]
 
 
 def _reallocations_from(session: Session, line: LineRow) -> list[AllocationNotice]:
@@ -247,6 +333,7 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
             session.add(sku)
         sku.name = request.name
         sku.substitutes = list(request.substitutes)
+        sku.price = request.price
         if request.free_stock is not None:
             sku.stock_in_total += request.free_stock - sku.free_stock
             sku.free_stock = request.free_stock

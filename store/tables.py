@@ -35,8 +35,11 @@ class SkuRow(SQLModel, table=True):
     stock)."""
     stock_in_total: int = 0
     """Net units that ever entered: receipts, plus or minus stock counts set in the catalog.
-    The audit: free stock + units allocated and not released == stock_in_total, always."""
+    The audit: free stock + the sum of this SKU's allocations (returns are negative rows) ==
+    stock_in_total, always."""
     substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    price: str | None = Field(default=None, max_length=32)
+    """Catalog unit price (decimal string), used to price a substitute."""
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 

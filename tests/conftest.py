@@ -151,7 +151,7 @@ class Stack:
         token = {"order": ORDER_TOKEN, "ops": OPS_TOKEN}.get(actor) or SUPPLIER_TOKENS[actor]
         return {"Authorization": f"Bearer {token}"}
 
-    async def put_sku(self, sku: str, free_stock: int = 0, **extra: Any) -> httpx.Response:
+    async def put_sku(self, sku: str, free_stock: int | None = 0, **extra: Any) -> httpx.Response:
         body = {"name": f"Product {sku}", "free_stock": free_stock, **extra}
         response = await self.api.put(f"/v1/skus/{sku}", json=body, headers=self.auth("ops"))
         assert response.status_code in (200, 201), response.text

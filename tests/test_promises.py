@@ -260,3 +260,22 @@ async def test_status_shows_the_next_deadline_and_what_happens_then(stack: Stack
     assert line["escalation_level"] == 0
     assert Decimal(line["unit_price"]) == Decimal("19.99")
     await stack.api.post(f"/v1/backorders/{order}/1/cancel", headers=stack.auth("order"))
+
+
+async def test_a_delay_notice_offers_in_stock_substitutes_that_the_customer_can_take(
+    stack: Stack,
+) -> None:
+    sku, alt, order = new_id("sku"), new_id("alt"), new_id()
+    await stack.put_sku(alt, free_stock=3)
+    await stack.put_sku(sku, substitutes=[alt])
+    await start_fast(stack, order, sku, ship_in=4, eta_in=10)
+    notice = await wait_for_kind(stack, order, "delay_notice")
+
+    token = links(notice)[("substitute", alt)]
+    taken = await stack.api.post(f"/v1/links/{token}")
+    line = await stack.finished(order, within=30)
+
+    assert f"({alt})" in notice["body"]["body"]
+    assert taken.status_code == 200, taken.text
+    assert line["sku"] == alt and line["state"] == "shipped"
+    stack.assert_rules(sku, alt)

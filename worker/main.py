@@ -49,6 +49,8 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 store.record_receipt,
                 store.apply_sku,
                 store.record_outreach,
+                store.substitute_line,
+                store.find_substitutes,
                 services.grant_offer,
                 services.create_shipment,
                 services.refund,

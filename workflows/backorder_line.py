@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from domain.line import (
     AcceptOffer,
     AgreeToWait,
     EtaUpdate,
+    FindSubstitutes,
     LineInput,
     LinkSpec,
     MessageInput,
@@ -24,6 +26,7 @@ from domain.line import (
     OutreachInput,
     Step,
     StepKind,
+    TakeSubstitute,
     Timeline,
 )
 from domain.links import LinkAction
@@ -44,6 +47,9 @@ from domain.models import (
     ShipmentRecord,
     ShipPolicy,
     SignalAllocationsInput,
+    SubstituteInput,
+    SubstituteOption,
+    SubstituteResult,
 )
 from domain.policy import OfferKind
 
@@ -85,6 +91,9 @@ class BackorderLineWorkflow:
         accept_offer(AcceptOffer) -> Offer: the customer takes a goodwill offer (which is also
             consent to wait). Refused, with a reason the customer can read, for an unknown,
             already used, withdrawn or expired offer, or a line already final.
+        take_substitute(TakeSubstitute) -> LineStatus: move the line to an in-stock substitute
+            from the catalog; its held units go back to the old SKU's queue. Refused when the
+            SKU is not a substitute or not in stock for what the line still needs.
         cancel(CancelRequest) -> CancelResult: cancel whatever has not shipped, give held stock
             to the next lines in the queue, refund in full. Refused once the line is final;
             fails with AlreadyShipped when the last units shipped while it waited.
@@ -99,6 +108,8 @@ class BackorderLineWorkflow:
         self._state = LineState.RECEIVED
         self._allocated = 0
         self._shipped = 0
+        self._released = 0
+        """Units given back when the line moved to a substitute."""
         self._seen_allocations: set[int] = set()
         self._shipments: list[ShipmentRecord] = []
         self._messages: list[MessageRecord] = []
@@ -113,6 +124,9 @@ class BackorderLineWorkflow:
         self._eta_news = False
         self._wake = False
         self._next: Step | None = None
+        # Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
+        # change what the line holds or is owed: one at a time, or stock could be counted twice.
+        self._lock = asyncio.Lock()
 
     # ---- the life of the line -----------------------------------------------------------
 
@@ -121,7 +135,7 @@ class BackorderLineWorkflow:
         recorded = await self._record()
         if recorded.eta is not None:
             self._timeline.set_eta(recorded.eta)
-        if self._allocated < line.request.quantity:
+        if self._held() + self._shipped < line.request.quantity:
             await self._send(
                 MessageKind.BACKORDER_CONFIRMATION,
                 "confirmation",
@@ -138,10 +152,11 @@ class BackorderLineWorkflow:
                 continue
             step = self._show_next_step()
             if await self._wait_for_news(step):
-                if self._cancel_request is not None:
-                    await self._cancel(self._cancel_request)
-                elif self._shippable() > 0:
-                    await self._ship(self._shippable())
+                async with self._lock:
+                    if self._cancel_request is not None and not self._state.is_final:
+                        await self._cancel(self._cancel_request)
+                    elif self._shippable() > 0:
+                        await self._ship(self._shippable())
             elif step is not None:
                 await self._take_step(step)
         # Let a cancel that arrived during the last shipment read its answer before we finish.
@@ -172,13 +187,15 @@ class BackorderLineWorkflow:
         now = workflow.now()
         if step.kind is StepKind.DELAY_NOTICE:
             facts = self._timeline.record_notice(now, self._policy)
-            links = [self._link(LinkAction.CANCEL)]
+            substitutes, links = await self._substitute_choices()
+            links.append(self._link(LinkAction.CANCEL))
             if not facts.silence_is_consent:
                 links.append(self._link(LinkAction.WAIT, expires_at=facts.answer_by))
             await self._send(
                 MessageKind.DELAY_NOTICE,
                 f"notice:{self._timeline.notices}",
                 notice=facts,
+                substitutes=substitutes,
                 links=links,
             )
         elif step.kind is StepKind.OFFER:
@@ -186,22 +203,26 @@ class BackorderLineWorkflow:
             await self._offer(step.rung)
         elif step.kind is StepKind.CHOICE_REQUEST:
             self._timeline.record_choice_request()
+            substitutes, links = await self._substitute_choices()
             await self._send(
                 MessageKind.CHOICE_REQUEST,
                 "choice",
-                links=[self._link(LinkAction.WAIT), self._link(LinkAction.CANCEL)],
+                substitutes=substitutes,
+                links=[*links, self._link(LinkAction.WAIT), self._link(LinkAction.CANCEL)],
                 deadline=self._policy.auto_cancel_at(self._line.ship_by),
             )
         elif step.kind is StepKind.CANCEL_NO_CONSENT:
             self._cancel_request = CancelRequest(
                 reason="delayed without the customer's consent", requested_by="policy"
             )
-            await self._cancel(self._cancel_request)
+            async with self._lock:
+                await self._cancel(self._cancel_request)
         else:
             self._cancel_request = CancelRequest(
                 reason="not shipped before the marketplace's deadline", requested_by="policy"
             )
-            await self._cancel(self._cancel_request)
+            async with self._lock:
+                await self._cancel(self._cancel_request)
         workflow.upsert_search_attributes(
             [contract.SA_ESCALATION_LEVEL.value_set(self._timeline.escalation_level)]
         )
@@ -243,16 +264,41 @@ class BackorderLineWorkflow:
                 summary=f"outreach task for customer service ({rung.name})",
             )
         links = [self._link(LinkAction.ACCEPT_OFFER, offer) for offer in offers]
+        substitutes, substitute_links = await self._substitute_choices()
         await self._send(
             MessageKind.APOLOGY_OFFER,
             f"offer:{rung.name}",
             offers=offers,
-            links=[*links, self._link(LinkAction.CANCEL)],
+            substitutes=substitutes,
+            links=[*links, *substitute_links, self._link(LinkAction.CANCEL)],
         )
+
+    async def _substitute_choices(self) -> tuple[list[SubstituteOption], list[LinkSpec]]:
+        """The catalog's substitutes in stock for what the line still needs, with their links."""
+        options: list[SubstituteOption] = await workflow.execute_activity(
+            contract.ACTIVITY_FIND_SUBSTITUTES,
+            FindSubstitutes(
+                sku=self._line.request.sku, quantity=self._line.request.quantity - self._shipped
+            ),
+            result_type=list[SubstituteOption],
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary="find in-stock substitutes",
+        )
+        links = [
+            LinkSpec(
+                action=LinkAction.SUBSTITUTE,
+                offer_id=option.sku,
+                expires_at=workflow.now() + self._policy.days(self._policy.offer_valid_days),
+            )
+            for option in options
+        ]
+        return options, links
 
     def _show_next_step(self) -> Step | None:
         step = self._timeline.next_step(
-            self._policy, fully_allocated=self._allocated >= self._line.request.quantity
+            self._policy,
+            fully_allocated=self._allocated - self._released >= self._line.request.quantity,
         )
         if step != self._next:
             self._next = step
@@ -284,12 +330,16 @@ class BackorderLineWorkflow:
             self._refresh_state()
         return recorded
 
+    def _held(self) -> int:
+        """Units allocated to the line, of its current SKU, not yet shipped."""
+        return self._allocated - self._released - self._shipped
+
     def _shippable(self) -> int:
         """Units to ship now: whatever is held, or nothing until complete for ship-complete."""
-        held = self._allocated - self._shipped
         if self._line.request.ship_policy is ShipPolicy.COMPLETE:
-            return held if self._allocated >= self._line.request.quantity else 0
-        return held
+            complete = self._held() + self._shipped >= self._line.request.quantity
+            return self._held() if complete else 0
+        return self._held()
 
     async def _ship(self, quantity: int) -> None:
         sequence = len(self._shipments) + 1
@@ -374,7 +424,11 @@ class BackorderLineWorkflow:
             self._refresh_state()
 
     def _refresh_state(self) -> None:
-        self._set_state(LineState.of(self._line.request.quantity, self._allocated, self._shipped))
+        self._set_state(
+            LineState.of(
+                self._line.request.quantity, self._allocated - self._released, self._shipped
+            )
+        )
 
     async def _signal_others(self, notices: list[AllocationNotice]) -> None:
         await workflow.execute_activity(
@@ -477,7 +531,8 @@ class BackorderLineWorkflow:
                 sibling.status = OfferStatus.WITHDRAWN
         self._timeline.agree_to_wait()
         self._wake = True
-        detail = await self._grant(offer)
+        async with self._lock:
+            detail = await self._grant(offer)
         await self._send(MessageKind.OFFER_ACCEPTED, f"accepted:{offer.offer_id}", detail=detail)
         return offer
 
@@ -543,6 +598,67 @@ class BackorderLineWorkflow:
             summary=f"grant {offer.kind.value}",
         )
         return granted
+
+    @workflow.update(name=contract.UPDATE_TAKE_SUBSTITUTE)
+    async def take_substitute(self, request: TakeSubstitute) -> LineStatus:
+        async with self._lock:
+            self._refuse_if_final()
+            old = self._line.request
+            try:
+                moved: SubstituteResult = await workflow.execute_activity(
+                    contract.ACTIVITY_SUBSTITUTE_LINE,
+                    SubstituteInput(line_key=self._key, from_sku=old.sku, to_sku=request.sku),
+                    result_type=SubstituteResult,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=RETRY,
+                    summary=f"move to substitute {request.sku}",
+                )
+            except ActivityError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError):
+                    raise ApplicationError(cause.message, type=cause.type) from None
+                raise
+            self._line.request = old.model_copy(update={"sku": request.sku})
+            self._released += moved.released_quantity
+            self._allocated += moved.quantity
+            self._refresh_state()
+            workflow.upsert_search_attributes([contract.SA_SKU.value_set(request.sku)])
+            if moved.reallocated:
+                await self._signal_others(moved.reallocated)
+            detail = f"You chose {request.sku} in place of {old.sku}; it ships now."
+            saved = Decimal(old.unit_price) - Decimal(moved.unit_price or old.unit_price)
+            if saved > 0:
+                # Priced by policy: a cheaper substitute's difference is refunded; a dearer
+                # one costs the customer nothing more.
+                refund: RefundRecord = await workflow.execute_activity(
+                    contract.ACTIVITY_REFUND,
+                    RefundInput(
+                        line_key=self._key,
+                        request=old,
+                        quantity=moved.quantity,
+                        reason=f"substitute {request.sku} costs less",
+                        event=f"substitute:{request.sku}",
+                        amount=f"{saved * moved.quantity:.2f}",
+                    ),
+                    result_type=RefundRecord,
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=RETRY,
+                    summary="refund the substitute's lower price",
+                )
+                self._refunds.append(refund)
+                detail += f" It costs less: we refunded {refund.amount} {refund.currency}."
+        self._wake = True
+        await self._send(MessageKind.OFFER_ACCEPTED, f"substitute:{request.sku}", detail=detail)
+        return self.status()
+
+    @take_substitute.validator
+    def _validate_substitute(self, request: TakeSubstitute) -> None:
+        self._refuse_if_final()
+        if request.sku == self._line.request.sku:
+            raise ApplicationError(
+                "This is already the item you are waiting for.",
+                type=contract.ERROR_SUBSTITUTE_REFUSED,
+            )
 
     @workflow.update(name=contract.UPDATE_CANCEL)
     async def cancel(self, request: CancelRequest) -> CancelResult:
