@@ -565,6 +565,26 @@ class BackorderLineWorkflow:
                 f"This item has already been {self._state.value}.", type=contract.ERROR_LINE_FINAL
             )
 
+    async def _pay_back(self, amount: Decimal, *, event: str, reason: str) -> RefundRecord:
+        """A refund of part of the price while the line goes on (goodwill, cheaper substitute)."""
+        refund: RefundRecord = await workflow.execute_activity(
+            contract.ACTIVITY_REFUND,
+            RefundInput(
+                line_key=self._key,
+                request=self._line.request,
+                quantity=0,
+                reason=reason,
+                event=event,
+                amount=f"{amount:.2f}",
+            ),
+            result_type=RefundRecord,
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"refund {amount:.2f}: {reason}",
+        )
+        self._refunds.append(refund)
+        return refund
+
     async def _grant(self, offer: Offer) -> str:
         """Deliver an accepted offer; returns what to tell the customer."""
         if offer.kind is OfferKind.FREE_EXPEDITED_SHIPPING:
@@ -572,22 +592,9 @@ class BackorderLineWorkflow:
             return "It will ship by expedited shipping, at no cost to you, as soon as it arrives."
         if offer.kind is OfferKind.PARTIAL_REFUND:
             amount = self._line.request.line_total() * Decimal(offer.percent or 0) / 100
-            refund: RefundRecord = await workflow.execute_activity(
-                contract.ACTIVITY_REFUND,
-                RefundInput(
-                    line_key=self._key,
-                    request=self._line.request,
-                    quantity=0,
-                    reason=f"goodwill: {offer.description}",
-                    event=f"offer:{offer.offer_id}",
-                    amount=f"{amount:.2f}",
-                ),
-                result_type=RefundRecord,
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"goodwill refund {offer.percent}%",
+            refund = await self._pay_back(
+                amount, event=f"offer:{offer.offer_id}", reason=f"goodwill: {offer.description}"
             )
-            self._refunds.append(refund)
             return f"We have refunded {refund.amount} {refund.currency} to you."
         granted: str = await workflow.execute_activity(
             contract.ACTIVITY_GRANT_OFFER,
@@ -630,22 +637,11 @@ class BackorderLineWorkflow:
             if saved > 0:
                 # Priced by policy: a cheaper substitute's difference is refunded; a dearer
                 # one costs the customer nothing more.
-                refund: RefundRecord = await workflow.execute_activity(
-                    contract.ACTIVITY_REFUND,
-                    RefundInput(
-                        line_key=self._key,
-                        request=old,
-                        quantity=moved.quantity,
-                        reason=f"substitute {request.sku} costs less",
-                        event=f"substitute:{request.sku}",
-                        amount=f"{saved * moved.quantity:.2f}",
-                    ),
-                    result_type=RefundRecord,
-                    start_to_close_timeout=SERVICE_TIMEOUT,
-                    retry_policy=RETRY,
-                    summary="refund the substitute's lower price",
+                refund = await self._pay_back(
+                    saved * moved.quantity,
+                    event=f"substitute:{request.sku}",
+                    reason=f"substitute {request.sku} costs less",
                 )
-                self._refunds.append(refund)
                 detail += f" It costs less: we refunded {refund.amount} {refund.currency}."
         self._wake = True
         await self._send(MessageKind.OFFER_ACCEPTED, f"substitute:{request.sku}", detail=detail)
