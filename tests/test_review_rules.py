@@ -56,15 +56,14 @@ async def test_the_same_catalog_update_twice_sets_the_stock_once(stack: Stack) -
 async def test_ship_by_offsets_are_compared_as_instants(stack: Stack) -> None:
     sku, tag = new_id("sku"), new_id("")
     await stack.put_sku(sku)
-    ordered = datetime(2026, 11, 1, tzinfo=UTC)
+    ordered = datetime.now(UTC)
+    day = (ordered + timedelta(days=30)).date()
+    five_utc = datetime(day.year, day.month, day.day, 5, tzinfo=UTC)
+    seven_utc = five_utc + timedelta(hours=2)
     # 10:00+05:00 is 05:00 UTC: earlier than 07:00 UTC although its wall clock is later.
-    early = backorder(
-        f"tz-a{tag}", sku, ordered_at=ordered, ship_by=datetime(2026, 12, 1, 7, tzinfo=UTC)
-    )
-    early["ship_by"] = "2026-12-01T10:00:00+05:00"
-    late = backorder(
-        f"tz-b{tag}", sku, ordered_at=ordered, ship_by=datetime(2026, 12, 1, 7, tzinfo=UTC)
-    )
+    early = backorder(f"tz-a{tag}", sku, ordered_at=ordered, ship_by=seven_utc)
+    early["ship_by"] = f"{day.isoformat()}T10:00:00+05:00"
+    late = backorder(f"tz-b{tag}", sku, ordered_at=ordered, ship_by=seven_utc)
     await stack.start(late)
     await stack.start(early)
     await stack.wait_state(f"tz-a{tag}", "waiting")
@@ -73,7 +72,7 @@ async def test_ship_by_offsets_are_compared_as_instants(stack: Stack) -> None:
     await stack.receive(sku, 1)
 
     line = await stack.finished(f"tz-a{tag}")
-    assert datetime.fromisoformat(line["ship_by"]) == datetime(2026, 12, 1, 5, tzinfo=UTC)
+    assert datetime.fromisoformat(line["ship_by"]) == five_utc
     assert (await stack.line(f"tz-b{tag}"))["allocated_quantity"] == 0
 
 
