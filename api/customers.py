@@ -93,25 +93,29 @@ async def act(
         raise HTTPException(404, "We could not find this order line.") from exc
 
 
-def claims_for_path(
+async def act_on_line(
     request: Request,
     actor: Any,
     token: str | None,
     *,
-    line_key: str,
+    order_id: str,
+    line_id: str,
     action: LinkAction,
-    offer_id: str | None = None,
-) -> LinkClaims:
-    """A signed link bound to this line (and offer), or an order-system/ops token."""
+    choice: str | None = None,
+) -> dict[str, Any]:
+    """Act on the line named by the path, with a signed link bound to this line, action and
+    choice (offer id or substitute SKU), or with an order-system or ops token."""
+    line_key = contract.line_key(order_id, line_id)
     if token is not None:
         claims = _claims(request, token)
-        if claims.line != line_key or claims.action is not action or claims.offer != offer_id:
+        if claims.line != line_key or claims.action is not action or claims.offer != choice:
             raise HTTPException(403, "This link is for another order line or offer.")
-        return claims
+        return await act(request, claims)
     if actor is None:
         raise HTTPException(401, "a signed link (?token=) or a bearer token is required")
     allow(actor, Role.ORDER_SYSTEM, Role.OPS)
-    return LinkClaims(line=line_key, action=action, offer=offer_id, expires=0)
+    claims = LinkClaims(line=line_key, action=action, offer=choice, expires=0)
+    return await act(request, claims, requested_by=actor.role.value)
 
 
 Token = Annotated[str | None, Query(description="the signed link's token")]
@@ -127,15 +131,15 @@ async def accept_offer(
     token: Token = None,
 ) -> dict[str, Any]:
     """Take a goodwill offer: with the customer's signed link, or an order-system/ops token."""
-    claims = claims_for_path(
+    return await act_on_line(
         request,
         actor,
         token,
-        line_key=contract.line_key(order_id, line_id),
+        order_id=order_id,
+        line_id=line_id,
         action=LinkAction.ACCEPT_OFFER,
-        offer_id=offer_id,
+        choice=offer_id,
     )
-    return await act(request, claims)
 
 
 @router.post("/v1/backorders/{order_id}/{line_id}/substitutes/{sku}/take")
@@ -148,15 +152,15 @@ async def take_substitute(
     token: Token = None,
 ) -> dict[str, Any]:
     """Take an in-stock substitute in place of the backordered item."""
-    claims = claims_for_path(
+    return await act_on_line(
         request,
         actor,
         token,
-        line_key=contract.line_key(order_id, line_id),
+        order_id=order_id,
+        line_id=line_id,
         action=LinkAction.SUBSTITUTE,
-        offer_id=sku,
+        choice=sku,
     )
-    return await act(request, claims)
 
 
 @router.post("/v1/backorders/{order_id}/{line_id}/wait")
@@ -164,14 +168,9 @@ async def agree_to_wait(
     order_id: str, line_id: str, request: Request, actor: OptionalActorDep, token: Token = None
 ) -> dict[str, Any]:
     """The customer consents to the delay."""
-    claims = claims_for_path(
-        request,
-        actor,
-        token,
-        line_key=contract.line_key(order_id, line_id),
-        action=LinkAction.WAIT,
+    return await act_on_line(
+        request, actor, token, order_id=order_id, line_id=line_id, action=LinkAction.WAIT
     )
-    return await act(request, claims)
 
 
 @router.get("/v1/links/{token}", response_class=HTMLResponse)
