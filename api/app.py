@@ -32,18 +32,21 @@ from domain.line import EtaUpdate
 from domain.links import LinkAction
 from domain.models import (
     IDENTIFIER_PATTERN,
+    Availability,
     BackorderRequest,
     CancelRequest,
     LineState,
     LineStatus,
+    PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
     canonical_hash,
 )
-from domain.policy import load_policy
+from domain.policy import ServicePolicy, load_policy
 from domain.settings import Settings
-from store import records
+from store import records, supply
 from store.db import Database
+from store.tables import as_utc
 
 T = TypeVar("T")
 
@@ -77,13 +80,15 @@ def create_app(
         async def sku_exists(sku: str) -> bool:
             return await asyncio.to_thread(records.sku_exists, store, sku)
 
+        policy = load_policy(settings.policy_file)
+        app.state.policy = policy
         app.state.settings = settings
         app.state.db = store
         app.state.temporal = client
         app.state.backorders = BackorderClient(
             client,
             task_queue=settings.task_queue,
-            policy=load_policy(settings.policy_file),
+            policy=policy,
             sku_exists=sku_exists,
         )
         yield
@@ -253,6 +258,15 @@ def create_app(
         db = store(request)
         if not await in_store(lambda: records.sku_exists(db, body.sku)):
             raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        if body.po_id is not None:
+            po_id = body.po_id
+            order = await in_store(lambda: records.get_purchase_order(db, supplier_id, po_id))
+            if order is None or order.sku != body.sku:
+                raise field_error(
+                    "po_id",
+                    f"no purchase order {po_id} of {body.sku} from {supplier_id}",
+                    "unknown_po",
+                )
         # The store remembers receipts longer than Temporal keeps closed workflows.
         earlier = await in_store(lambda: records.get_receipt(db, supplier_id, body.receipt_id))
         if earlier is not None and earlier.request_hash != canonical_hash(body):
@@ -266,6 +280,54 @@ def create_app(
             "receipt_id": body.receipt_id,
             "created": created,
         }
+
+    @app.put("/v1/suppliers/{supplier_id}/purchase-orders/{po_id}", tags=["supplier"])
+    async def put_purchase_order(
+        supplier_id: IdPath,
+        po_id: IdPath,
+        body: PurchaseOrderRequest,
+        request: Request,
+        response: Response,
+        actor: ActorDep,
+    ) -> dict[str, Any]:
+        """A PO, or its new date or quantity: the ETAs of the lines waiting for it follow."""
+        allow_supplier(actor, supplier_id)
+        db = store(request)
+        if not await in_store(lambda: records.sku_exists(db, body.sku)):
+            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        earlier = await in_store(lambda: records.get_purchase_order(db, supplier_id, po_id))
+        if earlier is not None and earlier.sku != body.sku and earlier.received_quantity:
+            raise field_error("sku", "stock already arrived on this PO for another SKU", "conflict")
+        await guarded(backorders(request).purchase_order(supplier_id, po_id, body))
+        response.status_code = 200 if earlier is not None else 201
+        row = await in_store(lambda: records.get_purchase_order(db, supplier_id, po_id))
+        assert row is not None
+        return {
+            "supplier_id": supplier_id,
+            "po_id": po_id,
+            "sku": row.sku,
+            "quantity": row.quantity,
+            "received_quantity": row.received_quantity,
+            "inbound": row.inbound,
+            "expected_at": as_utc(row.expected_at),
+        }
+
+    @app.get("/v1/availability/{sku}", tags=["storefront"])
+    async def get_availability(sku: IdPath, request: Request) -> Availability:
+        """The label a product page shows, and the facts behind it. Public, like the page."""
+        policy: ServicePolicy = request.app.state.policy
+        found = await in_store(
+            lambda: supply.availability(
+                store(request),
+                sku,
+                receiving=policy.days(policy.receiving_days),
+                low_stock=policy.low_stock_threshold,
+                window=policy.days(policy.label_window_days),
+            )
+        )
+        if found is None:
+            raise HTTPException(404, f"unknown SKU {sku!r}")
+        return found
 
     @app.put("/v1/skus/{sku}", tags=["catalog"])
     async def put_sku(

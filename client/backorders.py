@@ -46,6 +46,8 @@ from domain.models import (
     CancelResult,
     LineState,
     LineStatus,
+    PurchaseOrderInput,
+    PurchaseOrderRequest,
     ReceiptInput,
     ReceiptRequest,
     SkuInput,
@@ -324,6 +326,34 @@ class BackorderClient:
             ),
             static_summary=f"receipt {receipt.receipt_id}: {receipt.quantity} x {receipt.sku}",
         )
+
+    async def purchase_order(
+        self, supplier_id: str, po_id: str, order: PurchaseOrderRequest
+    ) -> bool:
+        """Record a PO or its new date or quantity, then re-date the waiting lines; waits for it.
+        Returns False when this very body had been applied already."""
+        request_hash = canonical_hash(order)
+        workflow_id = contract.purchase_order_workflow_id(supplier_id, po_id, request_hash)
+        try:
+            handle = await self.client.start_workflow(
+                contract.PURCHASE_ORDER_WORKFLOW,
+                PurchaseOrderInput(supplier_id=supplier_id, po_id=po_id, order=order),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(contract.SA_SKU, order.sku)]
+                ),
+                static_summary=f"PO {po_id}: {order.quantity} x {order.sku} expected "
+                f"{order.expected_at:%d %b %Y}",
+            )
+            created = True
+        except WorkflowAlreadyStartedError:
+            handle = self.client.get_workflow_handle(workflow_id)
+            created = False
+        await handle.result()
+        return created
 
     async def apply_sku(self, sku: str, request: SkuRequest) -> StockResult:
         """Create or update a catalog entry and allocate the free stock it sets; waits for it.

@@ -108,3 +108,13 @@ UPDATE_TAKE_SUBSTITUTE = "take_substitute"
 ACTIVITY_SUBSTITUTE_LINE = "substitute_line"
 ACTIVITY_FIND_SUBSTITUTES = "find_substitutes"
 ERROR_SUBSTITUTE_REFUSED = "SubstituteRefused"
+
+# Added with the supply side.
+PURCHASE_ORDER_WORKFLOW = "PurchaseOrderWorkflow"
+ACTIVITY_APPLY_PURCHASE_ORDER = "apply_purchase_order"
+ACTIVITY_REFRESH_ETAS = "refresh_etas"
+
+
+def purchase_order_workflow_id(supplier_id: str, po_id: str, request_hash: str) -> str:
+    """One workflow per version of a PO: the same body twice is applied once."""
+    return f"po:{supplier_id}:{po_id}:{request_hash[:16]}"

@@ -182,6 +182,14 @@ class ReceiptRequest(Strict):
     po_id: Identifier | None = None
 
 
+class PurchaseOrderRequest(Strict):
+    """Stock a supplier has on order for us: what, how much, and when it should arrive."""
+
+    sku: Identifier
+    quantity: Quantity
+    expected_at: Timestamp
+
+
 class SkuRequest(Strict):
     """A catalog entry. `free_stock`, when given, sets the units on hand that no line holds (a
     stock count); left out, the stock is unchanged. Arrivals are reported as receipts."""
@@ -370,3 +378,36 @@ class SubstituteResult(BaseModel):
     """Units of the old SKU the line gave back to its queue."""
     reallocated: list[AllocationNotice]
     unit_price: str | None
+
+
+class PurchaseOrderInput(BaseModel):
+    supplier_id: str
+    po_id: str
+    order: PurchaseOrderRequest
+
+
+class RefreshEtas(BaseModel):
+    sku: str
+    for_line: str | None = None
+    """A line that wants its own ETA back instead of a signal."""
+
+
+class EtaChange(BaseModel):
+    line_key: str
+    eta: datetime | None
+
+
+class Availability(BaseModel):
+    """What a product page shows for a SKU, and the facts behind it."""
+
+    sku: str
+    label: str
+    status: str
+    """`in_stock`, `low_stock`, `backorder` or `out_of_stock`."""
+    free_stock: int
+    waiting_units: int
+    """Units that lines already waiting still need."""
+    inbound_units: int
+    ships_from: datetime | None = None
+    ships_by: datetime | None = None
+    """For a backorder: the window a new order placed now would ship in."""

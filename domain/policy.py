@@ -233,6 +233,15 @@ class ServicePolicy(BaseModel):
     delay: DelayRules = Field(default_factory=DelayRules)
     offer_valid_days: Annotated[float, Field(gt=0, le=90)] = 7
     channels: dict[Channel, ChannelPolicy] = Field(default_factory=dict)
+    receiving_days: Annotated[float, Field(ge=0, le=30)] = 1
+    """From a purchase order's arrival to shipping its units: added to its expected date."""
+    low_stock_threshold: Annotated[int, Field(ge=0)] = 5
+    """At or below this many free units, the product page says "Only N left"."""
+    label_window_days: Annotated[int, Field(ge=1, le=30)] = 4
+    """Width of the "ships in X-Y days" window shown for a backorder."""
+
+    def days(self, count: float) -> timedelta:
+        return timedelta(seconds=count * self.day_seconds)
 
     def for_channel(self, channel: Channel) -> LinePolicy:
         return LinePolicy(

@@ -27,6 +27,7 @@ from store.tables import (
     LineRow,
     MessageRow,
     OutreachRow,
+    PurchaseOrderRow,
     ReceiptRow,
     RefundRow,
     ShipmentRow,
@@ -252,3 +253,8 @@ def list_outreach(
         return list(
             session.exec(query.order_by(asc(col(OutreachRow.created_at))).limit(limit)).all()
         )
+
+
+def get_purchase_order(db: Database, supplier_id: str, po_id: str) -> PurchaseOrderRow | None:
+    with db.reading() as session:
+        return session.get(PurchaseOrderRow, (supplier_id, po_id))

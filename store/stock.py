@@ -10,6 +10,8 @@ and reports it instead of doing it again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import asc
 from sqlmodel import Session, col, select
 
@@ -29,7 +31,15 @@ from domain.models import (
     SubstituteResult,
 )
 from store.db import Database, lock_sku
-from store.tables import AllocationRow, LineRow, ReceiptRow, SkuRow, as_utc, utcnow
+from store.tables import (
+    AllocationRow,
+    LineRow,
+    PurchaseOrderRow,
+    ReceiptRow,
+    SkuRow,
+    as_utc,
+    utcnow,
+)
 
 QUEUE_BATCH = 200
 """Waiting lines read per query while an arrival is split: enough for most arrivals in one
@@ -70,22 +80,29 @@ def _notice(row: AllocationRow, line: LineRow) -> AllocationNotice:
     )
 
 
+def waiting_lines(
+    session: Session, sku: str, *, limit: int | None = None, for_update: bool = False
+) -> Sequence[LineRow]:
+    """The SKU's queue: waiting lines in allocation order (the README documents it)."""
+    query = (
+        select(LineRow)
+        .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
+        .order_by(
+            asc(col(LineRow.priority)),
+            asc(col(LineRow.ship_by)),
+            asc(col(LineRow.ordered_at)),
+            asc(LineRow.key),
+        )
+        .limit(limit)
+    )
+    return session.exec(query.with_for_update() if for_update else query).all()
+
+
 def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[AllocationNotice]:
     """Give the SKU's free stock to its waiting lines in queue order. Caller holds the SKU lock."""
     notices: list[AllocationNotice] = []
     while sku.free_stock > 0:
-        batch = session.exec(
-            select(LineRow)
-            .where(LineRow.sku == sku.sku, col(LineRow.waiting).is_(True))
-            .order_by(
-                asc(col(LineRow.priority)),
-                asc(col(LineRow.ship_by)),
-                asc(col(LineRow.ordered_at)),
-                asc(LineRow.key),
-            )
-            .limit(QUEUE_BATCH)
-            .with_for_update()
-        ).all()
+        batch = waiting_lines(session, sku.sku, limit=QUEUE_BATCH, for_update=True)
         if not batch:
             break
         for line in batch:
@@ -316,6 +333,10 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 request_hash=receipt_input.request_hash,
             )
         )
+        if receipt.po_id is not None:
+            order = session.get(PurchaseOrderRow, (receipt_input.supplier_id, receipt.po_id))
+            if order is not None:
+                order.received_quantity += receipt.quantity
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)

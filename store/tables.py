@@ -110,6 +110,25 @@ class ReceiptRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
+class PurchaseOrderRow(SQLModel, table=True):
+    """Inbound supply a supplier announced: what is still to come, and when."""
+
+    __tablename__ = "purchase_orders"
+
+    supplier_id: str = Field(primary_key=True, max_length=64)
+    po_id: str = Field(primary_key=True, max_length=64)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    received_quantity: int = 0
+    """Units that arrived on receipts naming this PO; what remains is still inbound."""
+    expected_at: datetime = Field(sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+    @property
+    def inbound(self) -> int:
+        return max(0, self.quantity - self.received_quantity)
+
+
 class AllocationRow(SQLModel, table=True):
     """Units given to a line by one transaction; the split of an arrival across lines."""
 

@@ -16,7 +16,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.services import OutsideServices
 from activities.signals import Signaller
 from activities.store_activities import StoreActivities
+from activities.supply import SupplyActivities
 from client import connect
+from domain.policy import load_policy
 from domain.settings import Settings
 from store.db import Database
 from workflows import WORKFLOWS
@@ -39,6 +41,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         store = StoreActivities(db)
         services = OutsideServices(settings, db, http)
         signaller = Signaller(client)
+        supply = SupplyActivities(db, client, load_policy(settings.policy_file))
         yield Worker(
             client,
             task_queue=settings.task_queue,
@@ -56,6 +59,8 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 services.refund,
                 services.send_message,
                 signaller.signal_allocations,
+                supply.apply_purchase_order,
+                supply.refresh_etas,
             ],
             workflow_runner=workflow_runner(),
             max_concurrent_activities=100,

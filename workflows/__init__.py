@@ -1,8 +1,14 @@
 """Workflows. They import only temporalio, the standard library and `domain`: no I/O here."""
 
 from workflows.backorder_line import BackorderLineWorkflow
-from workflows.stock import ReceiptWorkflow, SkuUpdateWorkflow
+from workflows.stock import PurchaseOrderWorkflow, ReceiptWorkflow, SkuUpdateWorkflow
 
-WORKFLOWS = [BackorderLineWorkflow, ReceiptWorkflow, SkuUpdateWorkflow]
+WORKFLOWS = [BackorderLineWorkflow, ReceiptWorkflow, SkuUpdateWorkflow, PurchaseOrderWorkflow]
 
-__all__ = ["WORKFLOWS", "BackorderLineWorkflow", "ReceiptWorkflow", "SkuUpdateWorkflow"]
+__all__ = [
+    "WORKFLOWS",
+    "BackorderLineWorkflow",
+    "PurchaseOrderWorkflow",
+    "ReceiptWorkflow",
+    "SkuUpdateWorkflow",
+]

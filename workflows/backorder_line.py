@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
@@ -52,25 +51,8 @@ from domain.models import (
     SubstituteResult,
 )
 from domain.policy import OfferKind
-
-STORE_TIMEOUT = timedelta(seconds=30)
-SERVICE_TIMEOUT = timedelta(seconds=30)
-RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[contract.ERROR_UNKNOWN_SKU, contract.ERROR_LINE_NOT_FOUND],
-)
-"""The store, the carrier and payments are retried without limit, a refusal (4xx) included: a line
-must not be dropped, holding stock, because a service was down or misconfigured for an hour.
-The failing activity shows in the UI until it succeeds. Only a missing SKU or line stops."""
-
-MESSAGE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[contract.ERROR_OUTSIDE_SERVICE_REJECTED],
-)
-"""A message the notification service refuses for good (say, a bad address) is given up, so that
-it never holds the line's shipment or refund; outages are still retried until they pass."""
+from workflows.etas import refresh_etas
+from workflows.options import MESSAGE_RETRY, RETRY, SERVICE_TIMEOUT, STORE_TIMEOUT
 
 
 @workflow.defn(name=contract.BACKORDER_LINE_WORKFLOW)
@@ -132,10 +114,10 @@ class BackorderLineWorkflow:
 
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
-        recorded = await self._record()
-        if recorded.eta is not None:
-            self._timeline.set_eta(recorded.eta)
+        await self._record()
         if self._held() + self._shipped < line.request.quantity:
+            # Where the line stands in the queue against inbound supply: its first ETA.
+            self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
             await self._send(
                 MessageKind.BACKORDER_CONFIRMATION,
                 "confirmation",
@@ -383,6 +365,7 @@ class BackorderLineWorkflow:
         self._set_state(LineState.CANCELLED)
         if released.reallocated:
             await self._signal_others(released.reallocated)
+        await refresh_etas(self._line.request.sku)  # the lines behind it move up
         refund: RefundRecord | None = None
         # In full for what did not ship, less what a partial-refund offer already paid back.
         already = sum((Decimal(r.amount) for r in self._refunds), Decimal(0))
@@ -632,6 +615,7 @@ class BackorderLineWorkflow:
             workflow.upsert_search_attributes([contract.SA_SKU.value_set(request.sku)])
             if moved.reallocated:
                 await self._signal_others(moved.reallocated)
+            await refresh_etas(old.sku)
             detail = f"You chose {request.sku} in place of {old.sku}; it ships now."
             saved = Decimal(old.unit_price) - Decimal(moved.unit_price or old.unit_price)
             if saved > 0:

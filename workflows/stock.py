@@ -12,8 +12,15 @@ from datetime import timedelta
 from temporalio import workflow
 
 from domain import contract
-from domain.models import ReceiptInput, SignalAllocationsInput, SkuInput, StockResult
-from workflows.backorder_line import RETRY, STORE_TIMEOUT
+from domain.models import (
+    PurchaseOrderInput,
+    ReceiptInput,
+    SignalAllocationsInput,
+    SkuInput,
+    StockResult,
+)
+from workflows.etas import refresh_etas
+from workflows.options import RETRY, STORE_TIMEOUT
 
 
 async def _tell_lines(result: StockResult) -> None:
@@ -25,6 +32,7 @@ async def _tell_lines(result: StockResult) -> None:
             retry_policy=RETRY,
             summary=f"tell {len(result.allocations)} lines of their stock",
         )
+    await refresh_etas(result.sku)
 
 
 @workflow.defn(name=contract.RECEIPT_WORKFLOW)
@@ -65,3 +73,21 @@ class SkuUpdateWorkflow:
         )
         await _tell_lines(result)
         return result
+
+
+@workflow.defn(name=contract.PURCHASE_ORDER_WORKFLOW)
+class PurchaseOrderWorkflow:
+    """Records a supplier's purchase order (or its new date or quantity), then recomputes the
+    ETA of every line waiting for its SKU; lines whose ETA moved tell their customers."""
+
+    @workflow.run
+    async def run(self, change: PurchaseOrderInput) -> None:
+        await workflow.execute_activity(
+            contract.ACTIVITY_APPLY_PURCHASE_ORDER,
+            change,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"PO {change.po_id}: {change.order.quantity} x {change.order.sku} "
+            f"expected {change.order.expected_at:%d %b %Y}",
+        )
+        await refresh_etas(change.order.sku)

@@ -1,0 +1,62 @@
+"""Supply-side activities: purchase orders in, and every waiting line's ETA kept honest.
+
+A line is told its new ETA (signal `eta_changed`) only when it really moved; the line decides
+whether that is news for its customer and whether a delay notice is now due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store_activities import run_in_store
+from domain import contract
+from domain.line import EtaUpdate
+from domain.models import EtaChange, PurchaseOrderInput, RefreshEtas
+from domain.policy import ServicePolicy
+from store import supply
+from store.db import Database
+
+MAX_SIGNALS_IN_FLIGHT = 64
+
+
+class SupplyActivities:
+    def __init__(self, db: Database, client: Client, policy: ServicePolicy) -> None:
+        self.db = db
+        self.client = client
+        self.receiving = policy.days(policy.receiving_days)
+
+    @activity.defn(name=contract.ACTIVITY_APPLY_PURCHASE_ORDER)
+    async def apply_purchase_order(self, change: PurchaseOrderInput) -> None:
+        try:
+            await run_in_store(lambda: supply.apply_purchase_order(self.db, change))
+        except supply.PurchaseOrderConflictError as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from exc
+
+    @activity.defn(name=contract.ACTIVITY_REFRESH_ETAS)
+    async def refresh_etas(self, refresh: RefreshEtas) -> datetime | None:
+        """Recompute the SKU's ETAs and signal the lines whose ETA moved; returns the ETA of
+        `for_line` (told through this answer, not a signal)."""
+        changes = await run_in_store(
+            lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving)
+        )
+        gate = asyncio.Semaphore(MAX_SIGNALS_IN_FLIGHT)
+
+        async def tell(change: EtaChange) -> None:
+            async with gate:
+                try:
+                    await self.client.get_workflow_handle(change.line_key).signal(
+                        contract.SIGNAL_ETA_CHANGED, EtaUpdate(eta=change.eta)
+                    )
+                except RPCError as exc:
+                    if exc.status != RPCStatusCode.NOT_FOUND:
+                        raise
+
+        await asyncio.gather(*(tell(c) for c in changes if c.line_key != refresh.for_line))
+        line = refresh.for_line
+        return None if line is None else await run_in_store(lambda: supply.line_eta(self.db, line))

@@ -1,0 +1,159 @@
+"""Inbound supply and honest dates: purchase orders, each waiting line's ETA, availability labels.
+
+The ETA of the line at queue position k: walk the SKU's open purchase orders by expected date,
+adding what each still has inbound, until the total covers everything the lines up to and
+including k still need; that PO's expected date plus the receiving time is the ETA. No covering
+PO means no date. A new order placed now would stand behind every waiting line, which is how
+the availability label gets a date it can keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import asc
+from sqlmodel import Session, col, select
+
+from domain.models import Availability, EtaChange, PurchaseOrderInput
+from store.db import Database, lock_sku
+from store.stock import UnknownSkuError, waiting_lines
+from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
+
+
+class PurchaseOrderConflictError(ValueError):
+    """A PO cannot change SKU once stock arrived on it."""
+
+
+def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
+    """Create or change a PO (quantity, expected date); the same body again changes nothing."""
+    order = change.order
+    with db.transaction() as session:
+        if lock_sku(session, order.sku) is None:
+            raise UnknownSkuError(order.sku)
+        row = session.get(PurchaseOrderRow, (change.supplier_id, change.po_id))
+        if row is None:
+            session.add(
+                PurchaseOrderRow(
+                    supplier_id=change.supplier_id,
+                    po_id=change.po_id,
+                    sku=order.sku,
+                    quantity=order.quantity,
+                    expected_at=order.expected_at,
+                )
+            )
+            return
+        if row.sku != order.sku and row.received_quantity > 0:
+            raise PurchaseOrderConflictError(
+                f"purchase order {change.po_id} already received {row.received_quantity} x "
+                f"{row.sku}; it cannot change to {order.sku}"
+            )
+        row.sku = order.sku
+        row.quantity = order.quantity
+        row.expected_at = order.expected_at
+        row.updated_at = utcnow()
+
+
+def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
+    rows = session.exec(
+        select(PurchaseOrderRow)
+        .where(PurchaseOrderRow.sku == sku)
+        .order_by(asc(col(PurchaseOrderRow.expected_at)), asc(col(PurchaseOrderRow.po_id)))
+    ).all()
+    return [row for row in rows if row.inbound > 0]
+
+
+@dataclass
+class _Supply:
+    """Walks the inbound POs in date order, as demand accumulates."""
+
+    orders: Sequence[PurchaseOrderRow]
+    receiving: timedelta
+    covered: int = 0
+    index: int = 0
+    last_date: datetime | None = None
+
+    def date_covering(self, demand: int) -> datetime | None:
+        while self.covered < demand and self.index < len(self.orders):
+            order = self.orders[self.index]
+            self.covered += order.inbound
+            self.last_date = as_utc(order.expected_at)
+            self.index += 1
+        if self.covered < demand or self.last_date is None:
+            return None
+        return self.last_date + self.receiving
+
+
+def still_needed(line: LineRow) -> int:
+    return line.quantity - (line.allocated_quantity - line.released_quantity)
+
+
+def compute_etas(session: Session, sku: str, receiving: timedelta) -> dict[str, datetime | None]:
+    """Every waiting line's ETA, by line key, in queue order."""
+    supply = _Supply(open_purchase_orders(session, sku), receiving)
+    demand = 0
+    etas: dict[str, datetime | None] = {}
+    for line in waiting_lines(session, sku):
+        demand += still_needed(line)
+        etas[line.key] = supply.date_covering(demand)
+    return etas
+
+
+def refresh_etas(db: Database, sku: str, receiving: timedelta) -> list[EtaChange]:
+    """Store each waiting line's ETA; returns the lines whose ETA really moved."""
+    with db.transaction() as session:
+        lock_sku(session, sku)
+        etas = compute_etas(session, sku, receiving)
+        changes = []
+        for key, eta in etas.items():
+            line = session.get(LineRow, key)
+            assert line is not None
+            stored = as_utc(line.eta) if line.eta else None
+            if stored != eta:
+                line.eta = eta
+                changes.append(EtaChange(line_key=key, eta=eta))
+        return changes
+
+
+def line_eta(db: Database, line_key: str) -> datetime | None:
+    with db.reading() as session:
+        line = session.get(LineRow, line_key)
+        return as_utc(line.eta) if line is not None and line.eta else None
+
+
+def availability(
+    db: Database, sku: str, *, receiving: timedelta, low_stock: int, window: timedelta
+) -> Availability | None:
+    """The product-page label: never a date the queue and the inbound POs cannot meet."""
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None:
+            return None
+        waiting = sum(still_needed(line) for line in waiting_lines(session, sku))
+        orders = open_purchase_orders(session, sku)
+        inbound = sum(order.inbound for order in orders)
+        facts = {
+            "sku": sku,
+            "free_stock": row.free_stock,
+            "waiting_units": waiting,
+            "inbound_units": inbound,
+        }
+        if row.free_stock > low_stock:
+            return Availability(label="In stock", status="in_stock", **facts)
+        if row.free_stock > 0:
+            return Availability(label=f"Only {row.free_stock} left", status="low_stock", **facts)
+        # A new order of one unit stands behind every unit already waiting.
+        eta = _Supply(orders, receiving).date_covering(waiting + 1)
+        if eta is None:
+            return Availability(label="Out of stock", status="out_of_stock", **facts)
+        now = utcnow()
+        first = max(0, (eta - now).days)
+        last = first + max(1, window.days)
+        return Availability(
+            label=f"Backorder: ships in {first}-{last} days",
+            status="backorder",
+            ships_from=now + timedelta(days=first),
+            ships_by=now + timedelta(days=last),
+            **facts,
+        )

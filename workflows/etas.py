@@ -1,0 +1,24 @@
+"""Asking the store for fresh ETAs, from any workflow that changes a SKU's queue or supply."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+from domain import contract
+from domain.models import RefreshEtas
+from workflows.options import RETRY
+
+
+async def refresh_etas(sku: str, *, for_line: str | None = None) -> datetime | None:
+    """Recompute the SKU's ETAs; lines whose ETA moved are told. Returns `for_line`'s ETA."""
+    eta: datetime | None = await workflow.execute_activity(
+        contract.ACTIVITY_REFRESH_ETAS,
+        RefreshEtas(sku=sku, for_line=for_line),
+        result_type=datetime | None,  # type: ignore[arg-type]
+        start_to_close_timeout=timedelta(minutes=5),
+        retry_policy=RETRY,
+        summary=f"recompute ETAs of {sku}",
+    )
+    return eta
