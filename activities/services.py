@@ -20,6 +20,7 @@ from domain import contract
 from domain.line import LinkSpec, MessageInput, OfferGrant
 from domain.links import LinkClaims, sign
 from domain.models import (
+    MessageKind,
     MessageRecord,
     RefundInput,
     RefundRecord,
@@ -189,6 +190,45 @@ class OutsideServices:
             )
             return f"{offer.points} loyalty points have been added to your account."
         raise ApplicationError(f"{offer.kind} is not granted by the storefront", non_retryable=True)
+
+    @activity.defn(name=contract.ACTIVITY_ALERT_SUBSCRIBERS)
+    async def alert_subscribers(self, sku: str) -> int:
+        """One back-in-stock message per active subscription, if the SKU has free stock now."""
+        due = await asyncio.to_thread(records.due_subscriptions, self.db, sku)
+        for subscription in due:
+            reference = f"subscription:{subscription.id}"
+            key = message_key(reference, "back-in-stock")
+            subject = f"{sku} is back in stock"
+            body = (
+                f"Good news: {sku}, which you asked us to watch, is back in stock and can be "
+                f"ordered now. Stock is limited. You will not hear from us about it again."
+            )
+            await self._post(
+                "notifications",
+                "/messages",
+                idempotency_key=key,
+                body={
+                    "reference": reference,
+                    "to": subscription.email,
+                    "kind": MessageKind.BACK_IN_STOCK,
+                    "subject": subject,
+                    "body": body,
+                },
+            )
+            await asyncio.to_thread(
+                records.record_message,
+                self.db,
+                MessageRow(
+                    idempotency_key=key,
+                    line_key=reference,
+                    kind=MessageKind.BACK_IN_STOCK,
+                    recipient=subscription.email,
+                    subject=subject,
+                    body=body,
+                ),
+            )
+            await asyncio.to_thread(records.mark_notified, self.db, subscription.id)
+        return len(due)
 
     @activity.defn(name=contract.ACTIVITY_SEND_MESSAGE)
     async def send_message(self, message: MessageInput) -> MessageRecord:

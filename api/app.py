@@ -8,6 +8,7 @@ is written anywhere.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -40,13 +41,14 @@ from domain.models import (
     PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
+    SubscriptionRequest,
     canonical_hash,
 )
 from domain.policy import ServicePolicy, load_policy
 from domain.settings import Settings
 from store import records, supply
 from store.db import Database
-from store.tables import as_utc
+from store.tables import SubscriptionRow, as_utc
 
 T = TypeVar("T")
 
@@ -328,6 +330,34 @@ def create_app(
         if found is None:
             raise HTTPException(404, f"unknown SKU {sku!r}")
         return found
+
+    @app.post("/v1/subscriptions", status_code=201, tags=["storefront"])
+    async def subscribe(
+        body: SubscriptionRequest, request: Request, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Back-in-stock alert: one message the next time the SKU has stock for new orders."""
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        db = store(request)
+        if not await in_store(lambda: records.sku_exists(db, body.sku)):
+            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        row = SubscriptionRow(
+            id=f"sub-{uuid.uuid4().hex[:16]}",
+            sku=body.sku,
+            customer_id=body.customer.id,
+            email=body.customer.email,
+        )
+        await in_store(lambda: records.add_subscription(db, row))
+        return {"subscription_id": row.id, "sku": row.sku, "status": row.status}
+
+    @app.delete("/v1/subscriptions/{subscription_id}", tags=["storefront"])
+    async def unsubscribe(
+        subscription_id: IdPath, request: Request, actor: ActorDep
+    ) -> dict[str, Any]:
+        allow(actor, Role.ORDER_SYSTEM, Role.OPS)
+        row = await in_store(lambda: records.cancel_subscription(store(request), subscription_id))
+        if row is None:
+            raise HTTPException(404, f"no subscription {subscription_id}")
+        return {"subscription_id": row.id, "sku": row.sku, "status": row.status}
 
     @app.put("/v1/skus/{sku}", tags=["catalog"])
     async def put_sku(

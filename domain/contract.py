@@ -118,3 +118,6 @@ ACTIVITY_REFRESH_ETAS = "refresh_etas"
 def purchase_order_workflow_id(supplier_id: str, po_id: str, request_hash: str) -> str:
     """One workflow per version of a PO: the same body twice is applied once."""
     return f"po:{supplier_id}:{po_id}:{request_hash[:16]}"
+
+
+ACTIVITY_ALERT_SUBSCRIBERS = "alert_subscribers"

@@ -132,6 +132,7 @@ class MessageKind(StrEnum):
     PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
     CANCELLED_REFUNDED = "cancelled_refunded"
+    BACK_IN_STOCK = "back_in_stock"
 
 
 class Customer(Strict):
@@ -180,6 +181,13 @@ class ReceiptRequest(Strict):
     sku: Identifier
     quantity: Quantity
     po_id: Identifier | None = None
+
+
+class SubscriptionRequest(Strict):
+    """Tell this customer once when the SKU is back in stock."""
+
+    sku: Identifier
+    customer: Customer
 
 
 class PurchaseOrderRequest(Strict):

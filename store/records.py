@@ -32,7 +32,9 @@ from store.tables import (
     RefundRow,
     ShipmentRow,
     SkuRow,
+    SubscriptionRow,
     as_utc,
+    utcnow,
 )
 
 
@@ -258,3 +260,37 @@ def list_outreach(
 def get_purchase_order(db: Database, supplier_id: str, po_id: str) -> PurchaseOrderRow | None:
     with db.reading() as session:
         return session.get(PurchaseOrderRow, (supplier_id, po_id))
+
+
+def add_subscription(db: Database, row: SubscriptionRow) -> SubscriptionRow:
+    with db.transaction() as session:
+        session.add(row)
+        return row
+
+
+def cancel_subscription(db: Database, subscription_id: str) -> SubscriptionRow | None:
+    with db.transaction() as session:
+        row = session.get(SubscriptionRow, subscription_id)
+        if row is not None and row.status == "active":
+            row.status = "cancelled"
+        return row
+
+
+def due_subscriptions(db: Database, sku: str) -> list[SubscriptionRow]:
+    """Active subscriptions of a SKU that has free stock for new orders now."""
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None or row.free_stock <= 0:
+            return []
+        query = select(SubscriptionRow).where(
+            SubscriptionRow.sku == sku, SubscriptionRow.status == "active"
+        )
+        return list(session.exec(query.order_by(asc(col(SubscriptionRow.created_at)))).all())
+
+
+def mark_notified(db: Database, subscription_id: str) -> None:
+    with db.transaction() as session:
+        row = session.get(SubscriptionRow, subscription_id)
+        if row is not None and row.status == "active":
+            row.status = "notified"
+            row.notified_at = utcnow()

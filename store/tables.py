@@ -194,3 +194,18 @@ class OutreachRow(SQLModel, table=True):
     reason: str
     status: str = Field(default="open", index=True, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class SubscriptionRow(SQLModel, table=True):
+    """A customer's wish to hear once when a SKU is back in stock."""
+
+    __tablename__ = "subscriptions"
+
+    id: str = Field(primary_key=True, max_length=40)
+    sku: str = Field(index=True, max_length=64)
+    customer_id: str = Field(max_length=64)
+    email: str
+    status: str = Field(default="active", index=True, max_length=16)
+    """`active`, then `notified` (once) or `cancelled`."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    notified_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))

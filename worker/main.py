@@ -55,6 +55,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 store.substitute_line,
                 store.find_substitutes,
                 services.grant_offer,
+                services.alert_subscribers,
                 services.create_shipment,
                 services.refund,
                 services.send_message,

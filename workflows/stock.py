@@ -33,6 +33,15 @@ async def _tell_lines(result: StockResult) -> None:
             summary=f"tell {len(result.allocations)} lines of their stock",
         )
     await refresh_etas(result.sku)
+    if result.free_stock > 0:
+        await workflow.execute_activity(
+            contract.ACTIVITY_ALERT_SUBSCRIBERS,
+            result.sku,
+            result_type=int,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+            summary=f"back-in-stock alerts for {result.sku}",
+        )
 
 
 @workflow.defn(name=contract.RECEIPT_WORKFLOW)
