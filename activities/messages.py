@@ -144,6 +144,9 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
             f"Thank you for waiting for {item}. {message.detail or 'Your offer is confirmed.'}\n"
             f"Expected ship date: {_day(expected)}."
         )
+    elif kind is MessageKind.ORDER_UPDATE:
+        subject = f"Order {order}: a change to your order"
+        body = f"{message.detail or 'Your order has changed.'}\n{_cancel_note(urls)}"
     elif kind is MessageKind.PARTIALLY_SHIPPED:
         shipment = _require_shipment(message)
         left = request.quantity - (message.quantity or 0)

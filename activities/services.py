@@ -9,6 +9,7 @@ answered the first time. The effect is then recorded in the store under the same
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.messages import render
 from domain import contract
-from domain.line import LinkSpec, MessageInput, OfferGrant
+from domain.line import LinkSpec, MessageInput, OfferGrant, OrderShipmentInput
 from domain.links import LinkClaims, sign
 from domain.models import (
     MessageKind,
@@ -104,19 +105,14 @@ class OutsideServices:
         if done is not None:
             return done
         request = shipment.request
-        answer = await self._post(
-            "carrier",
-            "/shipments",
-            idempotency_key=key,
-            body={
-                "reference": shipment.line_key,
-                "order_id": request.order_id,
-                "sku": request.sku,
-                "quantity": shipment.quantity,
-                "service_level": "expedited" if shipment.expedited else "standard",
-                "recipient": {"customer_id": request.customer.id},
-            },
-        )
+        if shipment.order_shipment is not None:
+            # The order's one shipment carried this line: record the line's part of it.
+            answer = {
+                "tracking_number": shipment.order_shipment.tracking_number,
+                "shipment_id": shipment.order_shipment.carrier_shipment_id,
+            }
+        else:
+            answer = await self._book(shipment)
         row = ShipmentRow(
             idempotency_key=key,
             line_key=shipment.line_key,
@@ -130,6 +126,48 @@ class OutsideServices:
             lambda: records.record_shipment(
                 self.db, line_key=shipment.line_key, sku=request.sku, row=row
             )
+        )
+
+    async def _book(self, shipment: ShipmentInput) -> dict[str, Any]:
+        request = shipment.request
+        return await self._post(
+            "carrier",
+            "/shipments",
+            idempotency_key=shipment_key(shipment.line_key, shipment.sequence),
+            body={
+                "reference": shipment.line_key,
+                "order_id": request.order_id,
+                "sku": request.sku,
+                "quantity": shipment.quantity,
+                "service_level": "expedited" if shipment.expedited else "standard",
+                "recipient": {"customer_id": request.customer.id},
+            },
+        )
+
+    @activity.defn(name=contract.ACTIVITY_CREATE_ORDER_SHIPMENT)
+    async def create_order_shipment(self, order: OrderShipmentInput) -> ShipmentRecord:
+        """One shipment, one tracking number, for every line of a ship-complete order."""
+        key = f"{contract.order_workflow_id(order.order_id)}:shipment"
+        answer = await self._post(
+            "carrier",
+            "/shipments",
+            idempotency_key=key,
+            body={
+                "reference": contract.order_workflow_id(order.order_id),
+                "order_id": order.order_id,
+                "items": [item.model_dump() for item in order.items],
+                "quantity": sum(item.quantity for item in order.items),
+                "service_level": "standard",
+                "recipient": {"customer_id": order.customer_id},
+            },
+        )
+        return ShipmentRecord(
+            sequence=1,
+            quantity=sum(item.quantity for item in order.items),
+            tracking_number=str(answer["tracking_number"]),
+            carrier_shipment_id=str(answer["shipment_id"]),
+            expedited=False,
+            created_at=datetime.now(UTC),
         )
 
     @activity.defn(name=contract.ACTIVITY_REFUND)

@@ -121,3 +121,22 @@ def purchase_order_workflow_id(supplier_id: str, po_id: str, request_hash: str) 
 
 
 ACTIVITY_ALERT_SUBSCRIBERS = "alert_subscribers"
+
+# Added with ship-complete orders.
+ORDER_WORKFLOW = "ShipCompleteOrderWorkflow"
+SIGNAL_LINE_READY = "line_ready"
+"""To an order: one of its lines has all its stock (payload: `LineReady`)."""
+UPDATE_WITHDRAW = "withdraw"
+"""To an order: a line is cancelled; refused once the order's shipment is under way."""
+SIGNAL_ORDER_SHIPPED = "order_shipped"
+"""To a line: its order left in one shipment (payload: `OrderShipped`)."""
+SIGNAL_ORDER_CHANGED = "order_changed"
+"""To a line: another line of its order was cancelled (payload: `OrderChange`)."""
+ACTIVITY_JOIN_ORDER = "join_order"
+ACTIVITY_WITHDRAW_FROM_ORDER = "withdraw_from_order"
+ACTIVITY_CREATE_ORDER_SHIPMENT = "create_order_shipment"
+
+
+def order_workflow_id(order_id: str) -> str:
+    """One workflow per ship-complete order, which its lines join."""
+    return f"order:{order_id}"

@@ -26,7 +26,13 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.links import LinkAction
-from domain.models import BackorderRequest, MessageKind, ShipmentRecord, SubstituteOption
+from domain.models import (
+    BackorderRequest,
+    InStockLine,
+    MessageKind,
+    ShipmentRecord,
+    SubstituteOption,
+)
 from domain.policy import LinePolicy, OfferKind
 
 
@@ -258,3 +264,46 @@ class TakeSubstitute(BaseModel):
 class FindSubstitutes(BaseModel):
     sku: str
     quantity: int
+
+
+class OrderInput(BaseModel):
+    """What a ship-complete order's workflow starts with (from whichever line joins first)."""
+
+    order_id: str
+    line_ids: list[str]
+    in_stock_lines: list[InStockLine]
+    customer_id: str
+    keep_together_on_cancel: bool = True
+    """When a line is cancelled, the others still ship together (True) or each on its own."""
+
+
+class LineReady(BaseModel):
+    line_id: str
+    sku: str
+    quantity: int
+
+
+class OrderShipmentInput(BaseModel):
+    order_id: str
+    customer_id: str
+    items: list[InStockLine]
+
+
+class OrderShipped(BaseModel):
+    shipment: ShipmentRecord
+
+
+class OrderChange(BaseModel):
+    cancelled_line: str
+    released: bool
+    """True when the line now ships on its own instead of with the rest."""
+
+
+class Withdraw(BaseModel):
+    order_id: str
+    line_id: str
+
+
+class JoinOrder(BaseModel):
+    order: OrderInput
+    line_id: str

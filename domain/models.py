@@ -133,6 +133,8 @@ class MessageKind(StrEnum):
     SHIPPED = "shipped"
     CANCELLED_REFUNDED = "cancelled_refunded"
     BACK_IN_STOCK = "back_in_stock"
+    ORDER_UPDATE = "order_update"
+    """Another line of a ship-complete order was cancelled: what happens to this one now."""
 
 
 class Customer(Strict):
@@ -145,6 +147,11 @@ def canonical_hash(model: BaseModel) -> str:
     """A stable hash of a request: equal bodies hash equal whatever their key order."""
     text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class InStockLine(Strict):
+    sku: Identifier
+    quantity: Quantity
 
 
 class BackorderRequest(Strict):
@@ -163,12 +170,29 @@ class BackorderRequest(Strict):
     ship_by: Timestamp | None = None
     """The marketplace's ship-by date; when absent, ordered-at plus the channel's handling time."""
     ship_policy: ShipPolicy = ShipPolicy.PARTIAL
+    order_lines: list[Identifier] = Field(default_factory=list, max_length=100)
+    """For a ship-complete order: the ids of all its backordered lines, this one included.
+    They are held until every one is allocated, then leave in one shipment."""
+    in_stock_lines: list[InStockLine] = Field(default_factory=list, max_length=100)
+    """The ship-complete order's lines that were in stock at checkout: held and shipped with
+    the backordered ones."""
 
     @model_validator(mode="after")
-    def _ship_by_after_order(self) -> BackorderRequest:
+    def _consistent(self) -> BackorderRequest:
         if self.ship_by is not None and self.ship_by < self.ordered_at:
             raise ValueError("ship_by must not be before ordered_at")
+        if self.order_lines and self.line_id not in self.order_lines:
+            raise ValueError("order_lines must include this line's own line_id")
+        if (
+            self.order_lines or self.in_stock_lines
+        ) and self.ship_policy is not ShipPolicy.COMPLETE:
+            raise ValueError("order_lines and in_stock_lines need ship_policy 'complete'")
         return self
+
+    @property
+    def ships_with_order(self) -> bool:
+        """Held for the other lines of a ship-complete order, and shipped with them."""
+        return len(self.order_lines) > 1 or bool(self.order_lines and self.in_stock_lines)
 
     def line_total(self, quantity: int | None = None) -> Decimal:
         return Decimal(self.unit_price) * (self.quantity if quantity is None else quantity)
@@ -245,6 +269,8 @@ class ShipmentInput(BaseModel):
     """1 for the line's first shipment, 2 for the next: part of the idempotency key."""
     quantity: int
     expedited: bool = False
+    order_shipment: ShipmentRecord | None = None
+    """Set when the line left in its order's shipment: recorded, not booked again."""
 
 
 class ShipmentRecord(BaseModel):

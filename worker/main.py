@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.orders import OrderActivities
 from activities.services import OutsideServices
 from activities.signals import Signaller
 from activities.store_activities import StoreActivities
@@ -42,6 +43,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         services = OutsideServices(settings, db, http)
         signaller = Signaller(client)
         supply = SupplyActivities(db, client, load_policy(settings.policy_file))
+        orders = OrderActivities(client, settings.task_queue)
         yield Worker(
             client,
             task_queue=settings.task_queue,
@@ -62,6 +64,9 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 signaller.signal_allocations,
                 supply.apply_purchase_order,
                 supply.refresh_etas,
+                orders.join_order,
+                orders.withdraw_from_order,
+                services.create_order_shipment,
             ],
             workflow_runner=workflow_runner(),
             max_concurrent_activities=100,

@@ -16,17 +16,23 @@ from domain.line import (
     AgreeToWait,
     EtaUpdate,
     FindSubstitutes,
+    JoinOrder,
     LineInput,
+    LineReady,
     LinkSpec,
     MessageInput,
     Offer,
     OfferGrant,
     OfferStatus,
+    OrderChange,
+    OrderInput,
+    OrderShipped,
     OutreachInput,
     Step,
     StepKind,
     TakeSubstitute,
     Timeline,
+    Withdraw,
 )
 from domain.links import LinkAction
 from domain.models import (
@@ -106,6 +112,11 @@ class BackorderLineWorkflow:
         self._eta_news = False
         self._wake = False
         self._next: Step | None = None
+        self._with_order = line.request.ships_with_order
+        """Held for the other lines of its ship-complete order, until released."""
+        self._reported_ready = False
+        self._order_shipment: ShipmentRecord | None = None
+        self._order_news: list[OrderChange] = []
         # Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
         # change what the line holds or is owed: one at a time, or stock could be counted twice.
         self._lock = asyncio.Lock()
@@ -115,6 +126,8 @@ class BackorderLineWorkflow:
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
         await self._record()
+        if self._with_order:
+            await self._join_order()
         if self._held() + self._shipped < line.request.quantity:
             # Where the line stands in the queue against inbound supply: its first ETA.
             self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
@@ -132,11 +145,16 @@ class BackorderLineWorkflow:
                     links=[self._link(LinkAction.CANCEL)],
                 )
                 continue
+            if self._order_news:
+                await self._tell_order_change(self._order_news.pop(0))
+                continue
             step = self._show_next_step()
             if await self._wait_for_news(step):
                 async with self._lock:
                     if self._cancel_request is not None and not self._state.is_final:
                         await self._cancel(self._cancel_request)
+                    elif self._order_ready_due():
+                        await self._report_ready()
                     elif self._shippable() > 0:
                         await self._ship(self._shippable())
             elif step is not None:
@@ -150,7 +168,12 @@ class BackorderLineWorkflow:
         self._wake = False
 
         def news() -> bool:
-            return self._cancel_request is not None or self._shippable() > 0 or self._wake
+            return (
+                self._cancel_request is not None
+                or self._shippable() > 0
+                or self._order_ready_due()
+                or self._wake
+            )
 
         if step is None:
             await workflow.wait_condition(news)
@@ -255,6 +278,78 @@ class BackorderLineWorkflow:
             links=[*links, *substitute_links, self._link(LinkAction.CANCEL)],
         )
 
+    # ---- ship-complete orders ----------------------------------------------------------
+
+    def _order_input(self) -> OrderInput:
+        request = self._line.request
+        return OrderInput(
+            order_id=request.order_id,
+            line_ids=request.order_lines,
+            in_stock_lines=request.in_stock_lines,
+            customer_id=request.customer.id,
+        )
+
+    async def _join_order(self) -> None:
+        await workflow.execute_activity(
+            contract.ACTIVITY_JOIN_ORDER,
+            JoinOrder(order=self._order_input(), line_id=self._line.request.line_id),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"join ship-complete order {self._line.request.order_id}",
+        )
+
+    def _order_ready_due(self) -> bool:
+        complete = self._held() + self._shipped >= self._line.request.quantity
+        return self._with_order and complete and not self._reported_ready
+
+    async def _report_ready(self) -> None:
+        request = self._line.request
+        order = workflow.get_external_workflow_handle(contract.order_workflow_id(request.order_id))
+        await order.signal(
+            contract.SIGNAL_LINE_READY,
+            LineReady(line_id=request.line_id, sku=request.sku, quantity=self._held()),
+        )
+        self._reported_ready = True
+        self._show_details()
+
+    async def _withdraw_from_order(self) -> bool:
+        request = self._line.request
+        withdrawn: bool = await workflow.execute_activity(
+            contract.ACTIVITY_WITHDRAW_FROM_ORDER,
+            Withdraw(order_id=request.order_id, line_id=request.line_id),
+            result_type=bool,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"leave ship-complete order {request.order_id}",
+        )
+        if withdrawn:
+            self._with_order = False
+        return withdrawn
+
+    async def _tell_order_change(self, change: OrderChange) -> None:
+        if change.released:
+            self._with_order = False
+            plan = "This item will now ship on its own as soon as it is in stock."
+        else:
+            plan = "This item will still ship together with the rest of your order."
+        await self._send(
+            MessageKind.ORDER_UPDATE,
+            f"order-change:{change.cancelled_line}",
+            detail=f"Line {change.cancelled_line} of your order {self._line.request.order_id} "
+            f"was cancelled. {plan}",
+            links=[self._link(LinkAction.CANCEL)],
+        )
+
+    @workflow.signal(name=contract.SIGNAL_ORDER_SHIPPED)
+    def order_shipped(self, shipped: OrderShipped) -> None:
+        self._order_shipment = shipped.shipment
+
+    @workflow.signal(name=contract.SIGNAL_ORDER_CHANGED)
+    def order_changed(self, change: OrderChange) -> None:
+        if not self._state.is_final:
+            self._order_news.append(change)
+            self._wake = True
+
     async def _substitute_choices(self) -> tuple[list[SubstituteOption], list[LinkSpec]]:
         """The catalog's substitutes in stock for what the line still needs, with their links."""
         options: list[SubstituteOption] = await workflow.execute_activity(
@@ -318,6 +413,9 @@ class BackorderLineWorkflow:
 
     def _shippable(self) -> int:
         """Units to ship now: whatever is held, or nothing until complete for ship-complete."""
+        if self._with_order:
+            # The order ships it; the line records its part once told.
+            return self._held() if self._order_shipment is not None else 0
         if self._line.request.ship_policy is ShipPolicy.COMPLETE:
             complete = self._held() + self._shipped >= self._line.request.quantity
             return self._held() if complete else 0
@@ -333,6 +431,7 @@ class BackorderLineWorkflow:
                 sequence=sequence,
                 quantity=quantity,
                 expedited=self._expedited,
+                order_shipment=self._order_shipment,
             ),
             result_type=ShipmentRecord,
             start_to_close_timeout=SERVICE_TIMEOUT,
@@ -352,6 +451,10 @@ class BackorderLineWorkflow:
         )
 
     async def _cancel(self, request: CancelRequest) -> None:
+        if self._with_order and not await self._withdraw_from_order():
+            # The order's shipment already took this line's units: it ships instead.
+            self._cancel_request = None
+            return
         released: ReleaseResult = await workflow.execute_activity(
             contract.ACTIVITY_RELEASE_LINE,
             ReleaseInput(line_key=self._key, sku=self._line.request.sku, reason=request.reason),

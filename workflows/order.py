@@ -1,0 +1,117 @@
+"""ShipCompleteOrderWorkflow: the backordered lines of a ship-complete order leave together."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from domain import contract
+from domain.line import (
+    LineReady,
+    OrderChange,
+    OrderInput,
+    OrderShipmentInput,
+    OrderShipped,
+    Withdraw,
+)
+from domain.models import InStockLine, ShipmentRecord
+from workflows.options import RETRY, SERVICE_TIMEOUT
+
+
+@workflow.defn(name=contract.ORDER_WORKFLOW)
+class ShipCompleteOrderWorkflow:
+    """Holds a ship-complete order's lines until every one still in it has all its stock, then
+    books one shipment (with the order's in-stock lines) and tells each line its tracking.
+
+    Signals:
+        line_joined(line_id): a line started (the signal-with-start that creates this workflow).
+        line_ready(LineReady): a line has all its stock and waits for the others.
+    Updates:
+        withdraw(Withdraw) -> bool: a line is being cancelled. Refused once the shipment is under
+            way (the line's units are leaving). The others are told; by policy they still ship
+            together (default) or each on its own.
+    Queries:
+        status() -> dict: lines, ready, withdrawn, tracking number.
+    """
+
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        self._order = order
+        self._ready: dict[str, LineReady] = {}
+        self._withdrawn: set[str] = set()
+        self._released = False
+        self._shipping = False
+        self._shipment: ShipmentRecord | None = None
+
+    def _remaining(self) -> set[str]:
+        return set(self._order.line_ids) - self._withdrawn
+
+    @workflow.run
+    async def run(self, order: OrderInput) -> ShipmentRecord | None:
+        await workflow.wait_condition(
+            lambda: self._released or self._remaining() <= set(self._ready)
+        )
+        ready = [self._ready[line] for line in sorted(self._remaining()) if line in self._ready]
+        items = [InStockLine(sku=line.sku, quantity=line.quantity) for line in ready]
+        items += order.in_stock_lines
+        if self._released:
+            ready = []  # every remaining line ships on its own
+            items = list(order.in_stock_lines)
+        if items:
+            self._shipping = True
+            self._shipment = await workflow.execute_activity(
+                contract.ACTIVITY_CREATE_ORDER_SHIPMENT,
+                OrderShipmentInput(
+                    order_id=order.order_id, customer_id=order.customer_id, items=items
+                ),
+                result_type=ShipmentRecord,
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"one shipment: {sum(item.quantity for item in items)} units",
+            )
+            for line in ready:
+                await self._line(line.line_id).signal(
+                    contract.SIGNAL_ORDER_SHIPPED, OrderShipped(shipment=self._shipment)
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._shipment
+
+    def _line(self, line_id: str) -> workflow.ExternalWorkflowHandle[object]:
+        key = contract.line_key(self._order.order_id, line_id)
+        return workflow.get_external_workflow_handle(key)
+
+    @workflow.signal(name="line_joined")
+    def line_joined(self, line_id: str) -> None:
+        """Nothing to do: joining only makes sure this workflow exists."""
+
+    @workflow.signal(name=contract.SIGNAL_LINE_READY)
+    def line_ready(self, ready: LineReady) -> None:
+        if ready.line_id not in self._withdrawn:
+            self._ready[ready.line_id] = ready
+
+    @workflow.update(name=contract.UPDATE_WITHDRAW)
+    async def withdraw(self, request: Withdraw) -> bool:
+        self._withdrawn.add(request.line_id)
+        self._ready.pop(request.line_id, None)
+        release = not self._order.keep_together_on_cancel
+        for line in sorted(self._remaining()):
+            await self._line(line).signal(
+                contract.SIGNAL_ORDER_CHANGED,
+                OrderChange(cancelled_line=request.line_id, released=release),
+            )
+        self._released = self._released or release
+        return True
+
+    @withdraw.validator
+    def _validate_withdraw(self, request: Withdraw) -> None:
+        if self._shipping:
+            raise ApplicationError("the order's shipment is already under way")
+
+    @workflow.query(name=contract.QUERY_STATUS)
+    def status(self) -> dict[str, object]:
+        return {
+            "lines": self._order.line_ids,
+            "ready": sorted(self._ready),
+            "withdrawn": sorted(self._withdrawn),
+            "tracking_number": self._shipment.tracking_number if self._shipment else None,
+        }
