@@ -150,6 +150,8 @@ class BackorderLineWorkflow:
                 continue
             step = self._show_next_step()
             if await self._wait_for_news(step):
+                if self._order_news or self._eta_news:
+                    continue  # tell the customer first, then act
                 async with self._lock:
                     if self._cancel_request is not None and not self._state.is_final:
                         await self._cancel(self._cancel_request)
@@ -159,6 +161,8 @@ class BackorderLineWorkflow:
                         await self._ship(self._shippable())
             elif step is not None:
                 await self._take_step(step)
+        while self._order_news and self._state is LineState.SHIPPED:
+            await self._tell_order_change(self._order_news.pop(0))
         # Let a cancel that arrived during the last shipment read its answer before we finish.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
