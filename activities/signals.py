@@ -9,15 +9,37 @@ allocation once, by its id.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
-from domain.models import AllocationNotice, SignalAllocationsInput
+from domain.models import SignalAllocationsInput
 
 MAX_SIGNALS_IN_FLIGHT = 64
+
+
+async def signal_lines(
+    client: Client, signal: str, payloads: Sequence[tuple[str, BaseModel]]
+) -> int:
+    """Send `signal` to each (workflow id, payload), a bounded number at a time; returns how
+    many arrived. A line that already finished has nothing left to learn: skipped, not an error."""
+    gate = asyncio.Semaphore(MAX_SIGNALS_IN_FLIGHT)
+
+    async def send(workflow_id: str, payload: BaseModel) -> int:
+        async with gate:
+            try:
+                await client.get_workflow_handle(workflow_id).signal(signal, payload)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return 0
+                raise
+            return 1
+
+    return sum(await asyncio.gather(*(send(wid, payload) for wid, payload in payloads)))
 
 
 class Signaller:
@@ -27,22 +49,9 @@ class Signaller:
     @activity.defn(name=contract.ACTIVITY_SIGNAL_ALLOCATIONS)
     async def signal_allocations(self, batch: SignalAllocationsInput) -> int:
         """Signal every allocated line but the one named to skip; returns how many were sent."""
-        gate = asyncio.Semaphore(MAX_SIGNALS_IN_FLIGHT)
-
-        async def send(notice: AllocationNotice) -> int:
-            async with gate:
-                handle = self.client.get_workflow_handle(notice.line_key)
-                try:
-                    await handle.signal(contract.SIGNAL_ALLOCATED, notice)
-                except RPCError as exc:
-                    # A line that already finished (shipped, or cancelled after this
-                    # allocation was released) has nothing left to learn.
-                    if exc.status == RPCStatusCode.NOT_FOUND:
-                        return 0
-                    raise
-                return 1
-
         targets = [n for n in batch.allocations if n.line_key != batch.skip_line_key]
-        sent = await asyncio.gather(*(send(notice) for notice in targets))
-        activity.logger.info("signalled %d of %d allocations", sum(sent), len(targets))
-        return sum(sent)
+        sent = await signal_lines(
+            self.client, contract.SIGNAL_ALLOCATED, [(n.line_key, n) for n in targets]
+        )
+        activity.logger.info("signalled %d of %d allocations", sent, len(targets))
+        return sent

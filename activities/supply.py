@@ -6,23 +6,20 @@ whether that is news for its customer and whether a delay notice is now due.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.signals import signal_lines
 from activities.store_activities import run_in_store
 from domain import contract
 from domain.line import EtaUpdate
-from domain.models import EtaChange, PurchaseOrderInput, RefreshEtas
+from domain.models import PurchaseOrderInput, RefreshEtas
 from domain.policy import ServicePolicy
 from store import supply
 from store.db import Database
-
-MAX_SIGNALS_IN_FLIGHT = 64
 
 
 class SupplyActivities:
@@ -45,18 +42,10 @@ class SupplyActivities:
         changes = await run_in_store(
             lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving)
         )
-        gate = asyncio.Semaphore(MAX_SIGNALS_IN_FLIGHT)
-
-        async def tell(change: EtaChange) -> None:
-            async with gate:
-                try:
-                    await self.client.get_workflow_handle(change.line_key).signal(
-                        contract.SIGNAL_ETA_CHANGED, EtaUpdate(eta=change.eta)
-                    )
-                except RPCError as exc:
-                    if exc.status != RPCStatusCode.NOT_FOUND:
-                        raise
-
-        await asyncio.gather(*(tell(c) for c in changes if c.line_key != refresh.for_line))
+        await signal_lines(
+            self.client,
+            contract.SIGNAL_ETA_CHANGED,
+            [(c.line_key, EtaUpdate(eta=c.eta)) for c in changes if c.line_key != refresh.for_line],
+        )
         line = refresh.for_line
         return None if line is None else await run_in_store(lambda: supply.line_eta(self.db, line))

@@ -115,6 +115,11 @@ def create_app(
     async def in_store(work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
 
+    async def require_sku(db: Database, sku: str) -> None:
+        """422 naming the field `sku` when the catalog does not have it."""
+        if not await in_store(lambda: records.sku_exists(db, sku)):
+            raise field_error("sku", f"unknown SKU {sku!r}", "unknown_sku")
+
     async def _sku_view(db: Database, sku: str) -> dict[str, Any]:
         row = await in_store(lambda: records.get_sku(db, sku))
         if row is None:
@@ -258,8 +263,7 @@ def create_app(
         """Stock arrived: allocated to waiting lines in queue order. Idempotent by receipt id."""
         allow_supplier(actor, supplier_id)
         db = store(request)
-        if not await in_store(lambda: records.sku_exists(db, body.sku)):
-            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        await require_sku(db, body.sku)
         if body.po_id is not None:
             po_id = body.po_id
             order = await in_store(lambda: records.get_purchase_order(db, supplier_id, po_id))
@@ -295,8 +299,7 @@ def create_app(
         """A PO, or its new date or quantity: the ETAs of the lines waiting for it follow."""
         allow_supplier(actor, supplier_id)
         db = store(request)
-        if not await in_store(lambda: records.sku_exists(db, body.sku)):
-            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        await require_sku(db, body.sku)
         earlier = await in_store(lambda: records.get_purchase_order(db, supplier_id, po_id))
         if earlier is not None and earlier.sku != body.sku and earlier.received_quantity:
             raise field_error("sku", "stock already arrived on this PO for another SKU", "conflict")
@@ -338,8 +341,7 @@ def create_app(
         """Back-in-stock alert: one message the next time the SKU has stock for new orders."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         db = store(request)
-        if not await in_store(lambda: records.sku_exists(db, body.sku)):
-            raise field_error("sku", f"unknown SKU {body.sku!r}", "unknown_sku")
+        await require_sku(db, body.sku)
         row = SubscriptionRow(
             id=f"sub-{uuid.uuid4().hex[:16]}",
             sku=body.sku,

@@ -327,32 +327,46 @@ class BackorderClient:
             static_summary=f"receipt {receipt.receipt_id}: {receipt.quantity} x {receipt.sku}",
         )
 
+    async def _run_once(
+        self, workflow: str, payload: Any, *, workflow_id: str, result_type: type[T], **options: Any
+    ) -> tuple[T, bool]:
+        """Run a workflow whose id names its request body, and wait for its result. The same body
+        again is answered with the first run's result (and False) instead of running twice."""
+        handle: WorkflowHandle[Any, T]
+        try:
+            handle = await self.client.start_workflow(
+                workflow,
+                payload,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                result_type=result_type,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                **options,
+            )
+            created = True
+        except WorkflowAlreadyStartedError:
+            handle = self.client.get_workflow_handle(workflow_id, result_type=result_type)
+            created = False
+        return await handle.result(), created
+
     async def purchase_order(
         self, supplier_id: str, po_id: str, order: PurchaseOrderRequest
     ) -> bool:
         """Record a PO or its new date or quantity, then re-date the waiting lines; waits for it.
         Returns False when this very body had been applied already."""
         request_hash = canonical_hash(order)
-        workflow_id = contract.purchase_order_workflow_id(supplier_id, po_id, request_hash)
-        try:
-            handle = await self.client.start_workflow(
-                contract.PURCHASE_ORDER_WORKFLOW,
-                PurchaseOrderInput(supplier_id=supplier_id, po_id=po_id, order=order),
-                id=workflow_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(contract.SA_SKU, order.sku)]
-                ),
-                static_summary=f"PO {po_id}: {order.quantity} x {order.sku} expected "
-                f"{order.expected_at:%d %b %Y}",
-            )
-            created = True
-        except WorkflowAlreadyStartedError:
-            handle = self.client.get_workflow_handle(workflow_id)
-            created = False
-        await handle.result()
+        _, created = await self._run_once(
+            contract.PURCHASE_ORDER_WORKFLOW,
+            PurchaseOrderInput(supplier_id=supplier_id, po_id=po_id, order=order),
+            workflow_id=contract.purchase_order_workflow_id(supplier_id, po_id, request_hash),
+            result_type=type(None),
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(contract.SA_SKU, order.sku)]
+            ),
+            static_summary=f"PO {po_id}: {order.quantity} x {order.sku} expected "
+            f"{order.expected_at:%d %b %Y}",
+        )
         return created
 
     async def apply_sku(self, sku: str, request: SkuRequest) -> StockResult:
@@ -361,23 +375,13 @@ class BackorderClient:
         Idempotent: the same body again (say, a retry after a timeout) is answered with the first
         one's result instead of setting the stock count a second time."""
         request_hash = canonical_hash(request)
-        workflow_id = contract.sku_update_workflow_id(sku, request_hash[:16])
-        handle: WorkflowHandle[Any, StockResult]
-        try:
-            handle = await self.client.start_workflow(
-                contract.SKU_UPDATE_WORKFLOW,
-                SkuInput(sku=sku, request=request, request_hash=request_hash),
-                id=workflow_id,
-                task_queue=self.task_queue,
-                result_type=StockResult,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(contract.SA_SKU, sku)]
-                ),
-                static_summary=f"catalog {sku}"
-                + ("" if request.free_stock is None else f": stock count {request.free_stock}"),
-            )
-        except WorkflowAlreadyStartedError:
-            handle = self.client.get_workflow_handle(workflow_id, result_type=StockResult)
-        return await handle.result()
+        result, _ = await self._run_once(
+            contract.SKU_UPDATE_WORKFLOW,
+            SkuInput(sku=sku, request=request, request_hash=request_hash),
+            workflow_id=contract.sku_update_workflow_id(sku, request_hash[:16]),
+            result_type=StockResult,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(contract.SA_SKU, sku)]),
+            static_summary=f"catalog {sku}"
+            + ("" if request.free_stock is None else f": stock count {request.free_stock}"),
+        )
+        return result
