@@ -9,6 +9,7 @@ answered the first time. The effect is then recorded in the store under the same
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -300,4 +301,12 @@ class OutsideServices:
             subject=subject,
             body=body,
         )
-        return await asyncio.to_thread(records.record_message, self.db, row)
+        return await asyncio.to_thread(
+            functools.partial(
+                records.record_message,
+                self.db,
+                row,
+                offers=message.offers,
+                accepted_offer_id=message.accepted_offer_id,
+            )
+        )

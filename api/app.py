@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from temporalio.client import Client
 
 from api import customers
@@ -36,8 +36,10 @@ from domain.models import (
     Availability,
     BackorderRequest,
     CancelRequest,
+    Channel,
     LineState,
     LineStatus,
+    Metrics,
     PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
@@ -46,7 +48,7 @@ from domain.models import (
 )
 from domain.policy import ServicePolicy, load_policy
 from domain.settings import Settings
-from store import records, supply
+from store import metrics, records, supply
 from store.db import Database
 from store.tables import SubscriptionRow, as_utc
 
@@ -195,13 +197,25 @@ def create_app(
         sku: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
         state: LineState | None = None,
         order_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+        channel: Channel | None = None,
+        overdue: Annotated[
+            bool, Query(description="only open lines whose ship-by has passed")
+        ] = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[LineStatus]:
+        """Lines from the store, newest first, filtered by every parameter given."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         return await in_store(
             lambda: records.list_lines(
-                store(request), sku=sku, state=state, order_id=order_id, limit=limit, offset=offset
+                store(request),
+                sku=sku,
+                state=state,
+                order_id=order_id,
+                channel=channel,
+                overdue=overdue,
+                limit=limit,
+                offset=offset,
             )
         )
 
@@ -415,6 +429,22 @@ def create_app(
         allow(actor, Role.OPS)
         rows = await in_store(lambda: records.list_outreach(store(request), status=status))
         return [row.model_dump(mode="json") for row in rows]
+
+    @app.get("/v1/metrics", tags=["operations"])
+    async def get_metrics(request: Request, actor: ActorDep) -> Metrics:
+        """Business figures from the store; definitions in the README."""
+        allow(actor, Role.OPS)
+        return await in_store(lambda: metrics.collect(store(request)))
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def get_prometheus(request: Request, actor: ActorDep) -> PlainTextResponse:
+        """The same figures for a Prometheus scrape (with the ops token as its credentials).
+        The Temporal SDK's worker metrics are on each worker's own endpoint."""
+        allow(actor, Role.OPS)
+        figures = await in_store(lambda: metrics.collect(store(request)))
+        return PlainTextResponse(
+            metrics.prometheus(figures), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     app.include_router(customers.router)
 

@@ -32,9 +32,12 @@ def backorder_workflow_id(order_id: str, line_id: str) -> str:
     return f"backorder:{order_id}:{line_id}"
 
 
+RECEIPT_PREFIX = "receipt:"
+
+
 def receipt_workflow_id(supplier_id: str, receipt_id: str) -> str:
     """One workflow per supplier receipt: a receipt reported twice is counted once."""
-    return f"receipt:{supplier_id}:{receipt_id}"
+    return f"{RECEIPT_PREFIX}{supplier_id}:{receipt_id}"
 
 
 def sku_update_workflow_id(sku: str, unique: str) -> str:
@@ -140,3 +143,10 @@ ACTIVITY_CREATE_ORDER_SHIPMENT = "create_order_shipment"
 def order_workflow_id(order_id: str) -> str:
     """One workflow per ship-complete order, which its lines join."""
     return f"order:{order_id}"
+
+
+# Why the policy cancelled a line at a deadline: the store keeps the reason, and the metrics
+# count these as SLA breaches. Changing the words changes what old records are counted as.
+CANCEL_NO_CONSENT = "delayed without the customer's consent"
+CANCEL_MARKETPLACE_DEADLINE = "not shipped before the marketplace's deadline"
+DEADLINE_CANCEL_REASONS = (CANCEL_NO_CONSENT, CANCEL_MARKETPLACE_DEADLINE)

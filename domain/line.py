@@ -227,6 +227,8 @@ class MessageInput(BaseModel):
     """A line of text specific to the event (why it was cancelled, what was accepted)."""
     deadline: datetime | None = None
     """The deadline the message is about (the marketplace's auto-cancel)."""
+    accepted_offer_id: str | None = None
+    """The offer whose acceptance this message confirms."""
 
 
 class EtaUpdate(BaseModel):

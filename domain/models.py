@@ -445,3 +445,34 @@ class Availability(BaseModel):
     ships_from: datetime | None = None
     ships_by: datetime | None = None
     """For a backorder: the window a new order placed now would ship in."""
+
+
+class Percentiles(BaseModel):
+    """A distribution of durations: nearest-rank p50 and p90 (None when there is nothing)."""
+
+    count: int
+    p50_seconds: float | None
+    p90_seconds: float | None
+    sum_seconds: float
+
+
+class Rate(BaseModel):
+    numerator: int
+    denominator: int
+    rate: float | None
+    """numerator / denominator; None while the denominator is zero."""
+
+
+class Metrics(BaseModel):
+    """Business figures from the store; definitions in `store.metrics` and the README."""
+
+    generated_at: datetime
+    open_lines: dict[str, int]
+    closed_lines: dict[str, int]
+    backorder_age: Percentiles
+    time_to_ship: Percentiles
+    arrival_fill_rate: Rate
+    cancellation_rate: Rate
+    sla_breach_rate: Rate
+    offer_acceptance_rate: Rate
+    messages_sent: dict[str, int]

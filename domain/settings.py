@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,10 @@ DEFAULT_ORDER_SYSTEM_TOKEN = "dev-order-system-token"  # noqa: S105 - a document
 DEFAULT_OPS_TOKEN = "dev-ops-token"  # noqa: S105
 DEFAULT_SUPPLIER_TOKENS = "acme=dev-acme-token,globex=dev-globex-token"
 DEFAULT_SIGNING_KEY = "dev-signing-key"
+DEFAULT_SERVICE_TOKEN = "dev-service-token"  # noqa: S105
+MIN_SECRET_LENGTH = 24
+"""Production secrets are long random strings (`openssl rand -hex 32`); anything this short
+is a placeholder someone forgot."""
 
 
 class Settings(BaseSettings):
@@ -42,7 +47,7 @@ class Settings(BaseSettings):
     notifications_url: str | None = None
     storefront_url: str | None = None
     """Base URLs of the outside services; default to the built-in simulators."""
-    service_token: str = Field(default="dev-service-token", repr=False)
+    service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, repr=False)
     """Bearer token sent to the outside services."""
     http_timeout_seconds: float = 10.0
 
@@ -51,6 +56,23 @@ class Settings(BaseSettings):
     supplier_tokens: str = Field(default=DEFAULT_SUPPLIER_TOKENS, repr=False)
     """`supplier_id=token,...`: each supplier acts on its own receipts and purchase orders."""
     signing_key: str = Field(default=DEFAULT_SIGNING_KEY, repr=False)
+
+    environment: Literal["development", "production"] = "development"
+    """`production` refuses to start with any default secret or without payload encryption."""
+    codec_keys: str = Field(default="", repr=False)
+    """`key_id=base64 of 32 bytes,...`: AES-256-GCM keys for customer data in Temporal
+    histories. Empty: payloads are stored as plain JSON (development only)."""
+    codec_key_id: str | None = None
+    """The key that encrypts new payloads; defaults to the first of `codec_keys`. Older keys
+    stay listed so that histories written with them can still be read (rotation)."""
+    codec_port: int = 8081
+    """Port of the codec server the Temporal UI calls to show decrypted payloads."""
+    codec_cors_origins: str | None = None
+    """Comma-separated origins allowed to call the codec server: the Temporal UI's. Defaults to
+    the embedded UI (`http://127.0.0.1:$BACKORDERS_UI_PORT` and `http://localhost:...`)."""
+    sdk_metrics_port: int | None = 9464
+    """Port of the worker's Prometheus endpoint for the Temporal SDK's own metrics; none if
+    unset."""
 
     @property
     def temporal_target(self) -> str:
@@ -70,15 +92,47 @@ class Settings(BaseSettings):
         configured: str | None = getattr(self, f"{service}_url")
         return configured or f"http://127.0.0.1:{self.simulator_port}/{service}"
 
+    def production_problems(self) -> list[str]:
+        """Why this configuration must not run in production: every secret left at its
+        development default, and payloads left unencrypted. Names only, never the values."""
+        defaults = {
+            "BACKORDERS_ORDER_SYSTEM_TOKEN": self.order_system_token == DEFAULT_ORDER_SYSTEM_TOKEN,
+            "BACKORDERS_OPS_TOKEN": self.ops_token == DEFAULT_OPS_TOKEN,
+            "BACKORDERS_SIGNING_KEY": self.signing_key == DEFAULT_SIGNING_KEY,
+            "BACKORDERS_SERVICE_TOKEN": self.service_token == DEFAULT_SERVICE_TOKEN,
+        }
+        problems = [f"{name} is the development default" for name, bad in defaults.items() if bad]
+        default_suppliers = _token_pairs(DEFAULT_SUPPLIER_TOKENS)
+        for supplier, token in self.supplier_token_map.items():
+            if default_suppliers.get(supplier) == token or len(token) < MIN_SECRET_LENGTH:
+                problems.append(f"BACKORDERS_SUPPLIER_TOKENS: the token of {supplier!r} is weak")
+        for name, value in (
+            ("BACKORDERS_ORDER_SYSTEM_TOKEN", self.order_system_token),
+            ("BACKORDERS_OPS_TOKEN", self.ops_token),
+            ("BACKORDERS_SIGNING_KEY", self.signing_key),
+        ):
+            if len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        if not self.codec_keys:
+            problems.append(
+                "BACKORDERS_CODEC_KEYS is empty: customer data would be stored in clear"
+            )
+        return list(dict.fromkeys(problems))
+
     @cached_property
     def supplier_token_map(self) -> dict[str, str]:
         """supplier id -> token; a malformed entry is refused with its position."""
-        tokens: dict[str, str] = {}
-        for position, entry in enumerate(filter(None, self.supplier_tokens.split(",")), 1):
-            supplier, sep, token = entry.strip().partition("=")
-            if not sep or not supplier or not token:
-                raise ValueError(
-                    f"BACKORDERS_SUPPLIER_TOKENS entry {position} must be supplier_id=token"
-                )
-            tokens[supplier] = token
-        return tokens
+        return _token_pairs(self.supplier_tokens)
+
+
+def _token_pairs(text: str) -> dict[str, str]:
+    """`name=value,...` -> {name: value}; a malformed entry is refused with its position."""
+    pairs: dict[str, str] = {}
+    for position, entry in enumerate(filter(None, text.split(",")), 1):
+        name, sep, value = entry.strip().partition("=")
+        if not sep or not name or not value:
+            raise ValueError(
+                f"BACKORDERS_SUPPLIER_TOKENS entry {position} must be supplier_id=token"
+            )
+        pairs[name] = value
+    return pairs

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import asc, desc, text
 from sqlmodel import Session, col, select
 
+from domain.line import Offer
 from domain.models import (
     BackorderRequest,
     LineState,
@@ -26,6 +27,7 @@ from store.stock import LineNotFoundError, refresh_state
 from store.tables import (
     LineRow,
     MessageRow,
+    OfferRow,
     OutreachRow,
     PurchaseOrderRow,
     ReceiptRow,
@@ -112,12 +114,35 @@ def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:
         return message_record(row) if row else None
 
 
-def record_message(db: Database, row: MessageRow) -> MessageRecord:
+def record_message(
+    db: Database,
+    row: MessageRow,
+    *,
+    offers: Sequence[Offer] = (),
+    accepted_offer_id: str | None = None,
+) -> MessageRecord:
+    """A message sent, with the offers it made or the offer whose acceptance it confirms, in
+    one transaction: the offer figures of the metrics count what customers were really told."""
     with db.transaction() as session:
         existing = session.get(MessageRow, row.idempotency_key)
         if existing is not None:
             return message_record(existing)
         session.add(row)
+        for offer in offers:
+            if session.get(OfferRow, (row.line_key, offer.offer_id)) is None:
+                session.add(
+                    OfferRow(
+                        line_key=row.line_key,
+                        offer_id=offer.offer_id,
+                        kind=offer.kind.value,
+                        made_at=row.sent_at,
+                    )
+                )
+        if accepted_offer_id is not None:
+            made = session.get(OfferRow, (row.line_key, accepted_offer_id))
+            if made is not None and made.accepted_at is None:
+                made.accepted_at = row.sent_at
+                session.add(made)
         return message_record(row)
 
 
@@ -193,9 +218,12 @@ def list_lines(
     sku: str | None = None,
     state: LineState | None = None,
     order_id: str | None = None,
+    channel: str | None = None,
+    overdue: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[LineStatus]:
+    """Newest first. `overdue`: open lines whose ship-by has passed."""
     with db.reading() as session:
         query = select(LineRow)
         if sku is not None:
@@ -204,6 +232,11 @@ def list_lines(
             query = query.where(LineRow.state == state)
         if order_id is not None:
             query = query.where(LineRow.order_id == order_id)
+        if channel is not None:
+            query = query.where(LineRow.channel == channel)
+        if overdue:
+            open_states = [each for each in LineState if not each.is_final]
+            query = query.where(col(LineRow.state).in_(open_states), LineRow.ship_by < utcnow())
         rows = session.exec(
             query.order_by(desc(col(LineRow.created_at)), asc(LineRow.key))
             .offset(offset)

@@ -180,6 +180,18 @@ class MessageRow(SQLModel, table=True):
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
+class OfferRow(SQLModel, table=True):
+    """An offer made to a customer in a message, and when (if ever) the customer took it."""
+
+    __tablename__ = "offers"
+
+    line_key: str = Field(primary_key=True, max_length=160)
+    offer_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=40)
+    made_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    accepted_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
 class OutreachRow(SQLModel, table=True):
     """A personal-outreach task for customer service (top-tier customers kept waiting)."""
 

@@ -14,6 +14,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,7 +232,11 @@ class Stack:
 
 
 async def _start_stack(
-    backend: str, env: WorkflowEnvironment, state_dir: Path, database_url: str
+    backend: str,
+    env: WorkflowEnvironment,
+    state_dir: Path,
+    database_url: str,
+    fast_policy: dict[str, Any],
 ) -> Stack:
     settings = Settings(
         state_dir=state_dir,
@@ -247,7 +252,7 @@ async def _start_stack(
     db.create_schema()
     services = await Services.start(settings, env.client, db)
     policy_file = state_dir / "fast-policy.json"
-    policy_file.write_text(json.dumps(FAST_POLICY))
+    policy_file.write_text(json.dumps(fast_policy))
     fast_settings = settings.model_copy(
         update={"policy_file": policy_file, "api_port": free_port()}
     )
@@ -260,18 +265,20 @@ async def _start_stack(
     return Stack(backend, settings, services, api, sims, fast, fast_server)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-async def stack(
-    request: pytest.FixtureRequest, temporal_env: WorkflowEnvironment
+@asynccontextmanager
+async def running_stack(
+    backend: str, env: WorkflowEnvironment, *, fast_policy: dict[str, Any] = FAST_POLICY
 ) -> AsyncIterator[Stack]:
+    """A stack with a store of its own (a fresh SQLite file or PostgreSQL database), its own
+    task queue, simulators and APIs, on the session's Temporal server."""
     drop: Callable[[], None] | None = None
-    with tempfile.TemporaryDirectory(prefix=f"backorders-{request.param}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"backorders-{backend}-") as tmp:
         state_dir = Path(tmp)
-        if request.param == "postgresql":
+        if backend == "postgresql":
             url, drop = _postgres_database()
         else:
             url = f"sqlite:///{state_dir / 'store.db'}"
-        running = await _start_stack(request.param, temporal_env, state_dir, url)
+        running = await _start_stack(backend, env, state_dir, url, fast_policy)
         try:
             yield running
         finally:
@@ -283,6 +290,14 @@ async def stack(
             running.db.dispose()
             if drop is not None:
                 drop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def stack(
+    request: pytest.FixtureRequest, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[Stack]:
+    async with running_stack(request.param, temporal_env) as running:
+        yield running
 
 
 def new_id(prefix: str = "o") -> str:

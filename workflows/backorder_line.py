@@ -222,13 +222,13 @@ class BackorderLineWorkflow:
             )
         elif step.kind is StepKind.CANCEL_NO_CONSENT:
             self._cancel_request = CancelRequest(
-                reason="delayed without the customer's consent", requested_by="policy"
+                reason=contract.CANCEL_NO_CONSENT, requested_by="policy"
             )
             async with self._lock:
                 await self._cancel(self._cancel_request)
         else:
             self._cancel_request = CancelRequest(
-                reason="not shipped before the marketplace's deadline", requested_by="policy"
+                reason=contract.CANCEL_MARKETPLACE_DEADLINE, requested_by="policy"
             )
             async with self._lock:
                 await self._cancel(self._cancel_request)
@@ -623,7 +623,12 @@ class BackorderLineWorkflow:
         self._wake = True
         async with self._lock:
             detail = await self._grant(offer)
-        await self._send(MessageKind.OFFER_ACCEPTED, f"accepted:{offer.offer_id}", detail=detail)
+        await self._send(
+            MessageKind.OFFER_ACCEPTED,
+            f"accepted:{offer.offer_id}",
+            detail=detail,
+            accepted_offer_id=offer.offer_id,
+        )
         return offer
 
     @accept_offer.validator
