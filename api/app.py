@@ -75,6 +75,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.require_production_ready()
         own_db = db is None
         store = db or Database(settings.store_url)
         if own_db:

@@ -2,10 +2,16 @@
 
     backorders dev                  the embedded stack in the foreground (Ctrl-C stops it)
     backorders demo [--lines N]     a burst of backorders through the HTTP API
+    backorders status ORDER LINE    one line, as operations see it
+    backorders list [--sku ...]     lines by SKU, state, channel, order, or overdue
+    backorders cancel ORDER LINE    cancel a line (held stock goes on, the customer is refunded)
+    backorders metrics              the business figures
 
 Settings come from `BACKORDERS_*` environment variables (see the README's table).
-Exit codes: 0 success; 1 the stack did not start, or the demo saw a request fail or its lines
-never settled; 2 usage or configuration error (a bad setting, a port in use); 130 interrupted.
+Exit codes: 0 success; 1 the stack did not start or the API did not answer, or the demo saw a
+request fail or its lines never settled; 2 usage or configuration error (a bad setting, a port
+in use, production mode with a default secret); 3 no such line; 4 credentials refused; 5 the
+line's state refuses the action (already shipped or cancelled); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from cli.demo import run_demo
-from cli.dev import PortInUseError, StackError, run_dev
+from cli.ops import Ops, OpsError
+from domain.models import Channel, LineState
 from domain.policy import load_policy
 from domain.settings import Settings
 
 DEFAULT_DEMO_LINES = 300
 DEFAULT_DEMO_TIMEOUT = 300.0
+OPS_COMMANDS = ("status", "list", "cancel", "metrics")
 
 
 def positive_int(text: str) -> int:
@@ -77,7 +84,60 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up waiting for the lines to settle after this long (default: %(default).0f)",
     )
+    _add_ops_commands(commands)
     return parser
+
+
+def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """status, list, cancel, metrics: talk to a running stack's API with the ops token."""
+
+    def ops_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument(
+            "--api",
+            metavar="URL",
+            help="API of the stack (default: http://127.0.0.1:$BACKORDERS_API_PORT)",
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return parser
+
+    status = ops_parser("status", "show one line: state, quantities, dates, next deadline")
+    status.add_argument("order_id", metavar="ORDER")
+    status.add_argument("line_id", metavar="LINE")
+    listing = ops_parser("list", "list lines, newest first, filtered by every option given")
+    listing.add_argument("--sku")
+    listing.add_argument("--state", choices=[state.value for state in LineState])
+    listing.add_argument("--channel", choices=[channel.value for channel in Channel])
+    listing.add_argument("--order", dest="order_id", metavar="ORDER")
+    listing.add_argument(
+        "--overdue", action="store_true", help="only open lines whose ship-by has passed"
+    )
+    listing.add_argument("--limit", type=positive_int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    cancel = ops_parser("cancel", "cancel a line: held stock goes to the next line, full refund")
+    cancel.add_argument("order_id", metavar="ORDER")
+    cancel.add_argument("line_id", metavar="LINE")
+    cancel.add_argument("--reason", default="cancelled by operations")
+    ops_parser("metrics", "business figures: open lines, ages, rates, messages")
+
+
+def run_ops(args: argparse.Namespace, settings: Settings) -> int:
+    ops = Ops.from_settings(settings, args.api, as_json=args.json)
+    try:
+        if args.command == "status":
+            return ops.status(args.order_id, args.line_id)
+        if args.command == "list":
+            filters = {
+                key: getattr(args, key)
+                for key in ("sku", "state", "channel", "order_id", "overdue", "limit", "offset")
+            }
+            return ops.list(filters)
+        if args.command == "cancel":
+            return ops.cancel(args.order_id, args.line_id, args.reason)
+        return ops.metrics()
+    except OpsError as exc:
+        print(f"backorders {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
         settings.supplier_token_map  # noqa: B018 - refuse a malformed value now, not mid-demo
         load_policy(settings.policy_file)
+        if args.command not in OPS_COMMANDS:
+            settings.require_production_ready()
     except ValidationError as exc:
         for error in exc.errors():
             variable = "BACKORDERS_" + "_".join(map(str, error["loc"])).upper()
@@ -94,6 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"backorders: {exc}", file=sys.stderr)
         return 2
+    if args.command in OPS_COMMANDS:
+        return run_ops(args, settings)
+    return run_stack_command(args, settings)
+
+
+def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
+    """dev and demo. Imported here: the stack pulls in the server side (Temporal worker,
+    FastAPI, the store), which would make every ops command take seconds to start."""
+    from cli.demo import run_demo
+    from cli.dev import PortInUseError, StackError, run_dev
+
     try:
         if args.command == "dev":
             return asyncio.run(run_dev(settings))
@@ -109,7 +182,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

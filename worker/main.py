@@ -77,6 +77,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
 
 async def run_worker(settings: Settings) -> None:
     """Run until cancelled (Ctrl-C): in-flight activities finish or are retried elsewhere."""
+    settings.require_production_ready()
     db = Database(settings.store_url)
     db.create_schema()
     client = await connect(settings)

@@ -1,0 +1,245 @@
+"""Operations commands: `status`, `list`, `cancel` and `metrics`, over the HTTP API.
+
+They go through the API (not the store or Temporal directly) so that they obey the same rules
+and the same credentials as every other caller: the ops token from `BACKORDERS_OPS_TOKEN`
+(an environment variable, never an argument, so it stays out of shell history and `ps`).
+
+Tables for people; `--json` prints the API's own JSON for scripts. Exit codes:
+
+| code | meaning |
+|---|---|
+| 0 | done (a list may be empty) |
+| 1 | the API could not be reached, or failed (5xx) |
+| 2 | usage or configuration error |
+| 3 | no such line |
+| 4 | the credentials were refused (401 or 403) |
+| 5 | refused by the line's state: it already shipped or was cancelled (409) |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from domain.settings import Settings
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_NOT_FOUND = 3
+EXIT_CREDENTIALS = 4
+EXIT_REFUSED = 5
+_EXIT_BY_STATUS = {401: EXIT_CREDENTIALS, 403: EXIT_CREDENTIALS, 404: EXIT_NOT_FOUND}
+
+
+class OpsError(Exception):
+    """A command that cannot be done; the message is for the person at the terminal."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Ops:
+    api: str
+    token: str
+    console: Console
+    as_json: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, api: str | None, *, as_json: bool) -> Ops:
+        base = api or f"http://127.0.0.1:{settings.api_port}"
+        return cls(base.rstrip("/"), settings.ops_token, Console(), as_json)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            response = httpx.request(
+                method, f"{self.api}{path}", headers=headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise OpsError(
+                f"the API at {self.api} did not answer ({type(exc).__name__}); is the stack "
+                "running? (--api URL, or BACKORDERS_API_PORT)",
+                EXIT_UNAVAILABLE,
+            ) from exc
+        if response.status_code < 400:
+            return response
+        detail = _detail(response)
+        if response.status_code == 409:
+            raise OpsError(detail, EXIT_REFUSED)
+        if response.status_code in _EXIT_BY_STATUS:
+            if response.status_code in (401, 403):
+                detail += " (check BACKORDERS_OPS_TOKEN)"
+            raise OpsError(detail, _EXIT_BY_STATUS[response.status_code])
+        if response.status_code == 422:
+            raise OpsError(detail, 2)
+        raise OpsError(f"the API answered {response.status_code}: {detail}", EXIT_UNAVAILABLE)
+
+    def emit(self, data: Any, render: Callable[[], None]) -> int:
+        if self.as_json:
+            print(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            render()
+        return EXIT_OK
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def status(self, order_id: str, line_id: str) -> int:
+        line = self.call("GET", f"/v1/backorders/{order_id}/{line_id}").json()
+        return self.emit(line, lambda: self.console.print(status_table(line)))
+
+    def list(self, filters: dict[str, Any]) -> int:
+        params = {key: value for key, value in filters.items() if value not in (None, False)}
+        lines = self.call("GET", "/v1/backorders", params=params).json()
+
+        def render() -> None:
+            self.console.print(lines_table(lines))
+            shown = f"{len(lines)} line{'s' if len(lines) != 1 else ''}"
+            more = " (more with --limit/--offset)" if len(lines) == filters["limit"] else ""
+            self.console.print(f"{shown}{more}")
+
+        return self.emit(lines, render)
+
+    def cancel(self, order_id: str, line_id: str, reason: str) -> int:
+        body = {"reason": reason, "requested_by": "ops"}
+        response = self.call("POST", f"/v1/backorders/{order_id}/{line_id}/cancel", json=body)
+        result = response.json()
+
+        def render() -> None:
+            if response.status_code == 202:
+                self.console.print(f"{order_id}/{line_id}: cancelling; the refund is under way")
+            else:
+                self.console.print(f"{order_id}/{line_id}: cancelled")
+                self.console.print(status_table(result))
+
+        return self.emit(result, render)
+
+    def metrics(self) -> int:
+        figures = self.call("GET", "/v1/metrics").json()
+        return self.emit(figures, lambda: self.console.print(metrics_table(figures)))
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):  # FastAPI's validation errors: name each field
+        return "; ".join(
+            f"{'.'.join(map(str, error.get('loc', [])[1:]))}: {error.get('msg')}"
+            for error in detail
+        )
+    return str(detail)
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
+def _rate(rate: dict[str, Any]) -> str:
+    if rate["rate"] is None:
+        return f"- (0 of {rate['denominator']})"
+    return f"{rate['rate'] * 100:.1f} % ({rate['numerator']} of {rate['denominator']})"
+
+
+def status_table(line: dict[str, Any]) -> Table:
+    table = Table(title=f"{line['order_id']}/{line['line_id']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("state", line["state"]),
+        ("SKU", f"{line['quantity']} x {line['sku']}"),
+        ("allocated / shipped", f"{line['allocated_quantity']} / {line['shipped_quantity']}"),
+        ("channel", line["channel"]),
+        ("customer", f"{line['customer']['id']} ({line['customer']['tier']})"),
+        ("ordered", _when(line["ordered_at"])),
+        ("ship by", _when(line["ship_by"])),
+        ("ETA", _when(line.get("eta"))),
+        ("escalation level", str(line.get("escalation_level", 0))),
+    ]
+    if line.get("next_deadline"):
+        rows.append(("next", f"{line.get('next_action')} at {_when(line['next_deadline'])}"))
+    if line.get("cancel_reason"):
+        rows.append(("cancelled because", line["cancel_reason"]))
+    open_offers = [offer for offer in line.get("offers", []) if offer.get("status") == "open"]
+    if open_offers:
+        rows.append(("open offers", ", ".join(offer["offer_id"] for offer in open_offers)))
+    for shipment in line.get("shipments", []):
+        rows.append(("shipment", f"{shipment['quantity']} units, {shipment['tracking_number']}"))
+    if line.get("messages"):
+        last = line["messages"][-1]
+        rows.append(("messages", f"{len(line['messages'])}, last: {last['kind']}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def lines_table(lines: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for header in ("order/line", "SKU", "qty", "state", "channel", "ship by", "ETA", "level"):
+        table.add_column(header)
+    now = datetime.now(UTC)
+    for line in lines:
+        ship_by = datetime.fromisoformat(line["ship_by"])
+        late = ship_by < now and line["state"] not in ("shipped", "cancelled")
+        table.add_row(
+            f"{line['order_id']}/{line['line_id']}",
+            line["sku"],
+            str(line["quantity"]),
+            line["state"],
+            line["channel"],
+            f"[red]{_when(line['ship_by'])}[/red]" if late else _when(line["ship_by"]),
+            _when(line.get("eta")),
+            str(line.get("escalation_level", 0)),
+        )
+    return table
+
+
+def metrics_table(figures: dict[str, Any]) -> Table:
+    table = Table(title=f"backorders at {_when(figures['generated_at'])}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for state, count in figures["open_lines"].items():
+        table.add_row(f"open: {state}", str(count))
+    for outcome, count in figures["closed_lines"].items():
+        table.add_row(f"closed: {outcome}", str(count))
+    for name, key in (("backorder age", "backorder_age"), ("time to ship", "time_to_ship")):
+        spread = figures[key]
+        table.add_row(
+            name,
+            f"p50 {_duration(spread['p50_seconds'])}, p90 {_duration(spread['p90_seconds'])} "
+            f"({spread['count']} lines)",
+        )
+    for name, key in (
+        ("arrival fill rate", "arrival_fill_rate"),
+        ("cancellation rate", "cancellation_rate"),
+        ("SLA breach rate", "sla_breach_rate"),
+        ("offer acceptance", "offer_acceptance_rate"),
+    ):
+        table.add_row(name, _rate(figures[key]))
+    sent = ", ".join(f"{kind} {count}" for kind, count in figures["messages_sent"].items() if count)
+    table.add_row("messages sent", sent or "none")
+    return table
