@@ -23,7 +23,7 @@ import temporalio.activity
 import temporalio.workflow
 from sqlalchemy.engine import make_url
 
-from cli.stack import Services, TemporalDevServer
+from cli.stack import Services, TemporalDevServer, codec_url
 from domain import settings as defaults
 from domain.settings import Settings
 from store.db import Database
@@ -37,12 +37,15 @@ class PortInUseError(Exception):
 
 def stack_ports(settings: Settings) -> list[tuple[str, str, int]]:
     """(setting, host, port) of every port the embedded stack listens on."""
-    return [
+    ports = [
         ("BACKORDERS_API_PORT", settings.api_host, settings.api_port),
         ("BACKORDERS_TEMPORAL_PORT", "127.0.0.1", settings.temporal_port),
         ("BACKORDERS_UI_PORT", "127.0.0.1", settings.ui_port),
         ("BACKORDERS_SIMULATOR_PORT", "127.0.0.1", settings.simulator_port),
     ]
+    if settings.codec_keys:
+        ports.append(("BACKORDERS_CODEC_PORT", "127.0.0.1", settings.codec_port))
+    return ports
 
 
 def check_ports(settings: Settings) -> None:
@@ -96,7 +99,7 @@ class EmbeddedStack:
             client = await devserver.start()
             db = Database(settings.store_url)
             db.create_schema()
-            services = await Services.start(settings, client, db)
+            services = await Services.start(settings, client, db, codec=bool(settings.codec_keys))
         except BaseException as exc:
             # A half-started stack must not leave the dev server running behind us.
             if db is not None:
@@ -160,6 +163,11 @@ def banner(settings: Settings) -> str:
     )
     json_header = "-H 'Content-Type: application/json'"
     services = "{carrier,payments,notifications,storefront}"
+    codec_lines = (
+        [f"  Codec server   {codec_url(settings)}  (the UI decrypts payloads through it)"]
+        if settings.codec_keys
+        else []
+    )
     return "\n".join(
         [
             "backorders: the embedded stack is running (Ctrl-C stops it; its state is kept)",
@@ -167,6 +175,7 @@ def banner(settings: Settings) -> str:
             f"  Temporal gRPC  {settings.temporal_target}  (namespace "
             f"{settings.temporal_namespace}, task queue {settings.task_queue})",
             f"  Temporal UI    {ui_url(settings)}",
+            *codec_lines,
             f"  Simulators     http://127.0.0.1:{settings.simulator_port}/{services}/requests",
             f"  State folder   {settings.state_dir.resolve()}",
             f"  Store          {store}",

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.supplier_token_map  # noqa: B018 - refuse a malformed value now, not mid-demo
         load_policy(settings.policy_file)
         if args.command not in OPS_COMMANDS:
-            settings.require_production_ready()
+            check_server_settings(settings)
     except ValidationError as exc:
         for error in exc.errors():
             variable = "BACKORDERS_" + "_".join(map(str, error["loc"])).upper()
@@ -159,6 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in OPS_COMMANDS:
         return run_ops(args, settings)
     return run_stack_command(args, settings)
+
+
+def check_server_settings(settings: Settings) -> None:
+    """Settings only the stack uses, refused before anything starts (ValueError naming the
+    variable). Imported here, like the stack, to keep the ops commands quick to start."""
+    from api.codec_server import cors_origins
+    from domain.codec import key_ring
+
+    settings.require_production_ready()
+    key_ring(settings)
+    cors_origins(settings)
 
 
 def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -182,6 +193,7 @@ def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
 
 if __name__ == "__main__":
     sys.exit(main())

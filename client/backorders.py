@@ -34,11 +34,11 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
+from domain.codec import data_converter
 from domain.line import AcceptOffer, AgreeToWait, EtaUpdate, LineInput, Offer, TakeSubstitute
 from domain.models import (
     BackorderRequest,
@@ -101,11 +101,12 @@ class StartResult:
 
 
 async def connect(settings: Settings) -> Client:
-    """A Temporal client with the data converter every process of the service must share."""
+    """A Temporal client with the data converter every process of the service must share
+    (payloads encrypted when `BACKORDERS_CODEC_KEYS` is set)."""
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 
