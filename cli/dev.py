@@ -45,6 +45,9 @@ def stack_ports(settings: Settings) -> list[tuple[str, str, int]]:
     ]
     if settings.codec_keys:
         ports.append(("BACKORDERS_CODEC_PORT", "127.0.0.1", settings.codec_port))
+    bind = settings.sdk_metrics_bind
+    if bind is not None:
+        ports.append(("BACKORDERS_SDK_METRICS_ADDRESS", *bind))
     return ports
 
 
@@ -163,11 +166,15 @@ def banner(settings: Settings) -> str:
     )
     json_header = "-H 'Content-Type: application/json'"
     services = "{carrier,payments,notifications,storefront}"
-    codec_lines = (
+    extra_lines = (
         [f"  Codec server   {codec_url(settings)}  (the UI decrypts payloads through it)"]
         if settings.codec_keys
         else []
     )
+    if settings.sdk_metrics_address:
+        extra_lines.append(
+            f"  SDK metrics    http://{settings.sdk_metrics_address}/metrics  (the worker's)"
+        )
     return "\n".join(
         [
             "backorders: the embedded stack is running (Ctrl-C stops it; its state is kept)",
@@ -175,7 +182,8 @@ def banner(settings: Settings) -> str:
             f"  Temporal gRPC  {settings.temporal_target}  (namespace "
             f"{settings.temporal_namespace}, task queue {settings.task_queue})",
             f"  Temporal UI    {ui_url(settings)}",
-            *codec_lines,
+            *extra_lines,
+            f"  Metrics        {api}/metrics  (Prometheus, ops token) and {api}/v1/metrics",
             f"  Simulators     http://127.0.0.1:{settings.simulator_port}/{services}/requests",
             f"  State folder   {settings.state_dir.resolve()}",
             f"  Store          {store}",

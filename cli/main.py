@@ -168,6 +168,7 @@ def check_server_settings(settings: Settings) -> None:
     from domain.codec import key_ring
 
     settings.require_production_ready()
+    settings.sdk_metrics_bind  # noqa: B018 - a malformed address is refused now
     key_ring(settings)
     cors_origins(settings)
 

@@ -29,7 +29,7 @@ from domain import contract
 from domain.settings import Settings
 from simulators.app import create_app as create_simulators
 from store.db import Database
-from worker.main import worker_for
+from worker.main import sdk_runtime, worker_for
 
 TEMPORAL_STORAGE_FLAGS = [
     "--sqlite-pragma",
@@ -155,6 +155,8 @@ class TemporalDevServer:
                 self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = asyncio.get_running_loop().time() + within
+        # The embedded stack's worker runs on this client: it serves the SDK's metrics.
+        runtime = sdk_runtime(self.settings)
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -162,7 +164,7 @@ class TemporalDevServer:
                     f"see {self.log_path}:\n{self._log_tail()}"
                 )
             try:
-                return await connect(self.settings)
+                return await connect(self.settings, runtime=runtime)
             except RuntimeError:
                 if asyncio.get_running_loop().time() > deadline:
                     raise

@@ -35,6 +35,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
@@ -100,13 +101,15 @@ class StartResult:
     """False when the same request had already started this workflow."""
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A Temporal client with the data converter every process of the service must share
-    (payloads encrypted when `BACKORDERS_CODEC_KEYS` is set)."""
+    (payloads encrypted when `BACKORDERS_CODEC_KEYS` is set). Workers pass the runtime that
+    serves the SDK's metrics (`worker.main.sdk_runtime`)."""
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )
 
 

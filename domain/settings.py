@@ -70,9 +70,20 @@ class Settings(BaseSettings):
     codec_cors_origins: str | None = None
     """Comma-separated origins allowed to call the codec server: the Temporal UI's. Defaults to
     the embedded UI (`http://127.0.0.1:$BACKORDERS_UI_PORT` and `http://localhost:...`)."""
-    sdk_metrics_port: int | None = 9464
-    """Port of the worker's Prometheus endpoint for the Temporal SDK's own metrics; none if
-    unset."""
+    sdk_metrics_address: str | None = "127.0.0.1:9464"
+    """`host:port` where each worker serves the Temporal SDK's own metrics (Prometheus text at
+    `/metrics`: task slots, poll and schedule-to-start latencies, workflow and activity
+    outcomes); empty to serve none. Containers bind `0.0.0.0:9464`."""
+
+    @property
+    def sdk_metrics_bind(self) -> tuple[str, int] | None:
+        """`sdk_metrics_address` as (host, port); ValueError naming the variable if malformed."""
+        if not self.sdk_metrics_address:
+            return None
+        host, _, port = self.sdk_metrics_address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("BACKORDERS_SDK_METRICS_ADDRESS must be host:port, or empty")
+        return host, int(port)
 
     @property
     def temporal_target(self) -> str:

@@ -53,6 +53,7 @@ def stack_env(tmp_path: Path) -> Env:
         "BACKORDERS_TEMPORAL_PORT": str(free_port()),
         "BACKORDERS_UI_PORT": str(free_port()),
         "BACKORDERS_SIMULATOR_PORT": str(free_port()),
+        "BACKORDERS_SDK_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
     }
     return Env(variables, api_port)
 
@@ -176,10 +177,18 @@ def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
         receipt = {"receipt_id": "r1", "sku": sku, "quantity": 2}
         received = http.post("/v1/suppliers/acme/receipts", json=receipt, headers=ACME)
         assert received.status_code == 201, received.text
-        wait_until(lambda: read_line()["state"] == "shipped", "the line to ship after restart")
+        # The state changes when the units ship; the message is told after: wait for both.
+        wait_until(lambda: len(read_line()["messages"]) == 2, "the line to ship after restart")
         shipped = read_line()
-        assert shipped["shipped_quantity"] == 2
+        assert shipped["state"] == "shipped" and shipped["shipped_quantity"] == 2
         assert [m["kind"] for m in shipped["messages"]] == ["backorder_confirmation", "shipped"]
+
+        # The worker's SDK metrics: its runtime serves them on their own port.
+        sdk = f"http://{stack_env.variables['BACKORDERS_SDK_METRICS_ADDRESS']}/metrics"
+        scraped = httpx.get(sdk, timeout=10).text
+        assert 'task_queue="backorders"' in scraped
+        for name in ("temporal_worker_task_slots_available", "temporal_workflow_completed"):
+            assert name in scraped, f"{name} missing from {sdk}"
         assert stop(second) == 0
 
 

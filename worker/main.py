@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -32,6 +33,17 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "pydantic")
     )
+
+
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving the SDK's worker metrics at `BACKORDERS_SDK_METRICS_ADDRESS`,
+    for the worker process's client (one per process: it holds the listening port)."""
+    bind = settings.sdk_metrics_bind
+    if bind is None:
+        return None
+    host, port = bind
+    metrics = PrometheusConfig(bind_address=f"{host}:{port}")
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
 @asynccontextmanager
@@ -80,7 +92,7 @@ async def run_worker(settings: Settings) -> None:
     settings.require_production_ready()
     db = Database(settings.store_url)
     db.create_schema()
-    client = await connect(settings)
+    client = await connect(settings, runtime=sdk_runtime(settings))
     async with worker_for(client, settings, db) as worker:
         log.info(
             "worker polling task queue %r at %s", settings.task_queue, settings.temporal_target
