@@ -67,12 +67,16 @@ async def test_each_actor_is_refused_outside_its_scope_with_401_or_403(stack: St
             assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_a_replayed_cancel_link_refunds_once(stack: Stack) -> None:
+async def _waiting_line_and_its_cancel_link(stack: Stack) -> tuple[str, str]:
     sku, order = new_id("sku"), new_id()
     await stack.put_sku(sku)
     assert (await stack.start(backorder(order, sku))).status_code == 201
     confirmation = await wait_for_kind(stack, order, "backorder_confirmation")
-    token = links(confirmation)[("cancel", None)]
+    return order, links(confirmation)[("cancel", None)]
+
+
+async def test_a_replayed_cancel_link_refunds_once(stack: Stack) -> None:
+    order, token = await _waiting_line_and_its_cancel_link(stack)
 
     first = await stack.api.post(f"/v1/links/{token}")
     await stack.finished(order)
@@ -86,11 +90,7 @@ async def test_a_replayed_cancel_link_refunds_once(stack: Stack) -> None:
 
 
 async def test_a_link_cannot_be_used_for_another_action(stack: Stack) -> None:
-    sku, order = new_id("sku"), new_id()
-    await stack.put_sku(sku)
-    assert (await stack.start(backorder(order, sku))).status_code == 201
-    confirmation = await wait_for_kind(stack, order, "backorder_confirmation")
-    cancel_token = links(confirmation)[("cancel", None)]
+    order, cancel_token = await _waiting_line_and_its_cancel_link(stack)
 
     as_wait = await stack.api.post(f"/v1/backorders/{order}/1/wait?token={cancel_token}")
 
