@@ -6,6 +6,8 @@ bug that only shows in production, so they are all spelled once, here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import (
     SearchAttributeKey,
 )
@@ -60,15 +62,19 @@ SA_ESCALATION_LEVEL = SearchAttributeKey.for_int("BackorderEscalationLevel")
 SA_CUSTOMER_TIER = SearchAttributeKey.for_keyword("BackorderCustomerTier")
 SA_RECEIPT_ID = SearchAttributeKey.for_keyword("BackorderReceiptId")
 
+SEARCH_ATTRIBUTE_KEYS: list[SearchAttributeKey[Any]] = [
+    SA_ORDER_ID,
+    SA_SKU,
+    SA_CHANNEL,
+    SA_STATE,
+    SA_SHIP_BY,
+    SA_ESCALATION_LEVEL,
+    SA_CUSTOMER_TIER,
+    SA_RECEIPT_ID,
+]
 SEARCH_ATTRIBUTES: dict[str, str] = {
-    SA_ORDER_ID.name: "Keyword",
-    SA_SKU.name: "Keyword",
-    SA_CHANNEL.name: "Keyword",
-    SA_STATE.name: "Keyword",
-    SA_SHIP_BY.name: "Datetime",
-    SA_ESCALATION_LEVEL.name: "Int",
-    SA_CUSTOMER_TIER.name: "Keyword",
-    SA_RECEIPT_ID.name: "Keyword",
+    key.name: key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").title()
+    for key in SEARCH_ATTRIBUTE_KEYS
 }
 """Name -> type, as `temporal server start-dev --search-attribute Name=Type` takes them."""
 

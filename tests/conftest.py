@@ -90,16 +90,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
-        search_attributes=[
-            contract.SA_ORDER_ID,
-            contract.SA_SKU,
-            contract.SA_CHANNEL,
-            contract.SA_STATE,
-            contract.SA_SHIP_BY,
-            contract.SA_ESCALATION_LEVEL,
-            contract.SA_CUSTOMER_TIER,
-            contract.SA_RECEIPT_ID,
-        ],
+        search_attributes=contract.SEARCH_ATTRIBUTE_KEYS,
         dev_server_extra_args=["--log-level", "error", *TEMPORAL_STORAGE_FLAGS],
     )
     yield env

@@ -1,7 +1,17 @@
-"""Rule 7: workflows are deterministic; recorded histories replay against the current code."""
+"""Rule 7: workflows are deterministic; recorded histories replay against the current code.
+
+Two kinds of history: ones this run records (the code agrees with itself), and ones stored in
+`tests/histories/`, recorded by earlier versions of the code from lines that were still running
+or had just closed. A change that would break a line in flight (a command added, removed or
+moved without `workflow.patched`) fails the second kind.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -45,3 +55,21 @@ async def test_histories_of_shipped_cancelled_and_receipt_workflows_replay(stack
 
     assert failures == []
     assert all(len(history.events) > 5 for history in histories)
+
+
+STORED = {
+    path.stem: path.read_text()
+    for path in sorted((Path(__file__).parent / "histories").glob("*.json"))
+}
+
+
+@pytest.mark.parametrize("name", STORED)
+async def test_histories_recorded_by_earlier_code_still_replay(name: str) -> None:
+    history = WorkflowHistory.from_json(name, STORED[name])
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{name}: {result.replay_failure}"

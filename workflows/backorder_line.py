@@ -565,6 +565,7 @@ class BackorderLineWorkflow:
             workflow.logger.warning("message %s to the customer was refused: %s", kind, exc.cause)
             return
         self._messages.append(message)
+        self._show_details()  # "last message" (not a command: replay is unaffected)
 
     def _set_state(self, state: LineState) -> None:
         if state == self._state:
@@ -591,7 +592,23 @@ class BackorderLineWorkflow:
 
     @workflow.signal(name=contract.SIGNAL_ALLOCATED)
     def allocated(self, notice: AllocationNotice) -> None:
+        counted = len(self._seen_allocations)
         self._take(notice)
+        if len(self._seen_allocations) > counted:
+            self._show_receipt(notice.source)
+
+    def _show_receipt(self, source: str) -> None:
+        """Ops find the lines a receipt gave stock to by `BackorderReceiptId` (the latest one).
+
+        A command added on an existing path, so it sits behind `workflow.patched`: a line
+        that got a receipt's stock before this code has no patch marker in its history and
+        replays without the upsert (unpatched, such a history fails to replay: TMPRL1100).
+        """
+        if not source.startswith(contract.RECEIPT_PREFIX):
+            return  # catalog stock, or units another line released
+        receipt_id = source.removeprefix(contract.RECEIPT_PREFIX).split(":", 1)[-1]
+        if workflow.patched("receipt-search-attribute"):
+            workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
 
     @workflow.signal(name=contract.SIGNAL_ETA_CHANGED)
     def eta_changed(self, update: EtaUpdate) -> None:
