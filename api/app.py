@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api import customers
 from api.auth import ActorDep, OptionalActorDep, Role, allow, allow_supplier
@@ -258,7 +258,7 @@ def create_app(
         try:
             # Bounded: with no worker running, the line cannot even accept the cancel.
             result = await asyncio.wait_for(guarded(call), 2 * WAIT_FOR_WORKFLOW.total_seconds())
-        except TimeoutError as exc:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
             raise HTTPException(
                 503, "the line did not answer in time (is a worker running?); asking again is safe"
             ) from exc

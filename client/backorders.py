@@ -16,6 +16,7 @@ Errors (all subclasses of `BackorderError`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import (
@@ -111,6 +113,22 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         data_converter=data_converter(settings),
         runtime=runtime,
     )
+
+
+async def _within(outcome: Awaitable[T], wait: timedelta | None) -> T | None:
+    """The outcome, or None if `wait` passes first. Not `asyncio.wait_for`: the SDK turns the
+    cancellation of a timed-out wait into WorkflowUpdateRPCTimeoutOrCancelledError, which
+    `wait_for` then raises in place of its TimeoutError."""
+    if wait is None:
+        return await outcome
+    task = asyncio.ensure_future(outcome)
+    done, _ = await asyncio.wait({task}, timeout=wait.total_seconds())
+    if done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        await task
+    return None
 
 
 class BackorderClient:
@@ -234,12 +252,7 @@ class BackorderClient:
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 result_type=CancelResult,
             )
-            try:
-                return await asyncio.wait_for(
-                    update.result(), wait.total_seconds() if wait else None
-                )
-            except TimeoutError:
-                return None
+            return await _within(update.result(), wait)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
