@@ -200,7 +200,8 @@ def status_table(line: dict[str, Any]) -> Table:
 def lines_table(lines: list[dict[str, Any]]) -> Table:
     table = Table()
     for header in ("order/line", "SKU", "qty", "state", "channel", "ship by", "ETA", "level"):
-        table.add_column(header)
+        # Ids wrap rather than end in "...": ops copy them into the next command.
+        table.add_column(header, overflow="fold")
     now = datetime.now(UTC)
     for line in lines:
         ship_by = datetime.fromisoformat(line["ship_by"])
