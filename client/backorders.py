@@ -42,7 +42,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain import contract
 from domain.codec import data_converter
-from domain.line import AcceptOffer, AgreeToWait, EtaUpdate, LineInput, Offer, TakeSubstitute
+from domain.line import (
+    AcceptOffer,
+    AgreeToWait,
+    EtaUpdate,
+    LineInput,
+    Offer,
+    TakeSubstitute,
+    line_summary,
+)
 from domain.models import (
     BackorderRequest,
     CancelRequest,
@@ -208,10 +216,7 @@ class BackorderClient:
                     SearchAttributePair(contract.SA_CUSTOMER_TIER, request.customer.tier.value),
                 ]
             ),
-            static_summary=(
-                f"{request.quantity} x {request.sku} for order {request.order_id}, "
-                f"{request.channel.value}, ship by {ship_by:%d %b %Y}"
-            ),
+            static_summary=line_summary(request, ship_by),
         )
 
     def _line(self, order_id: str, line_id: str) -> WorkflowHandle[Any, Any]:

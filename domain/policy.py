@@ -193,6 +193,13 @@ class DelayRules(BaseModel):
     """Silence counts as consent only for a revised date at most this far past the original."""
 
 
+HISTORY_EVENTS_LIMIT = 2_000
+"""Events in one run of a line's workflow before it continues as new. A waiting line costs about
+a dozen events per ETA change or message, so this is a line that has waited through a hundred
+or more of them; Temporal warns at 10,240 events and stops a run at 51,200, and a short history
+is also a quick replay when a worker picks the line up again."""
+
+
 class LinePolicy(BaseModel):
     """The part of the policy one line lives by; a snapshot of it travels in its workflow."""
 
@@ -202,6 +209,7 @@ class LinePolicy(BaseModel):
     delay: DelayRules = Field(default_factory=DelayRules)
     offer_valid_days: Annotated[float, Field(gt=0, le=90)] = 7
     channel: ChannelPolicy
+    history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)
@@ -239,6 +247,9 @@ class ServicePolicy(BaseModel):
     """At or below this many free units, the product page says "Only N left"."""
     label_window_days: Annotated[int, Field(ge=1, le=30)] = 4
     """Width of the "ships in X-Y days" window shown for a backorder."""
+    history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
+    """A line whose workflow history passes this many events continues as new (see
+    HISTORY_EVENTS_LIMIT)."""
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)
@@ -249,6 +260,7 @@ class ServicePolicy(BaseModel):
             delay=self.delay,
             offer_valid_days=self.offer_valid_days,
             channel=self.channels.get(channel) or DEFAULT_CHANNELS[channel],
+            history_events_limit=self.history_events_limit,
         )
 
 

@@ -14,6 +14,7 @@ from domain import contract
 from domain.line import (
     AcceptOffer,
     AgreeToWait,
+    CarriedState,
     EtaUpdate,
     FindSubstitutes,
     JoinOrder,
@@ -33,6 +34,7 @@ from domain.line import (
     TakeSubstitute,
     Timeline,
     Withdraw,
+    line_summary,
 )
 from domain.links import LinkAction
 from domain.models import (
@@ -117,6 +119,9 @@ class BackorderLineWorkflow:
         self._reported_ready = False
         self._order_shipment: ShipmentRecord | None = None
         self._order_news: list[OrderChange] = []
+        self._runs = 0
+        if line.carried is not None:
+            self._resume(line.carried)
         # Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
         # change what the line holds or is owed: one at a time, or stock could be counted twice.
         self._lock = asyncio.Lock()
@@ -125,17 +130,10 @@ class BackorderLineWorkflow:
 
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
-        await self._record()
-        if self._with_order:
-            await self._join_order()
-        if self._held() + self._shipped < line.request.quantity:
-            # Where the line stands in the queue against inbound supply: its first ETA.
-            self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
-            await self._send(
-                MessageKind.BACKORDER_CONFIRMATION,
-                "confirmation",
-                links=[self._link(LinkAction.CANCEL)],
-            )
+        if line.carried is None:
+            await self._begin(line)
+        else:
+            self._show_details()  # a new run starts with none
         while not self._state.is_final:
             if self._eta_news:
                 self._eta_news = False
@@ -148,6 +146,14 @@ class BackorderLineWorkflow:
             if self._order_news:
                 await self._tell_order_change(self._order_news.pop(0))
                 continue
+            if self._history_full():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._eta_news or self._order_news:
+                    continue  # news came in while handlers finished: tell it first
+                if not self._has_work() and not self._state.is_final:
+                    workflow.continue_as_new(
+                        self._line.model_copy(update={"carried": self._carry()})
+                    )
             step = self._show_next_step()
             if await self._wait_for_news(step):
                 if self._order_news or self._eta_news:
@@ -167,17 +173,80 @@ class BackorderLineWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
+    async def _begin(self, line: LineInput) -> None:
+        """The first run: record the line in the queue, join its order, confirm to the customer."""
+        await self._record()
+        if self._with_order:
+            await self._join_order()
+        if self._held() + self._shipped < line.request.quantity:
+            # Where the line stands in the queue against inbound supply: its first ETA.
+            self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
+            await self._send(
+                MessageKind.BACKORDER_CONFIRMATION,
+                "confirmation",
+                links=[self._link(LinkAction.CANCEL)],
+            )
+
+    # ---- long waits: continue as new -----------------------------------------------------
+
+    def _history_full(self) -> bool:
+        """The history passed the policy's bound (or Temporal suggests a new run), and nothing
+        is half done. Behind a patch: runs of earlier code never continue as new on replay."""
+        info = workflow.info()
+        full = (
+            info.get_current_history_length() >= self._policy.history_events_limit
+            or info.is_continue_as_new_suggested()
+        )
+        return full and workflow.patched("continue-as-new-long-waits")
+
+    def _has_work(self) -> bool:
+        """Something to do now: a cancel, units to ship, or the order to tell it is whole."""
+        return self._cancel_request is not None or self._shippable() > 0 or self._order_ready_due()
+
+    def _carry(self) -> CarriedState:
+        return CarriedState(
+            runs=self._runs + 1,
+            state=self._state,
+            allocated=self._allocated,
+            shipped=self._shipped,
+            released=self._released,
+            seen_allocations=sorted(self._seen_allocations),
+            shipments=self._shipments,
+            messages=self._messages,
+            refunds=self._refunds,
+            timeline=self._timeline,
+            offers=self._offers,
+            expedited=self._expedited,
+            eta_changes=self._eta_changes,
+            with_order=self._with_order,
+            reported_ready=self._reported_ready,
+            order_shipment=self._order_shipment,
+        )
+
+    def _resume(self, carried: CarriedState) -> None:
+        self._runs = carried.runs
+        self._state = carried.state
+        self._allocated = carried.allocated
+        self._shipped = carried.shipped
+        self._released = carried.released
+        self._seen_allocations = set(carried.seen_allocations)
+        self._shipments = list(carried.shipments)
+        self._messages = list(carried.messages)
+        self._refunds = list(carried.refunds)
+        self._timeline = carried.timeline
+        self._offers = list(carried.offers)
+        self._expedited = carried.expedited
+        self._eta_changes = carried.eta_changes
+        self._with_order = carried.with_order
+        self._reported_ready = carried.reported_ready
+        self._order_shipment = carried.order_shipment
+
     async def _wait_for_news(self, step: Step | None) -> bool:
         """Wait for something to do; False when the step's time came first."""
         self._wake = False
 
         def news() -> bool:
-            return (
-                self._cancel_request is not None
-                or self._shippable() > 0
-                or self._order_ready_due()
-                or self._wake
-            )
+            return self._has_work() or self._wake
 
         if step is None:
             await workflow.wait_condition(news)
@@ -577,7 +646,12 @@ class BackorderLineWorkflow:
     def _show_details(self) -> None:
         """What ops see on the workflow in the UI: state, ETA, the next deadline, last message."""
         quantity = self._line.request.quantity
-        parts = [
+        parts = []
+        if self._runs:
+            # A continued run has no static summary (continue-as-new does not carry it).
+            summary = line_summary(self._line.request, self._line.ship_by)
+            parts.append(f"{summary} (run {self._runs + 1}: continued as new)")
+        parts += [
             f"**{self._state.value}**: {self._allocated} allocated, {self._shipped} shipped "
             f"of {quantity}",
             f"ETA: {self._timeline.eta:%d %b %Y}" if self._timeline.eta else "ETA: no date",
