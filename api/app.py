@@ -8,6 +8,7 @@ is written anywhere.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +17,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import customers
 from api.auth import ActorDep, OptionalActorDep, Role, allow, allow_supplier
@@ -53,6 +56,7 @@ from store.db import Database
 from store.tables import SubscriptionRow, as_utc
 
 T = TypeVar("T")
+log = logging.getLogger("backorders.api")
 
 IdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN)]
 
@@ -106,6 +110,33 @@ def create_app(
         description="Backordered order lines carried from sold to shipped or refunded.",
         lifespan=lifespan,
     )
+
+    @app.exception_handler(RPCError)
+    async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
+        """Temporal did not answer (down, restarting, overloaded): a 503 the caller may retry,
+        since every write is idempotent; other RPC errors are bugs and stay 500s."""
+        if exc.status not in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+        ):
+            log.error("Temporal refused %s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONResponse(
+            {"detail": "Temporal is unavailable; asking again is safe"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        """The store did not answer: 503, nothing written (the transaction did not commit)."""
+        log.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "the store is unavailable; asking again is safe"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     def backorders(request: Request) -> BackorderClient:
         client: BackorderClient = request.app.state.backorders

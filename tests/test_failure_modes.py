@@ -1,0 +1,103 @@
+"""What callers get when a part is down (README: "Failure modes"): a 503 with Retry-After that
+says which part, never a 500, and nothing half-written; /healthz names the part."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from cli.stack import serve, temporal_binary
+from domain import contract
+from domain.settings import Settings
+from store import records
+from store.db import Database
+from store.tables import SkuRow
+from tests.conftest import OPS_TOKEN, ORDER_TOKEN, backorder, free_port, new_id
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    db: Database
+
+
+@pytest.fixture
+async def temporal_gone(tmp_path: Path) -> AsyncIterator[Api]:
+    """An API whose Temporal server has stopped (its client was connected while it ran)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=contract.SEARCH_ATTRIBUTE_KEYS,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    client = env.client
+    await env.shutdown()
+    settings = Settings(
+        state_dir=tmp_path,
+        order_system_token=ORDER_TOKEN,
+        ops_token=OPS_TOKEN,
+        api_port=free_port(),
+    )
+    db = Database(settings.store_url)
+    db.create_schema()
+    server = await serve(create_app(settings, temporal=client, db=db), "127.0.0.1", free_port())
+    port = server.server.config.port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        yield Api(http, db)
+    await server.stop()
+    db.dispose()
+
+
+async def test_a_start_while_temporal_is_down_is_a_503_and_writes_nothing(
+    temporal_gone: Api,
+) -> None:
+    db = temporal_gone.db
+    sku, order = new_id("sku"), new_id()
+    with db.transaction() as session:
+        session.add(SkuRow(sku=sku, name=f"Product {sku}"))
+    response = await temporal_gone.http.post(
+        "/v1/backorders",
+        json=backorder(order, sku),
+        headers={"Authorization": f"Bearer {ORDER_TOKEN}"},
+    )
+    health = await temporal_gone.http.get("/healthz")
+
+    assert response.status_code == 503, response.text
+    assert "Temporal is unavailable" in response.json()["detail"]
+    assert response.headers["retry-after"] == "5"
+    assert records.line_request_hash(db, contract.line_key(order, "1")) is None
+    assert health.status_code == 503 and health.json()["temporal"].startswith("unavailable")
+    assert health.json()["store"] == "ok"
+
+
+async def test_a_read_while_the_store_is_down_is_a_503(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there: a PostgreSQL that is down
+    settings = Settings(
+        state_dir=tmp_path,
+        database_url=f"postgresql://postgres@127.0.0.1:{port}/none",
+        ops_token=OPS_TOKEN,
+    )
+    db = Database(settings.store_url)
+    server = await serve(
+        create_app(settings, temporal=temporal_env.client, db=db), "127.0.0.1", free_port()
+    )
+    base = f"http://127.0.0.1:{server.server.config.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        listed = await http.get("/v1/backorders", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+        health = await http.get("/healthz")
+    await server.stop()
+    db.dispose()
+
+    assert listed.status_code == 503, listed.text
+    assert "store is unavailable" in listed.json()["detail"]
+    assert health.status_code == 503 and health.json()["store"].startswith("unavailable")
+    assert health.json()["temporal"] == "ok"
