@@ -166,9 +166,11 @@ def check_server_settings(settings: Settings) -> None:
     variable). Imported here, like the stack, to keep the ops commands quick to start."""
     from api.codec_server import cors_origins
     from domain.codec import key_ring
+    from simulators.app import faults_from_env
 
     settings.require_production_ready()
     settings.sdk_metrics_bind  # noqa: B018 - a malformed address is refused now
+    faults_from_env()
     key_ring(settings)
     cors_origins(settings)
 

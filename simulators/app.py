@@ -7,21 +7,46 @@ storefront. They behave as the real APIs do where it matters for correctness:
 - `GET /{service}/requests` lists, in order, every request accepted, with its key, so tests and
   people can see exactly what left the service;
 - records live in a SQLite file in the state folder and survive a restart.
+
+Faults can be injected at run time, per service or for all of them, to try the service against
+flaky outside APIs (`PUT /_faults`, `GET /_faults`, `DELETE /_faults`; at startup from
+`BACKORDERS_SIMULATOR_FAULTS`, the same JSON):
+
+- `error_rate`: answer 500 or 503 without doing anything;
+- `timeout_rate`: hold the request `timeout_seconds` (longer than the caller waits), then do
+  the effect and answer to nobody, as a slow service finishing late does;
+- `lost_response_rate`: do and record the effect, then answer 500 or drop the connection
+  mid-answer: the caller cannot know it happened, retries with the same key, and must get the
+  recorded answer back, not a second effect;
+- `latency_ms` (+ up to `latency_jitter_ms`): delay before anything happens;
+- `seed`: the same faults in the same order of requests.
+
+Faults never touch the request log's rule: one effect per idempotency key. Only the POSTs of the
+four services are faulted; `/requests`, `/healthz` and `/_faults` always answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import random
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import Body, FastAPI, Header, HTTPException
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 SERVICES = ("carrier", "payments", "notifications", "storefront")
 
@@ -102,6 +127,191 @@ class RequestLog:
         self._db.close()
 
 
+FAULTS_ENV = "BACKORDERS_SIMULATOR_FAULTS"
+"""Faults in force from startup: the JSON body `PUT /_faults` takes."""
+
+
+class ServiceFaults(BaseModel):
+    """How one service misbehaves. Each POST draws one outcome: an error, a timeout, a lost
+    response, or a normal answer (the rest of the rates)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    error_rate: float = Field(0.0, ge=0, le=1)
+    """Answer 500 or 503 without doing anything."""
+    timeout_rate: float = Field(0.0, ge=0, le=1)
+    """Hold the request `timeout_seconds`, then do the effect (the caller has given up)."""
+    lost_response_rate: float = Field(0.0, ge=0, le=1)
+    """Do and record the effect, then lose the answer (see `lost_response_mode`)."""
+    lost_response_mode: Literal["error", "drop", "mixed"] = "mixed"
+    """`error`: answer 500; `drop`: close the connection mid-answer; `mixed`: either, at
+    random."""
+    latency_ms: float = Field(0.0, ge=0, le=60_000)
+    """Added before anything happens, on every POST."""
+    latency_jitter_ms: float = Field(0.0, ge=0, le=60_000)
+    """A random extra delay between 0 and this, on top of `latency_ms`."""
+    timeout_seconds: float = Field(12.0, gt=0, le=120)
+    """How long a timed-out request hangs: more than the caller's timeout (the service's is
+    `BACKORDERS_HTTP_TIMEOUT_SECONDS`, 10 s by default)."""
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> Self:
+        if self.error_rate + self.timeout_rate + self.lost_response_rate > 1:
+            raise ValueError("error_rate + timeout_rate + lost_response_rate must be at most 1")
+        return self
+
+
+class FaultConfig(BaseModel):
+    """Faults for every service (`all`) and per service; a service's own entry replaces `all`
+    for it (no merging). Empty: no faults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    seed: int | None = None
+    """Seeds each service's random draws: the same sequence of requests meets the same faults."""
+    all: ServiceFaults | None = None
+    carrier: ServiceFaults | None = None
+    payments: ServiceFaults | None = None
+    notifications: ServiceFaults | None = None
+    storefront: ServiceFaults | None = None
+
+    def for_service(self, service: str) -> ServiceFaults | None:
+        own: ServiceFaults | None = getattr(self, service)
+        return own if own is not None else self.all
+
+
+class FaultConfigError(ValueError, RuntimeError):
+    """`BACKORDERS_SIMULATOR_FAULTS` is malformed; the message names the variable and field.
+
+    Both a ValueError (a configuration error) and a RuntimeError, which the embedded stack
+    reports as "did not start" with this message rather than a traceback."""
+
+
+def faults_from_env(environ: Mapping[str, str] | None = None) -> FaultConfig:
+    """The faults `BACKORDERS_SIMULATOR_FAULTS` sets (none when unset or empty)."""
+    text = (os.environ if environ is None else environ).get(FAULTS_ENV, "").strip()
+    if not text:
+        return FaultConfig()
+    try:
+        return FaultConfig.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise FaultConfigError(f"{FAULTS_ENV}: {problems}") from None
+
+
+@dataclass
+class FaultCounts:
+    """What one service did to the POSTs it got since the simulators started."""
+
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    lost_responses: int = 0
+    delayed: int = 0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    outcome: Literal["ok", "error", "timeout", "lost"]
+    delay: float
+    hang: float = 0.0
+    status: int = 200
+    drop: bool = False
+
+
+class FaultInjector:
+    """The faults in force and the draws that apply them. Runs on the server's event loop."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.counts = {service: FaultCounts() for service in SERVICES}
+        self.config = config
+        self._random: dict[str, random.Random] = {}
+        self.set(config)
+
+    def set(self, config: FaultConfig) -> None:
+        self.config = config
+        self._random = {
+            service: random.Random(f"{config.seed}:{service}")
+            if config.seed is not None
+            else random.Random()
+            for service in SERVICES
+        }
+
+    def draw(self, service: str) -> _Plan:
+        counts = self.counts[service]
+        counts.requests += 1
+        faults = self.config.for_service(service)
+        if faults is None:
+            return _Plan("ok", 0.0)
+        rng = self._random[service]
+        # Always four draws, whatever the outcome: a seed gives the same faults to the same
+        # sequence of requests.
+        roll, jitter, status, drop = rng.random(), rng.random(), rng.random(), rng.random()
+        delay = (faults.latency_ms + jitter * faults.latency_jitter_ms) / 1000
+        if delay > 0:
+            counts.delayed += 1
+        if roll < faults.error_rate:
+            counts.errors += 1
+            return _Plan("error", delay, status=500 if status < 0.5 else 503)
+        roll -= faults.error_rate
+        if roll < faults.timeout_rate:
+            counts.timeouts += 1
+            return _Plan("timeout", delay, hang=faults.timeout_seconds)
+        roll -= faults.timeout_rate
+        if roll < faults.lost_response_rate:
+            counts.lost_responses += 1
+            mode = faults.lost_response_mode
+            dropped = mode == "drop" or (mode == "mixed" and drop < 0.5)
+            return _Plan("lost", delay, status=500, drop=dropped)
+        return _Plan("ok", delay)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "faults": self.config.model_dump(mode="json", exclude_none=True),
+            "counts": {service: asdict(counts) for service, counts in self.counts.items()},
+        }
+
+
+class _InjectedDrop(Exception):
+    """Raised after half an answer, so that the server closes the connection (a lost
+    response the caller sees as a broken connection)."""
+
+
+class _DroppedResponse(Response):
+    """Headers and the start of a body, then the connection closes."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"', "more_body": True})
+        raise _InjectedDrop("injected fault: connection dropped after the effect")
+
+
+class _HideInjectedDrops(logging.Filter):
+    """uvicorn logs every exception an app raises; the drops we inject on purpose are not
+    errors worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _InjectedDrop))
+
+
+def _hide_injected_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _HideInjectedDrops) for existing in logger.filters):
+        logger.addFilter(_HideInjectedDrops())
+
+
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Authorization = Annotated[str | None, Header()]
 JsonBody = Annotated[dict[str, Any], Body()]
@@ -115,8 +325,12 @@ def _require(authorization: str | None, key: str | None) -> str:
     return key
 
 
-def create_app(state_dir: Path) -> FastAPI:
+def create_app(state_dir: Path, faults: FaultConfig | None = None) -> FastAPI:
+    """The simulators, recording in `state_dir`; `faults` in force from the start (default:
+    those of `BACKORDERS_SIMULATOR_FAULTS`, or none)."""
+    injector = FaultInjector(faults if faults is not None else faults_from_env())
     log = RequestLog(state_dir / "simulators.db")
+    _hide_injected_drops()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -125,16 +339,46 @@ def create_app(state_dir: Path) -> FastAPI:
 
     app = FastAPI(title="backorders simulators", description=__doc__, lifespan=lifespan)
     app.state.request_log = log
+    app.state.faults = injector
 
-    @app.post("/carrier/shipments")
-    def create_shipment(
+    async def answer(
+        service: str,
+        path: str,
+        key: str,
+        body: dict[str, Any],
+        make: Callable[[int], dict[str, Any]],
+    ) -> Response:
+        """The recorded answer for this key (made now if new), through the faults in force."""
+        plan = injector.draw(service)
+        if plan.delay > 0:
+            await asyncio.sleep(plan.delay)
+        if plan.outcome == "error":
+            return JSONResponse(
+                {"detail": f"injected fault: {service} failed, nothing was done"},
+                status_code=plan.status,
+            )
+        if plan.outcome == "timeout":
+            # The caller gives up first; the effect still happens, late, as with a slow service.
+            await asyncio.sleep(plan.hang)
+        recorded = await run_in_threadpool(log.answer, service, path, key, body, make)
+        if plan.outcome == "lost":
+            if plan.drop:
+                return _DroppedResponse()
+            return JSONResponse(
+                {"detail": f"injected fault: {service} did it, but the answer was lost"},
+                status_code=plan.status,
+            )
+        return JSONResponse(recorded)
+
+    @app.post("/carrier/shipments", response_model=None)
+    async def create_shipment(
         body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         key = _require(authorization, idempotency_key)
         for field in ("reference", "quantity"):
             if field not in body:
                 raise HTTPException(422, f"{field} is required")
-        return log.answer(
+        return await answer(
             "carrier",
             "/shipments",
             key,
@@ -146,15 +390,15 @@ def create_app(state_dir: Path) -> FastAPI:
             },
         )
 
-    @app.post("/payments/refunds")
-    def create_refund(
+    @app.post("/payments/refunds", response_model=None)
+    async def create_refund(
         body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         key = _require(authorization, idempotency_key)
         for field in ("reference", "amount", "currency"):
             if field not in body:
                 raise HTTPException(422, f"{field} is required")
-        return log.answer(
+        return await answer(
             "payments",
             "/refunds",
             key,
@@ -167,10 +411,10 @@ def create_app(state_dir: Path) -> FastAPI:
             },
         )
 
-    @app.post("/notifications/messages")
-    def send_message(
+    @app.post("/notifications/messages", response_model=None)
+    async def send_message(
         body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         key = _require(authorization, idempotency_key)
         for field in ("to", "subject", "body"):
             if field not in body:
@@ -178,7 +422,7 @@ def create_app(state_dir: Path) -> FastAPI:
         # Like a real provider refusing an undeliverable address; `.invalid` never resolves.
         if str(body["to"]).endswith(".invalid"):
             raise HTTPException(422, f"cannot deliver to {body['to']}")
-        return log.answer(
+        return await answer(
             "notifications",
             "/messages",
             key,
@@ -186,12 +430,12 @@ def create_app(state_dir: Path) -> FastAPI:
             lambda seq: {"message_id": f"msg_{seq:08d}", "status": "queued"},
         )
 
-    @app.post("/storefront/discount-codes")
-    def create_discount_code(
+    @app.post("/storefront/discount-codes", response_model=None)
+    async def create_discount_code(
         body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         key = _require(authorization, idempotency_key)
-        return log.answer(
+        return await answer(
             "storefront",
             "/discount-codes",
             key,
@@ -199,12 +443,12 @@ def create_app(state_dir: Path) -> FastAPI:
             lambda seq: {"code": f"SORRY-{seq:06d}", "percent_off": body.get("percent_off", 10)},
         )
 
-    @app.post("/storefront/loyalty-points")
-    def award_points(
+    @app.post("/storefront/loyalty-points", response_model=None)
+    async def award_points(
         body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         key = _require(authorization, idempotency_key)
-        return log.answer(
+        return await answer(
             "storefront",
             "/loyalty-points",
             key,
@@ -217,6 +461,23 @@ def create_app(state_dir: Path) -> FastAPI:
         service: Annotated[str, PathParam(pattern="^(carrier|payments|notifications|storefront)$")],
     ) -> list[dict[str, Any]]:
         return log.list(service)
+
+    @app.get("/_faults")
+    def get_faults() -> dict[str, Any]:
+        """The faults in force, and what each service did since the simulators started."""
+        return injector.snapshot()
+
+    @app.put("/_faults")
+    def set_faults(config: FaultConfig) -> dict[str, Any]:
+        """Replace the faults in force (a 422 names a bad field); counts keep running."""
+        injector.set(config)
+        return injector.snapshot()
+
+    @app.delete("/_faults")
+    def clear_faults() -> dict[str, Any]:
+        """No more faults (counts keep running)."""
+        injector.set(FaultConfig())
+        return injector.snapshot()
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -228,6 +228,7 @@ async def _start_stack(
     state_dir: Path,
     database_url: str,
     fast_policy: dict[str, Any],
+    settings_overrides: dict[str, Any],
 ) -> Stack:
     settings = Settings(
         state_dir=state_dir,
@@ -238,7 +239,7 @@ async def _start_stack(
         order_system_token=ORDER_TOKEN,
         ops_token=OPS_TOKEN,
         supplier_tokens=",".join(f"{s}={t}" for s, t in SUPPLIER_TOKENS.items()),
-    )
+    ).model_copy(update=settings_overrides)
     db = Database(settings.store_url)
     db.create_schema()
     services = await Services.start(settings, env.client, db)
@@ -258,10 +259,15 @@ async def _start_stack(
 
 @asynccontextmanager
 async def running_stack(
-    backend: str, env: WorkflowEnvironment, *, fast_policy: dict[str, Any] = FAST_POLICY
+    backend: str,
+    env: WorkflowEnvironment,
+    *,
+    fast_policy: dict[str, Any] = FAST_POLICY,
+    settings_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """A stack with a store of its own (a fresh SQLite file or PostgreSQL database), its own
-    task queue, simulators and APIs, on the session's Temporal server."""
+    task queue, simulators and APIs, on the session's Temporal server. `settings_overrides`
+    changes any setting (say, a short `http_timeout_seconds` for fault tests)."""
     drop: Callable[[], None] | None = None
     with tempfile.TemporaryDirectory(prefix=f"backorders-{backend}-") as tmp:
         state_dir = Path(tmp)
@@ -269,7 +275,9 @@ async def running_stack(
             url, drop = _postgres_database()
         else:
             url = f"sqlite:///{state_dir / 'store.db'}"
-        running = await _start_stack(backend, env, state_dir, url, fast_policy)
+        running = await _start_stack(
+            backend, env, state_dir, url, fast_policy, settings_overrides or {}
+        )
         try:
             yield running
         finally:
