@@ -17,6 +17,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from activities.messages import render
 from domain import contract
 from domain.line import LinkSpec, MessageInput, OfferGrant, OrderShipmentInput
@@ -233,6 +234,10 @@ class OutsideServices:
     @activity.defn(name=contract.ACTIVITY_ALERT_SUBSCRIBERS)
     async def alert_subscribers(self, sku: str) -> int:
         """One back-in-stock message per active subscription, if the SKU has free stock now."""
+        async with heartbeating():
+            return await self._alert(sku)
+
+    async def _alert(self, sku: str) -> int:
         due = await asyncio.to_thread(records.due_subscriptions, self.db, sku)
         for subscription in due:
             reference = f"subscription:{subscription.id}"

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.heartbeat import heartbeating
 from domain import contract
 from domain.models import SignalAllocationsInput
 
@@ -50,8 +51,9 @@ class Signaller:
     async def signal_allocations(self, batch: SignalAllocationsInput) -> int:
         """Signal every allocated line but the one named to skip; returns how many were sent."""
         targets = [n for n in batch.allocations if n.line_key != batch.skip_line_key]
-        sent = await signal_lines(
-            self.client, contract.SIGNAL_ALLOCATED, [(n.line_key, n) for n in targets]
-        )
+        async with heartbeating():
+            sent = await signal_lines(
+                self.client, contract.SIGNAL_ALLOCATED, [(n.line_key, n) for n in targets]
+            )
         activity.logger.info("signalled %d of %d allocations", sent, len(targets))
         return sent

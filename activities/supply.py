@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from activities.signals import signal_lines
 from activities.store_activities import run_in_store
 from domain import contract
@@ -39,13 +40,17 @@ class SupplyActivities:
     async def refresh_etas(self, refresh: RefreshEtas) -> datetime | None:
         """Recompute the SKU's ETAs and signal the lines whose ETA moved; returns the ETA of
         `for_line` (told through this answer, not a signal)."""
-        changes = await run_in_store(
-            lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving)
-        )
-        await signal_lines(
-            self.client,
-            contract.SIGNAL_ETA_CHANGED,
-            [(c.line_key, EtaUpdate(eta=c.eta)) for c in changes if c.line_key != refresh.for_line],
-        )
-        line = refresh.for_line
-        return None if line is None else await run_in_store(lambda: supply.line_eta(self.db, line))
+        async with heartbeating():
+            changes = await run_in_store(
+                lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving)
+            )
+            told = [c for c in changes if c.line_key != refresh.for_line]
+            await signal_lines(
+                self.client,
+                contract.SIGNAL_ETA_CHANGED,
+                [(c.line_key, EtaUpdate(eta=c.eta)) for c in told],
+            )
+            line = refresh.for_line
+            return (
+                None if line is None else await run_in_store(lambda: supply.line_eta(self.db, line))
+            )

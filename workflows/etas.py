@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 
 from domain import contract
 from domain.models import RefreshEtas
-from workflows.options import RETRY
+from workflows.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY
 
 
 async def refresh_etas(sku: str, *, for_line: str | None = None) -> datetime | None:
@@ -17,7 +17,8 @@ async def refresh_etas(sku: str, *, for_line: str | None = None) -> datetime | N
         contract.ACTIVITY_REFRESH_ETAS,
         RefreshEtas(sku=sku, for_line=for_line),
         result_type=datetime | None,  # type: ignore[arg-type]
-        start_to_close_timeout=timedelta(minutes=5),
+        start_to_close_timeout=FAN_OUT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=RETRY,
         summary=f"recompute ETAs of {sku}",
     )

@@ -10,6 +10,11 @@ from domain import contract
 
 STORE_TIMEOUT = timedelta(seconds=30)
 SERVICE_TIMEOUT = timedelta(seconds=30)
+FAN_OUT_TIMEOUT = timedelta(minutes=10)
+"""Signalling thousands of lines, recomputing a long queue's ETAs, alerting many subscribers:
+allowed to take long, but they heartbeat, so that one lost with its worker (or whose completion
+Temporal never received) is retried after HEARTBEAT_TIMEOUT, not after ten minutes."""
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=30),

@@ -7,8 +7,6 @@ request) is what makes the second step survive a crash between the two.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 
 from domain import contract
@@ -20,7 +18,7 @@ from domain.models import (
     StockResult,
 )
 from workflows.etas import refresh_etas
-from workflows.options import RETRY, STORE_TIMEOUT
+from workflows.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY, STORE_TIMEOUT
 
 
 async def _tell_lines(result: StockResult) -> None:
@@ -28,7 +26,8 @@ async def _tell_lines(result: StockResult) -> None:
         await workflow.execute_activity(
             contract.ACTIVITY_SIGNAL_ALLOCATIONS,
             SignalAllocationsInput(allocations=result.allocations),
-            start_to_close_timeout=timedelta(minutes=5),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY,
             summary=f"tell {len(result.allocations)} lines of their stock",
         )
@@ -38,7 +37,8 @@ async def _tell_lines(result: StockResult) -> None:
             contract.ACTIVITY_ALERT_SUBSCRIBERS,
             result.sku,
             result_type=int,
-            start_to_close_timeout=timedelta(minutes=5),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY,
             summary=f"back-in-stock alerts for {result.sku}",
         )
