@@ -234,7 +234,7 @@ def create_app(
             bool, Query(description="only open lines whose ship-by has passed")
         ] = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> list[LineStatus]:
         """Lines from the store, newest first, filtered by every parameter given."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)

@@ -67,6 +67,16 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 """A point in time with its offset, kept in UTC."""
 
 
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""Free text without control characters (tab and newlines allowed): PostgreSQL refuses NUL in
+text, and a NUL accepted here would fail later, inside a workflow, instead of at the door."""
+
+
+def text(max_length: int) -> Any:
+    """A free-text field: 1 to `max_length` printable characters."""
+    return Field(min_length=1, max_length=max_length, pattern=PRINTABLE)
+
+
 class Strict(BaseModel):
     """Unknown fields are refused: a misspelt field must not pass silently."""
 
@@ -139,7 +149,13 @@ class MessageKind(StrEnum):
 
 class Customer(Strict):
     id: Identifier
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+    email: Annotated[
+        str,
+        Field(
+            pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+            max_length=254,
+        ),
+    ]
     tier: CustomerTier = CustomerTier.STANDARD
 
 
@@ -226,7 +242,7 @@ class SkuRequest(Strict):
     """A catalog entry. `free_stock`, when given, sets the units on hand that no line holds (a
     stock count); left out, the stock is unchanged. Arrivals are reported as receipts."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, text(200)]
     free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
     price: DecimalString | None = None
@@ -234,8 +250,8 @@ class SkuRequest(Strict):
 
 
 class CancelRequest(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=200)] = "requested"
-    requested_by: Annotated[str, Field(min_length=1, max_length=64)] = "order_system"
+    reason: Annotated[str, text(200)] = "requested"
+    requested_by: Annotated[str, text(64)] = "order_system"
 
 
 # ---- workflow and activity payloads -------------------------------------------------------
