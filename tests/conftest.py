@@ -78,6 +78,28 @@ FAST_POLICY: dict[str, Any] = {
 """Policies in seconds: ship-by is a few seconds away and every rule plays out in a test."""
 
 
+def apology_policy(*, offer_after: float, ship_in: float, **extra: Any) -> dict[str, Any]:
+    """Policy days of one second, and web lines offered a 10 % discount `offer_after` seconds
+    after they start (`ship_in` seconds before ship-by): a wide window to accept it in a test."""
+    return {
+        "day_seconds": 1,
+        "offer_valid_days": 80,
+        "channels": {
+            "web": {
+                "handling_days": ship_in,
+                "ladder": [
+                    {
+                        "name": "apology",
+                        "offset_days": offer_after - ship_in,
+                        "rules": [{"offers": [{"kind": "discount_code", "percent": 10}]}],
+                    }
+                ],
+            }
+        },
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -458,6 +458,26 @@ async def assert_exactly_once(stack: ChaosStack, surge: Surge) -> dict[str, int]
 # ---- the tests --------------------------------------------------------------------------------
 
 
+async def play(
+    chaos: ChaosStack,
+    surge: Surge,
+    fault: asyncio.Event,
+    inject: Coroutine[Any, Any, None],
+    report: dict[str, Any],
+) -> None:
+    """Drive the surge while `inject` strikes (setting `fault` and report["fault at"]), wait
+    for every line to settle, and check that each effect happened exactly once."""
+    began = time.monotonic()
+    async with asyncio.TaskGroup() as scenario:
+        scenario.create_task(surge.drive(chaos, fault))
+        scenario.create_task(inject)
+    await settle(chaos, surge, SETTLE_WITHIN)
+    report["settled after the fault (s)"] = round(time.monotonic() - report.pop("fault at"), 1)
+    report |= await assert_exactly_once(chaos, surge)
+    report["requests retried"] = dict(surge.retries.reasons)
+    report["total (s)"] = round(time.monotonic() - began, 1)
+
+
 async def test_kill_9_of_the_worker_during_a_surge_loses_and_doubles_nothing(
     chaos: ChaosStack,
 ) -> None:
@@ -470,20 +490,12 @@ async def test_kill_9_of_the_worker_during_a_surge_loses_and_doubles_nothing(
         report["shipments at the kill"] = await shipments_in_store(chaos.db)
         chaos.worker.kill()
         fault.set()
-        report["killed at"] = time.monotonic()
+        report["fault at"] = time.monotonic()
         await asyncio.sleep(1.0)
         chaos.worker.start()
         await chaos.worker.wait_ready()
 
-    began = time.monotonic()
-    async with asyncio.TaskGroup() as scenario:
-        scenario.create_task(surge.drive(chaos, fault))
-        scenario.create_task(crash_and_restart())
-    await settle(chaos, surge, SETTLE_WITHIN)
-    report["settled after the kill (s)"] = round(time.monotonic() - report.pop("killed at"), 1)
-    report |= await assert_exactly_once(chaos, surge)
-    report["requests retried"] = dict(surge.retries.reasons)
-    report["total (s)"] = round(time.monotonic() - began, 1)
+    await play(chaos, surge, fault, crash_and_restart(), report)
     print(f"\nworker kill -9: {report}")
 
 
@@ -507,21 +519,13 @@ async def test_restart_of_the_temporal_server_during_a_surge_loses_and_doubles_n
         process.send_signal(stop_signal)
         await asyncio.to_thread(process.wait, 30)
         fault.set()
-        report["stopped at"] = time.monotonic()
+        report["fault at"] = time.monotonic()
         await asyncio.sleep(down_for)
         # The same file and ports; the worker and the API's client reconnect by themselves.
         await chaos.devserver.start()
-        report["back after (s)"] = round(time.monotonic() - report["stopped at"], 1)
+        report["back after (s)"] = round(time.monotonic() - report["fault at"], 1)
 
-    began = time.monotonic()
-    async with asyncio.TaskGroup() as scenario:
-        scenario.create_task(surge.drive(chaos, fault))
-        scenario.create_task(stop_and_restart())
-    await settle(chaos, surge, SETTLE_WITHIN)
-    report["settled after the stop (s)"] = round(time.monotonic() - report.pop("stopped at"), 1)
-    report |= await assert_exactly_once(chaos, surge)
-    report["requests retried"] = dict(surge.retries.reasons)
-    report["total (s)"] = round(time.monotonic() - began, 1)
+    await play(chaos, surge, fault, stop_and_restart(), report)
     print(f"\nTemporal server {stop_signal.name}, down {down_for} s: {report}")
     if down_for > CLIENT_RETRIES_FOR_SECONDS:
         # Longer than the Temporal client's own retries: the API must have answered some

@@ -19,30 +19,14 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from domain import contract
-from tests.conftest import Stack, backorder, new_id, running_stack
+from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
 
 LIMIT = 60
 SLACK = 30
 """Events one turn of the line's loop may add after the check (a message and its tasks)."""
 ETA_CHANGES = 12
 
-POLICY: dict[str, Any] = {
-    "day_seconds": 1,
-    "history_events_limit": LIMIT,
-    "offer_valid_days": 80,
-    "channels": {
-        "web": {
-            "handling_days": 10,
-            "ladder": [
-                {
-                    "name": "apology",
-                    "offset_days": -8,
-                    "rules": [{"offers": [{"kind": "discount_code", "percent": 10}]}],
-                }
-            ],
-        }
-    },
-}
+POLICY = apology_policy(offer_after=2, ship_in=10, history_events_limit=LIMIT)
 
 
 @pytest.fixture(scope="module")

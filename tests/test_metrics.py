@@ -26,30 +26,15 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Stack, backorder, hours_ago, new_id, running_stack
+from tests.conftest import Stack, apology_policy, backorder, hours_ago, new_id, running_stack
 
 HOUR = 3600.0
 SLACK = 600.0
 """Seconds the scenario may take between writing `ordered_at` and reading the metrics."""
 
-SECONDS_POLICY: dict[str, Any] = {
-    "day_seconds": 1,
-    "delay": {"notice_lead_days": 2, "silent_consent_days": 30},
-    "offer_valid_days": 30,
-    "channels": {
-        "web": {
-            "handling_days": 10,
-            # The offer comes 8 s before ship-by: a wide window to accept it in a test.
-            "ladder": [
-                {
-                    "name": "apology",
-                    "offset_days": -8,
-                    "rules": [{"offers": [{"kind": "discount_code", "percent": 10}]}],
-                }
-            ],
-        }
-    },
-}
+SECONDS_POLICY = apology_policy(
+    offer_after=2, ship_in=10, delay={"notice_lead_days": 2, "silent_consent_days": 30}
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

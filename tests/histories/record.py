@@ -17,34 +17,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import TEMPORAL_STORAGE_FLAGS, temporal_binary
 from domain import contract
-from tests.conftest import Stack, backorder, new_id, running_stack
+from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
 
 HERE = Path(__file__).parent
 
-SECONDS_POLICY: dict[str, Any] = {
-    "day_seconds": 1,
-    "history_events_limit": 50,
-    "offer_valid_days": 80,
-    "channels": {
-        "web": {
-            "handling_days": 20,
-            "ladder": [
-                {
-                    "name": "apology",
-                    "offset_days": -18,
-                    "rules": [{"offers": [{"kind": "discount_code", "percent": 10}]}],
-                }
-            ],
-        }
-    },
-}
+SECONDS_POLICY = apology_policy(offer_after=2, ship_in=20, history_events_limit=50)
 """An apology with an offer 2 s after start, and nothing else for 20 s: a waiting line with
 an offer made, recorded while its next timer is pending. A run continues as new after 50
 events."""
