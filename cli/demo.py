@@ -288,8 +288,9 @@ async def deliver(
     async def cancel(order_id: str, line_id: str) -> None:
         path = f"/v1/backorders/{order_id}/{line_id}/cancel"
         body = {"reason": "customer changed their mind", "requested_by": "order_system"}
-        # 409: the line shipped in full before the cancel reached it, which is a fair outcome.
-        response = await api.call("POST", path, api.order_system, json=body, expect=(200, 409))
+        # 202: accepted, the refund still under way (a busy machine); 409: the line shipped in
+        # full before the cancel reached it. Both are fair outcomes.
+        response = await api.call("POST", path, api.order_system, json=body, expect=(200, 202, 409))
         if response is not None and response.status_code == 409:
             tally.cancels_too_late += 1
         advance()
