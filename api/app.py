@@ -72,6 +72,15 @@ def field_error(field: str, message: str, kind: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
 
 
+def _unavailable(part: str) -> JSONResponse:
+    """503 naming the part that is down; every write is idempotent, so retrying is safe."""
+    return JSONResponse(
+        {"detail": f"{part} unavailable; asking again is safe"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 def create_app(
     settings: Settings, *, temporal: Client | None = None, db: Database | None = None
 ) -> FastAPI:
@@ -122,21 +131,13 @@ def create_app(
         ):
             log.error("Temporal refused %s %s: %s", request.method, request.url.path, exc)
             return JSONResponse({"detail": "internal error"}, status_code=500)
-        return JSONResponse(
-            {"detail": "Temporal is unavailable; asking again is safe"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable("Temporal is")
 
     @app.exception_handler(OperationalError)
     async def store_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
         """The store did not answer: 503, nothing written (the transaction did not commit)."""
         log.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc.orig)
-        return JSONResponse(
-            {"detail": "the store is unavailable; asking again is safe"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable("the store is")
 
     def backorders(request: Request) -> BackorderClient:
         client: BackorderClient = request.app.state.backorders

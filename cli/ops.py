@@ -32,10 +32,18 @@ from domain.settings import Settings
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CREDENTIALS = 4
 EXIT_REFUSED = 5
-_EXIT_BY_STATUS = {401: EXIT_CREDENTIALS, 403: EXIT_CREDENTIALS, 404: EXIT_NOT_FOUND}
+_EXIT_BY_STATUS = {
+    401: EXIT_CREDENTIALS,
+    403: EXIT_CREDENTIALS,
+    404: EXIT_NOT_FOUND,
+    409: EXIT_REFUSED,
+    422: EXIT_USAGE,
+}
+"""The API's refusals and the exit code each becomes; any other error status is EXIT_UNAVAILABLE."""
 
 
 class OpsError(Exception):
@@ -74,15 +82,12 @@ class Ops:
         if response.status_code < 400:
             return response
         detail = _detail(response)
-        if response.status_code == 409:
-            raise OpsError(detail, EXIT_REFUSED)
-        if response.status_code in _EXIT_BY_STATUS:
-            if response.status_code in (401, 403):
-                detail += " (check BACKORDERS_OPS_TOKEN)"
-            raise OpsError(detail, _EXIT_BY_STATUS[response.status_code])
-        if response.status_code == 422:
-            raise OpsError(detail, 2)
-        raise OpsError(f"the API answered {response.status_code}: {detail}", EXIT_UNAVAILABLE)
+        code = _EXIT_BY_STATUS.get(response.status_code)
+        if code is None:
+            raise OpsError(f"the API answered {response.status_code}: {detail}", EXIT_UNAVAILABLE)
+        if code == EXIT_CREDENTIALS:
+            detail += " (check BACKORDERS_OPS_TOKEN)"
+        raise OpsError(detail, code)
 
     def emit(self, data: Any, render: Callable[[], None]) -> int:
         if self.as_json:

@@ -105,14 +105,15 @@ class Settings(BaseSettings):
 
     def production_problems(self) -> list[str]:
         """Why this configuration must not run in production: every secret left at its
-        development default, and payloads left unencrypted. Names only, never the values."""
+        development default or too short, and payloads left unencrypted. Names only, never
+        the values."""
         secrets = {
             "BACKORDERS_ORDER_SYSTEM_TOKEN": (self.order_system_token, DEFAULT_ORDER_SYSTEM_TOKEN),
             "BACKORDERS_OPS_TOKEN": (self.ops_token, DEFAULT_OPS_TOKEN),
             "BACKORDERS_SIGNING_KEY": (self.signing_key, DEFAULT_SIGNING_KEY),
             "BACKORDERS_SERVICE_TOKEN": (self.service_token, DEFAULT_SERVICE_TOKEN),
         }
-        default_suppliers = _token_pairs(DEFAULT_SUPPLIER_TOKENS)
+        default_suppliers = _supplier_tokens(DEFAULT_SUPPLIER_TOKENS)
         for supplier, token in self.supplier_token_map.items():
             secrets[f"BACKORDERS_SUPPLIER_TOKENS ({supplier})"] = (
                 token,
@@ -142,11 +143,12 @@ class Settings(BaseSettings):
     @cached_property
     def supplier_token_map(self) -> dict[str, str]:
         """supplier id -> token; a malformed entry is refused with its position."""
-        return _token_pairs(self.supplier_tokens)
+        return _supplier_tokens(self.supplier_tokens)
 
 
-def _token_pairs(text: str) -> dict[str, str]:
-    """`name=value,...` -> {name: value}; a malformed entry is refused with its position."""
+def _supplier_tokens(text: str) -> dict[str, str]:
+    """`supplier_id=token,...` -> {supplier_id: token}; a malformed entry is refused with its
+    position, never its text (it may hold a token)."""
     pairs: dict[str, str] = {}
     for position, entry in enumerate(filter(None, text.split(",")), 1):
         name, sep, value = entry.strip().partition("=")

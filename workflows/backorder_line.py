@@ -190,8 +190,8 @@ class BackorderLineWorkflow:
     # ---- long waits: continue as new -----------------------------------------------------
 
     def _history_full(self) -> bool:
-        """The history passed the policy's bound (or Temporal suggests a new run), and nothing
-        is half done. Behind a patch: runs of earlier code never continue as new on replay."""
+        """The history passed the policy's bound, or Temporal suggests a new run. Behind a patch:
+        runs of earlier code never continue as new on replay."""
         info = workflow.info()
         full = (
             info.get_current_history_length() >= self._policy.history_events_limit
