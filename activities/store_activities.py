@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import activity
@@ -50,12 +51,14 @@ async def run_in_store(work: Callable[[], T]) -> T:
 
 
 class StoreActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, receiving: timedelta = timedelta(0)) -> None:
         self.db = db
+        self.receiving = receiving
+        """From a purchase order's date to stock on the shelf: part of every ETA."""
 
     @activity.defn(name=contract.ACTIVITY_RECORD_LINE)
     async def record_line(self, line_input: LineInput) -> RecordLineResult:
-        return await run_in_store(lambda: stock.record_line(self.db, line_input))
+        return await run_in_store(lambda: stock.record_line(self.db, line_input, self.receiving))
 
     @activity.defn(name=contract.ACTIVITY_RELEASE_LINE)
     async def release_line(self, release: ReleaseInput) -> ReleaseResult:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
+import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import OperationalError
@@ -52,7 +53,8 @@ from domain.models import (
 from domain.policy import ServicePolicy, load_policy
 from domain.settings import Settings
 from store import metrics, records, supply
-from store.db import Database
+from store.db import Database, open_store
+from store.migrations import StoreSchemaError
 from store.tables import SubscriptionRow, as_utc
 
 T = TypeVar("T")
@@ -90,9 +92,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_production_ready()
         own_db = db is None
-        store = db or Database(settings.store_url)
-        if own_db:
-            store.create_schema()
+        # Migrated here only where that is safe (`store.db.migrates_itself`); elsewhere a store
+        # not at this release's revision stops the start with what to run.
+        store = db or open_store(settings)
         client = temporal or await connect(settings)
 
         async def sku_exists(sku: str) -> bool:
@@ -503,3 +505,23 @@ def create_app(
         )
 
     return app
+
+
+def main() -> None:
+    """`python -m api.app`: the API on its own, as production runs it (as many as needed behind
+    a load balancer, beside the workers), on `BACKORDERS_API_HOST`:`BACKORDERS_API_PORT`.
+
+    It refuses to start, in one line naming what to fix, on settings unfit for production or a
+    store not at this release's schema revision."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+        settings.require_production_ready()
+        db = open_store(settings)
+    except (ValueError, StoreSchemaError) as exc:
+        raise SystemExit(f"api: {exc}") from None
+    uvicorn.run(create_app(settings, db=db), host=settings.api_host, port=settings.api_port)
+
+
+if __name__ == "__main__":
+    main()

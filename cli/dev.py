@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url
 from cli.stack import Services, TemporalDevServer, codec_url
 from domain import settings as defaults
 from domain.settings import Settings
-from store.db import Database
+from store.db import Database, open_store
+from store.migrations import StoreSchemaError
 
 log = logging.getLogger("backorders.cli")
 
@@ -100,15 +101,15 @@ class EmbeddedStack:
         db: Database | None = None
         try:
             client = await devserver.start()
-            db = Database(settings.store_url)
-            db.create_schema()
+            # The embedded stack owns its store: it migrates it (unless in production).
+            db = open_store(settings, embedded=True)
             services = await Services.start(settings, client, db, codec=bool(settings.codec_keys))
         except BaseException as exc:
             # A half-started stack must not leave the dev server running behind us.
             if db is not None:
                 db.dispose()
             devserver.stop()
-            if isinstance(exc, RuntimeError | OSError):
+            if isinstance(exc, RuntimeError | OSError | StoreSchemaError):
                 raise StackError(f"the embedded stack did not start: {exc}") from exc
             raise
         return cls(settings, devserver, db, services)

@@ -6,12 +6,15 @@
     backorders list [--sku ...]     lines by SKU, state, channel, order, or overdue
     backorders cancel ORDER LINE    cancel a line (held stock goes on, the customer is refunded)
     backorders metrics              the business figures
+    backorders migrate [--check]    bring the store's schema to this release's revision
+    backorders simulators           serve the simulators of the outside services on their own
 
 Settings come from `BACKORDERS_*` environment variables (see the README's table).
 Exit codes: 0 success; 1 the stack did not start or the API did not answer, or the demo saw a
-request fail or its lines never settled; 2 usage or configuration error (a bad setting, a port
-in use, production mode with a default secret); 3 no such line; 4 credentials refused; 5 the
-line's state refuses the action (already shipped or cancelled); 130 interrupted.
+request fail or its lines never settled, or the store could not be migrated (`--check`: is not
+at this release's revision); 2 usage or configuration error (a bad setting, a port in use,
+production mode with a default secret); 3 no such line; 4 credentials refused; 5 the line's
+state refuses the action (already shipped or cancelled); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from domain.settings import Settings
 DEFAULT_DEMO_LINES = 300
 DEFAULT_DEMO_TIMEOUT = 300.0
 OPS_COMMANDS = ("status", "list", "cancel", "metrics")
+STACK_COMMANDS = ("dev", "demo")
+"""The commands that run the service itself: every server setting is checked before them."""
 
 
 def positive_int(text: str) -> int:
@@ -85,6 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up waiting for the lines to settle after this long (default: %(default).0f)",
     )
     _add_ops_commands(commands)
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the store's schema to this release's revision",
+        description="Upgrade the store at BACKORDERS_DATABASE_URL to the newest schema revision "
+        "this release knows, and say what was done. Safe to run again, and by several at once. "
+        "A store made before migrations is recognised and taken over. Run it before starting "
+        "the API and workers of a new release on PostgreSQL or in production, which refuse a "
+        "store that is not at their revision.",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: say where the schema stands, exit 1 unless at this release's "
+        "revision",
+    )
+    simulators = commands.add_parser(
+        "simulators",
+        help="serve the simulators of the outside services on their own",
+        description="Serve the carrier, payments, notifications and storefront simulators on "
+        "BACKORDERS_SIMULATOR_PORT, recording in BACKORDERS_STATE_DIR, as `backorders dev` "
+        "does; for a demo of a stack whose parts run apart (the compose file's demo profile).",
+    )
+    simulators.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
     return parser
 
 
@@ -146,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
         settings.supplier_token_map  # noqa: B018 - refuse a malformed value now, not mid-demo
         load_policy(settings.policy_file)
-        if args.command not in OPS_COMMANDS:
+        if args.command in STACK_COMMANDS:
             check_server_settings(settings)
     except ValidationError as exc:
         for error in exc.errors():
@@ -158,7 +188,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command in OPS_COMMANDS:
         return run_ops(args, settings)
+    if args.command == "migrate":
+        return run_migrate(settings, check=args.check)
+    if args.command == "simulators":
+        return run_simulators(settings, args.host)
     return run_stack_command(args, settings)
+
+
+def run_migrate(settings: Settings, *, check: bool) -> int:
+    """`backorders migrate`. Imported here: the migrations pull in the store and Alembic."""
+    from sqlalchemy.exc import OperationalError
+
+    from store import migrations
+    from store.db import Database
+
+    db = Database(settings.store_url)
+    try:
+        if check:
+            state = migrations.require_current(db.engine)
+            print(f"store at revision {state.revision}, the newest this release knows")
+        else:
+            for line in migrations.upgrade(db.engine).lines():
+                print(line)
+    except migrations.StoreSchemaError as exc:
+        print(f"backorders migrate: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        store = db.engine.url.render_as_string(hide_password=True)
+        print(
+            f"backorders migrate: the store at {store} did not answer: {exc.orig}", file=sys.stderr
+        )
+        return 1
+    finally:
+        db.dispose()
+    return 0
+
+
+def run_simulators(settings: Settings, host: str) -> int:
+    """`backorders simulators`. Imported here, like the stack."""
+    import uvicorn
+
+    from simulators.app import FaultConfigError, create_app, faults_from_env
+
+    try:
+        faults = faults_from_env()
+    except FaultConfigError as exc:
+        print(f"backorders: {exc}", file=sys.stderr)
+        return 2
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(create_app(settings.state_dir, faults), host=host, port=settings.simulator_port)
+    return 0
 
 
 def check_server_settings(settings: Settings) -> None:

@@ -276,6 +276,9 @@ class RecordLineResult(BaseModel):
     shipped_quantity: int
     state: LineState
     eta: datetime | None
+    lines_behind: bool = False
+    """The new line went ahead of others in the queue (an earlier ship-by): their ETAs may
+    have moved back. Lines recorded before this field existed report False."""
 
 
 class ShipmentInput(BaseModel):

@@ -3,10 +3,15 @@
 Every transaction that changes stock or a line first locks that line's SKU row
 (`lock_sku`). One lock order (SKU, then lines) serializes the allocation of each SKU, which is
 what makes "no oversell" and "priority order" hold under concurrent arrivals and cancels.
+
+The schema is versioned (`store.migrations`); `open_store` decides whether a process brings it
+up to date itself or only checks it.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +19,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine, select
 
+from domain.settings import Settings
+from store import migrations
 from store.tables import SkuRow
 
 
@@ -48,8 +55,10 @@ class Database:
             self.engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._reader = self.engine.execution_options(**{_READ_ONLY: True})
 
-    def create_schema(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
+    def create_schema(self) -> migrations.MigrationReport:
+        """Create the schema, or bring it to this release's revision, through the migrations
+        (what a self-migrating process does at start; see `open_store`)."""
+        return migrations.upgrade(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -73,6 +82,37 @@ class Database:
         self.engine.dispose()
 
 
+def migrates_itself(settings: Settings, *, embedded: bool = False) -> bool:
+    """Whether a process brings the store's schema up to date itself at start.
+
+    Only in development, and only for a store that belongs to one machine: the default SQLite
+    file, or any store of the embedded stack (`backorders dev`, the tests). A PostgreSQL store
+    is shared by several API and worker processes that start at once, and during a rolling
+    deploy by two releases: its schema changes in one deliberate step, `backorders migrate`
+    (the compose file's `migrate` job), in development as in production, so that development
+    rehearses the production procedure. In production nothing migrates implicitly.
+    """
+    if settings.environment != "development":
+        return False
+    return embedded or make_url(settings.store_url).get_backend_name() == "sqlite"
+
+
+def open_store(settings: Settings, *, embedded: bool = False) -> Database:
+    """The store of `settings`, its schema ready for this release: migrated here when
+    `migrates_itself`, else checked; `migrations.StoreSchemaError` says what to run when it is
+    not at this release's revision (nothing is changed then)."""
+    db = Database(settings.store_url)
+    try:
+        if migrates_itself(settings, embedded=embedded):
+            db.create_schema()
+        else:
+            migrations.require_current(db.engine)
+    except BaseException:
+        db.dispose()
+        raise
+    return db
+
+
 def _sqlite_write_transactions(engine: Engine) -> None:
     """Make every SQLite transaction take the write lock at BEGIN.
 
@@ -85,7 +125,7 @@ def _sqlite_write_transactions(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -95,6 +135,24 @@ def _sqlite_write_transactions(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: Any, *, within: float = 30.0) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting out another connection's write lock.
+
+    Two processes opening a new file at once (an API and a worker, each migrating it) race:
+    the pragma may meet the other's write transaction, and SQLite answers "database is locked"
+    at once, without its busy timeout, to avoid a deadlock. Asking again once it commits works.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def lock_sku(session: Session, sku: str) -> SkuRow | None:

@@ -10,7 +10,7 @@ and reports it instead of doing it again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import asc
 from sqlmodel import Session, col, select
@@ -31,6 +31,7 @@ from domain.models import (
     SubstituteResult,
 )
 from store.db import Database, lock_sku
+from store.queue import place_in_queue, waiting_lines
 from store.tables import (
     AllocationRow,
     LineRow,
@@ -80,24 +81,6 @@ def _notice(row: AllocationRow, line: LineRow) -> AllocationNotice:
     )
 
 
-def waiting_lines(
-    session: Session, sku: str, *, limit: int | None = None, for_update: bool = False
-) -> Sequence[LineRow]:
-    """The SKU's queue: waiting lines in allocation order (the README documents it)."""
-    query = (
-        select(LineRow)
-        .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
-        .order_by(
-            asc(col(LineRow.priority)),
-            asc(col(LineRow.ship_by)),
-            asc(col(LineRow.ordered_at)),
-            asc(LineRow.key),
-        )
-        .limit(limit)
-    )
-    return session.exec(query.with_for_update() if for_update else query).all()
-
-
 def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[AllocationNotice]:
     """Give the SKU's free stock to its waiting lines in queue order. Caller holds the SKU lock."""
     notices: list[AllocationNotice] = []
@@ -122,8 +105,11 @@ def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[Allo
     return notices
 
 
-def record_line(db: Database, line_input: LineInput) -> RecordLineResult:
-    """Put a new line in its SKU's queue and give it free stock if there is any."""
+def record_line(
+    db: Database, line_input: LineInput, receiving: timedelta = timedelta(0)
+) -> RecordLineResult:
+    """Put a new line in its SKU's queue and give it free stock if there is any; a line left
+    waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf)."""
     request = line_input.request
     key = contract.line_key(request.order_id, request.line_id)
     with db.transaction() as session:
@@ -132,6 +118,7 @@ def record_line(db: Database, line_input: LineInput) -> RecordLineResult:
             raise UnknownSkuError(request.sku)
         line = session.get(LineRow, key)
         allocations: list[AllocationNotice] = []
+        lines_behind = False
         if line is None:
             line = LineRow(
                 key=key,
@@ -157,12 +144,17 @@ def record_line(db: Database, line_input: LineInput) -> RecordLineResult:
         else:
             # A retry after the commit: report the allocations that transaction made.
             allocations = _allocations_of(session, line)
+        if line.waiting:
+            place = place_in_queue(session, line, receiving)
+            line.eta = place.eta
+            lines_behind = place.lines_behind
         return RecordLineResult(
             allocations=allocations,
             allocated_quantity=line.allocated_quantity,
             shipped_quantity=line.shipped_quantity,
             state=LineState(line.state),
             eta=as_utc(line.eta) if line.eta else None,
+            lines_behind=lines_behind,
         )
 
 

@@ -1,24 +1,17 @@
 """Inbound supply and honest dates: purchase orders, each waiting line's ETA, availability labels.
 
-The ETA of the line at queue position k: walk the SKU's open purchase orders by expected date,
-adding what each still has inbound, until the total covers everything the lines up to and
-including k still need; that PO's expected date plus the receiving time is the ETA. No covering
-PO means no date. A new order placed now would stand behind every waiting line, which is how
-the availability label gets a date it can keep.
+How an ETA is computed is in `store.queue`. A new order placed now would stand behind every
+waiting line, which is how the availability label gets a date it can keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy import asc
-from sqlmodel import Session, col, select
 
 from domain.models import Availability, EtaChange, PurchaseOrderInput
 from store.db import Database, lock_sku
-from store.stock import UnknownSkuError, waiting_lines
+from store.queue import InboundSupply, open_purchase_orders, still_needed, waiting_lines
+from store.stock import UnknownSkuError
 from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
 
 
@@ -55,64 +48,24 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
         row.updated_at = utcnow()
 
 
-def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
-    rows = session.exec(
-        select(PurchaseOrderRow)
-        .where(PurchaseOrderRow.sku == sku)
-        .order_by(asc(col(PurchaseOrderRow.expected_at)), asc(col(PurchaseOrderRow.po_id)))
-    ).all()
-    return [row for row in rows if row.inbound > 0]
-
-
-@dataclass
-class _Supply:
-    """Walks the inbound POs in date order, as demand accumulates."""
-
-    orders: Sequence[PurchaseOrderRow]
-    receiving: timedelta
-    covered: int = 0
-    index: int = 0
-    last_date: datetime | None = None
-
-    def date_covering(self, demand: int) -> datetime | None:
-        while self.covered < demand and self.index < len(self.orders):
-            order = self.orders[self.index]
-            self.covered += order.inbound
-            self.last_date = as_utc(order.expected_at)
-            self.index += 1
-        if self.covered < demand or self.last_date is None:
-            return None
-        return self.last_date + self.receiving
-
-
-def still_needed(line: LineRow) -> int:
-    return line.quantity - (line.allocated_quantity - line.released_quantity)
-
-
-def compute_etas(session: Session, sku: str, receiving: timedelta) -> dict[str, datetime | None]:
-    """Every waiting line's ETA, by line key, in queue order."""
-    supply = _Supply(open_purchase_orders(session, sku), receiving)
-    demand = 0
-    etas: dict[str, datetime | None] = {}
-    for line in waiting_lines(session, sku):
-        demand += still_needed(line)
-        etas[line.key] = supply.date_covering(demand)
-    return etas
-
-
 def refresh_etas(db: Database, sku: str, receiving: timedelta) -> list[EtaChange]:
-    """Store each waiting line's ETA; returns the lines whose ETA really moved."""
+    """Store each waiting line's ETA; returns the lines whose ETA really moved.
+
+    With nothing inbound every ETA is "no date": only lines that still show a date can change,
+    so a SKU without purchase orders costs the lines it dated, not its whole queue."""
     with db.transaction() as session:
         lock_sku(session, sku)
-        etas = compute_etas(session, sku, receiving)
+        orders = open_purchase_orders(session, sku)
+        supply = InboundSupply(orders, receiving)
+        demand = 0
         changes = []
-        for key, eta in etas.items():
-            line = session.get(LineRow, key)
-            assert line is not None
+        for line in waiting_lines(session, sku, dated_only=not orders):
+            demand += still_needed(line)
+            eta = supply.date_covering(demand)
             stored = as_utc(line.eta) if line.eta else None
             if stored != eta:
                 line.eta = eta
-                changes.append(EtaChange(line_key=key, eta=eta))
+                changes.append(EtaChange(line_key=line.key, eta=eta))
         return changes
 
 
@@ -144,7 +97,7 @@ def availability(
         if row.free_stock > 0:
             return Availability(label=f"Only {row.free_stock} left", status="low_stock", **facts)
         # A new order of one unit stands behind every unit already waiting.
-        eta = _Supply(orders, receiving).date_covering(waiting + 1)
+        eta = InboundSupply(orders, receiving).date_covering(waiting + 1)
         if eta is None:
             return Availability(label="Out of stock", status="out_of_stock", **facts)
         now = utcnow()

@@ -32,7 +32,7 @@ from client import BackorderClient
 from domain import contract
 from domain.settings import Settings
 from store.audit import broken_rules
-from store.db import Database
+from store.db import Database, open_store
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BACKORDERS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -262,8 +262,8 @@ async def _start_stack(
         ops_token=OPS_TOKEN,
         supplier_tokens=",".join(f"{s}={t}" for s, t in SUPPLIER_TOKENS.items()),
     ).model_copy(update=settings_overrides)
-    db = Database(settings.store_url)
-    db.create_schema()
+    # As `backorders dev` opens its store: through the migrations.
+    db = open_store(settings, embedded=True)
     services = await Services.start(settings, env.client, db)
     policy_file = state_dir / "fast-policy.json"
     policy_file.write_text(json.dumps(fast_policy))

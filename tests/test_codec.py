@@ -60,9 +60,11 @@ KEY_1 = base64.b64encode(os.urandom(32)).decode()
 KEY_2 = base64.b64encode(os.urandom(32)).decode()
 UI_ORIGIN = "http://127.0.0.1:8233"
 """The embedded UI's origin, allowed by default (BACKORDERS_UI_PORT is 8233 here)."""
-PLAIN_FIELDS = {"search_attributes", "header"}
+PLAIN_FIELDS = {"search_attributes", "header", "details[patch-data]", "details[data]"}
 """History fields whose payloads Temporal itself must read (search attributes are indexed),
-or that the SDK leaves to the codec's discretion (headers): never encrypted."""
+that the SDK leaves to the codec's discretion (headers), or that the SDK's core writes for its
+own bookkeeping (a patch marker's id; a local activity marker's sequence number, type and
+times, beside its result, which is encrypted): never encrypted."""
 
 
 def codec_for(keys: str, active: str | None = None) -> EncryptionCodec:

@@ -22,7 +22,8 @@ from activities.supply import SupplyActivities
 from client import connect
 from domain.policy import load_policy
 from domain.settings import Settings
-from store.db import Database
+from store.db import Database, open_store
+from store.migrations import StoreSchemaError
 from workflows import WORKFLOWS
 
 log = logging.getLogger("backorders.worker")
@@ -51,10 +52,11 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
     """A configured worker and the HTTP client its activities use, closed together."""
     timeout = httpx.Timeout(settings.http_timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout) as http:
-        store = StoreActivities(db)
+        policy = load_policy(settings.policy_file)
+        store = StoreActivities(db, policy.days(policy.receiving_days))
         services = OutsideServices(settings, db, http)
         signaller = Signaller(client)
-        supply = SupplyActivities(db, client, load_policy(settings.policy_file))
+        supply = SupplyActivities(db, client, policy)
         orders = OrderActivities(client, settings.task_queue)
         yield Worker(
             client,
@@ -88,10 +90,13 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run until cancelled (Ctrl-C): in-flight activities finish or are retried elsewhere."""
+    """Run until cancelled (Ctrl-C): in-flight activities finish or are retried elsewhere.
+
+    The store's schema must be at this release's revision: only a development SQLite store is
+    migrated here; on PostgreSQL and in production run `backorders migrate` first
+    (`store.db.migrates_itself` says why)."""
     settings.require_production_ready()
-    db = Database(settings.store_url)
-    db.create_schema()
+    db = open_store(settings)
     client = await connect(settings, runtime=sdk_runtime(settings))
     async with worker_for(client, settings, db) as worker:
         log.info(
@@ -103,7 +108,14 @@ async def run_worker(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_worker(Settings()))
+    try:
+        asyncio.run(run_worker(Settings()))
+    except StoreSchemaError as exc:
+        # What to run, in one line, rather than a traceback.
+        raise SystemExit(f"worker: {exc}") from None
+    except KeyboardInterrupt:
+        # SIGINT is how the container stops it (the image's STOPSIGNAL): a normal end.
+        log.info("worker stopped")
 
 
 if __name__ == "__main__":

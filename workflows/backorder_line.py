@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
@@ -59,6 +60,7 @@ from domain.models import (
     SubstituteResult,
 )
 from domain.policy import OfferKind
+from workflows.calls import call, local_first
 from workflows.etas import refresh_etas
 from workflows.options import MESSAGE_RETRY, RETRY, SERVICE_TIMEOUT, STORE_TIMEOUT
 
@@ -120,6 +122,8 @@ class BackorderLineWorkflow:
         self._order_shipment: ShipmentRecord | None = None
         self._order_news: list[OrderChange] = []
         self._runs = 0
+        self._local = False
+        """Short calls go local-first (`workflows.calls`); set as the run starts."""
         if line.carried is not None:
             self._resume(line.carried)
         # Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
@@ -130,6 +134,7 @@ class BackorderLineWorkflow:
 
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
+        self._local = local_first()
         if line.carried is None:
             await self._begin(line)
         else:
@@ -175,16 +180,27 @@ class BackorderLineWorkflow:
 
     async def _begin(self, line: LineInput) -> None:
         """The first run: record the line in the queue, join its order, confirm to the customer."""
-        await self._record()
+        recorded = await self._record()
         if self._with_order:
             await self._join_order()
         if self._held() + self._shipped < line.request.quantity:
             # Where the line stands in the queue against inbound supply: its first ETA.
-            self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
+            if self._local:
+                # The store dated the line as it queued it; only lines it went ahead of (an
+                # earlier ship-by) need their ETAs recomputed and their customers told.
+                self._timeline.set_eta(recorded.eta)
+                if recorded.lines_behind:
+                    await refresh_etas(line.request.sku)
+            else:
+                self._timeline.set_eta(await refresh_etas(line.request.sku, for_line=self._key))
+            # The link's validity counts from the line's start, not from now: the message then
+            # reads the same if a lost workflow task sends it again (see `_send`).
+            valid_until = workflow.info().start_time + self._policy.days(90)
             await self._send(
                 MessageKind.BACKORDER_CONFIRMATION,
                 "confirmation",
-                links=[self._link(LinkAction.CANCEL)],
+                links=[self._link(LinkAction.CANCEL, expires_at=valid_until)],
+                stable=True,
             )
 
     # ---- long waits: continue as new -----------------------------------------------------
@@ -328,7 +344,7 @@ class BackorderLineWorkflow:
         ]
         self._offers.extend(offers)
         if rule.outreach:
-            await workflow.execute_activity(
+            await self._call(
                 contract.ACTIVITY_RECORD_OUTREACH,
                 OutreachInput(
                     line_key=self._key,
@@ -337,8 +353,8 @@ class BackorderLineWorkflow:
                     reason=f"{rung.name}: {request.customer.tier.value} customer, "
                     f"{request.line_total():.2f} {request.currency} waiting",
                 ),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=RETRY,
+                start_to_close=STORE_TIMEOUT,
+                retry=RETRY,
                 summary=f"outreach task for customer service ({rung.name})",
             )
         links = [self._link(LinkAction.ACCEPT_OFFER, offer) for offer in offers]
@@ -363,12 +379,13 @@ class BackorderLineWorkflow:
         )
 
     async def _join_order(self) -> None:
-        await workflow.execute_activity(
+        await self._call(
             contract.ACTIVITY_JOIN_ORDER,
             JoinOrder(order=self._order_input(), line_id=self._line.request.line_id),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=STORE_TIMEOUT,
+            retry=RETRY,
             summary=f"join ship-complete order {self._line.request.order_id}",
+            local=False,  # reports the line as it is now: see `_call`
         )
 
     def _order_ready_due(self) -> bool:
@@ -387,13 +404,14 @@ class BackorderLineWorkflow:
 
     async def _withdraw_from_order(self) -> bool:
         request = self._line.request
-        withdrawn: bool = await workflow.execute_activity(
+        withdrawn: bool = await self._call(
             contract.ACTIVITY_WITHDRAW_FROM_ORDER,
             Withdraw(order_id=request.order_id, line_id=request.line_id),
             result_type=bool,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=STORE_TIMEOUT,
+            retry=RETRY,
             summary=f"leave ship-complete order {request.order_id}",
+            local=False,  # reports the line as it is now: see `_call`
         )
         if withdrawn:
             self._with_order = False
@@ -425,14 +443,14 @@ class BackorderLineWorkflow:
 
     async def _substitute_choices(self) -> tuple[list[SubstituteOption], list[LinkSpec]]:
         """The catalog's substitutes in stock for what the line still needs, with their links."""
-        options: list[SubstituteOption] = await workflow.execute_activity(
+        options: list[SubstituteOption] = await self._call(
             contract.ACTIVITY_FIND_SUBSTITUTES,
             FindSubstitutes(
                 sku=self._line.request.sku, quantity=self._line.request.quantity - self._shipped
             ),
             result_type=list[SubstituteOption],
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=STORE_TIMEOUT,
+            retry=RETRY,
             summary="find in-stock substitutes",
         )
         links = [
@@ -456,13 +474,14 @@ class BackorderLineWorkflow:
         return step
 
     async def _record(self) -> RecordLineResult:
-        recorded: RecordLineResult = await workflow.execute_activity(
+        recorded: RecordLineResult = await self._call(
             contract.ACTIVITY_RECORD_LINE,
             self._line,
             result_type=RecordLineResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=STORE_TIMEOUT,
+            retry=RETRY,
             summary=f"queue {self._line.request.quantity} x {self._line.request.sku}",
+            local=False,  # reports the line as it is now: see `_call`
         )
         others = []
         for notice in recorded.allocations:
@@ -496,7 +515,7 @@ class BackorderLineWorkflow:
 
     async def _ship(self, quantity: int) -> None:
         sequence = len(self._shipments) + 1
-        shipment: ShipmentRecord = await workflow.execute_activity(
+        shipment: ShipmentRecord = await self._call(
             contract.ACTIVITY_CREATE_SHIPMENT,
             ShipmentInput(
                 line_key=self._key,
@@ -507,8 +526,8 @@ class BackorderLineWorkflow:
                 order_shipment=self._order_shipment,
             ),
             result_type=ShipmentRecord,
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=SERVICE_TIMEOUT,
+            retry=RETRY,
             summary=f"ship {quantity} x {self._line.request.sku}",
         )
         self._shipments.append(shipment)
@@ -528,12 +547,12 @@ class BackorderLineWorkflow:
             # The order's shipment already took this line's units: it ships instead.
             self._cancel_request = None
             return
-        released: ReleaseResult = await workflow.execute_activity(
+        released: ReleaseResult = await self._call(
             contract.ACTIVITY_RELEASE_LINE,
             ReleaseInput(line_key=self._key, sku=self._line.request.sku, reason=request.reason),
             result_type=ReleaseResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=STORE_TIMEOUT,
+            retry=RETRY,
             summary=f"release {self._line.request.sku} ({request.reason})",
         )
         # The store is the truth: it saw allocations whose signals may still be on their way.
@@ -547,7 +566,7 @@ class BackorderLineWorkflow:
         already = sum((Decimal(r.amount) for r in self._refunds), Decimal(0))
         owed = self._line.request.line_total(released.refund_quantity) - already
         if released.refund_quantity > 0 and owed > 0:
-            refund = await workflow.execute_activity(
+            refund = await self._call(
                 contract.ACTIVITY_REFUND,
                 RefundInput(
                     line_key=self._key,
@@ -557,8 +576,8 @@ class BackorderLineWorkflow:
                     amount=f"{owed:.2f}",
                 ),
                 result_type=RefundRecord,
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=RETRY,
+                start_to_close=SERVICE_TIMEOUT,
+                retry=RETRY,
                 summary=f"refund {released.refund_quantity} x {self._line.request.unit_price}",
             )
             self._refunds.append(refund)
@@ -589,6 +608,38 @@ class BackorderLineWorkflow:
             )
         )
 
+    async def _call(
+        self,
+        activity: str,
+        arg: Any,
+        *,
+        start_to_close: timedelta,
+        summary: str,
+        result_type: type | None = None,
+        retry: RetryPolicy = RETRY,
+        local: bool = True,
+    ) -> Any:
+        """An activity, local-first in runs that allow it (`workflows.calls`).
+
+        Local activities that follow one another run inside one workflow task; if the worker
+        dies before the task completes, they all run again. That is safe for keyed effects
+        (a message, a shipment, a refund, a grant: a repeat returns the first result) whose
+        input the history alone decides (nothing from `workflow.now()`, which a new attempt
+        of the task moves), and for reads. Calls that report the line as the store sees it
+        now (`local=False`: queueing it, order membership, a substitution) would, run again,
+        report what the later lost steps already did; they stay regular activities, whose
+        results are recorded at once.
+        """
+        return await call(
+            activity,
+            arg,
+            local=self._local and local,
+            result_type=result_type,
+            start_to_close=start_to_close,
+            retry=retry,
+            summary=summary,
+        )
+
     async def _signal_others(self, notices: list[AllocationNotice]) -> None:
         await workflow.execute_activity(
             contract.ACTIVITY_SIGNAL_ALLOCATIONS,
@@ -611,10 +662,19 @@ class BackorderLineWorkflow:
             action=action, offer_id=offer.offer_id if offer else None, expires_at=expires_at
         )
 
-    async def _send(self, kind: MessageKind, event_key: str, **content: Any) -> None:
-        """One message for one event; `content` fills the rest of `MessageInput`."""
+    async def _send(
+        self, kind: MessageKind, event_key: str, *, stable: bool | None = None, **content: Any
+    ) -> None:
+        """One message for one event; `content` fills the rest of `MessageInput`.
+
+        `stable`: the content is the same when a lost workflow task computes it again, so the
+        message may go local-first (the notification service refuses a repeated idempotency key
+        with another body). By default, only a message without links is: a link's validity
+        usually counts from `workflow.now()`, which a new attempt of the task moves."""
+        if stable is None:
+            stable = not content.get("links")
         try:
-            message: MessageRecord = await workflow.execute_activity(
+            message: MessageRecord = await self._call(
                 contract.ACTIVITY_SEND_MESSAGE,
                 MessageInput(
                     line_key=self._key,
@@ -626,9 +686,10 @@ class BackorderLineWorkflow:
                     **content,
                 ),
                 result_type=MessageRecord,
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=MESSAGE_RETRY,
+                start_to_close=SERVICE_TIMEOUT,
+                retry=MESSAGE_RETRY,
                 summary=f"message: {kind}",
+                local=stable,
             )
         except ActivityError as exc:
             workflow.logger.warning("message %s to the customer was refused: %s", kind, exc.cause)
@@ -753,7 +814,7 @@ class BackorderLineWorkflow:
 
     async def _pay_back(self, amount: Decimal, *, event: str, reason: str) -> RefundRecord:
         """A refund of part of the price while the line goes on (goodwill, cheaper substitute)."""
-        refund: RefundRecord = await workflow.execute_activity(
+        refund: RefundRecord = await self._call(
             contract.ACTIVITY_REFUND,
             RefundInput(
                 line_key=self._key,
@@ -764,8 +825,8 @@ class BackorderLineWorkflow:
                 amount=f"{amount:.2f}",
             ),
             result_type=RefundRecord,
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=SERVICE_TIMEOUT,
+            retry=RETRY,
             summary=f"refund {amount:.2f}: {reason}",
         )
         self._refunds.append(refund)
@@ -782,12 +843,12 @@ class BackorderLineWorkflow:
                 amount, event=f"offer:{offer.offer_id}", reason=f"goodwill: {offer.description}"
             )
             return f"We have refunded {refund.amount} {refund.currency} to you."
-        granted: str = await workflow.execute_activity(
+        granted: str = await self._call(
             contract.ACTIVITY_GRANT_OFFER,
             OfferGrant(line_key=self._key, request=self._line.request, offer=offer),
             result_type=str,
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close=SERVICE_TIMEOUT,
+            retry=RETRY,
             summary=f"grant {offer.kind.value}",
         )
         return granted
@@ -798,13 +859,14 @@ class BackorderLineWorkflow:
             self._refuse_if_final()
             old = self._line.request
             try:
-                moved: SubstituteResult = await workflow.execute_activity(
+                moved: SubstituteResult = await self._call(
                     contract.ACTIVITY_SUBSTITUTE_LINE,
                     SubstituteInput(line_key=self._key, from_sku=old.sku, to_sku=request.sku),
                     result_type=SubstituteResult,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=RETRY,
+                    start_to_close=STORE_TIMEOUT,
+                    retry=RETRY,
                     summary=f"move to substitute {request.sku}",
+                    local=False,  # reports the line as it is now: see `_call`
                 )
             except ActivityError as exc:
                 cause = exc.cause

@@ -1,0 +1,205 @@
+"""`python -m bench`: run the benchmark suite, print a table, write JSON (README: Performance).
+
+python -m bench                   everything at the issue's sizes (about 15 minutes)
+python -m bench --quick           small sizes, a few minutes: to try the harness
+python -m bench --only surge,api  some scenarios: surge, api, memory, history, allocation
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import scenarios
+from bench.allocation import allocation
+from bench.stack import BenchStack, say
+
+SCENARIOS = ("surge", "api", "memory", "history", "allocation")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BACKORDERS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--lines", type=int, default=2000, help="surge lines (default 2000)")
+    parser.add_argument(
+        "--skus", type=int, default=2, help="surge SKUs (default 2: 1,000 lines per receipt)"
+    )
+    parser.add_argument(
+        "--starts", type=int, default=1000, help="starts per side in the API scenario"
+    )
+    parser.add_argument("--waiting", type=int, default=10_000, help="waiting lines for memory")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="queue lengths for allocation")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="stores for allocation")
+    parser.add_argument("--store", default=None, help="the stack's store URL (default: SQLite)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default bench-results/)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.lines, args.starts, args.waiting, args.sizes = 200, 200, 500, "1000,10000"
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
+    return args
+
+
+async def run_stack(args: argparse.Namespace, folder: Path, results: dict[str, Any]) -> None:
+    stack = await BenchStack.start(folder / "stack", args.store)
+    say(f"stack up in {folder / 'stack'} (Temporal dev server, worker, API + simulators)")
+    try:
+        if "surge" in args.only:
+            # The floor brackets the surge: the server's file grows as the run goes on.
+            before = await scenarios.floor(stack, args.lines // 2)
+            results["surge"] = await scenarios.surge(stack, args.lines, args.skus)
+            after = await scenarios.floor(stack, args.lines // 2)
+            floor_rate = (before["per_second"] + after["per_second"]) / 2
+            results["floor"] = {"before": before, "after": after, "per_second": floor_rate}
+            results["surge"]["ratio_to_floor"] = round(
+                results["surge"]["per_second"] / floor_rate, 3
+            )
+        if "api" in args.only:
+            results["api"] = await scenarios.starts(stack, args.starts * 2)
+        if "memory" in args.only:
+            results["memory"] = await scenarios.memory(stack, args.waiting)
+        if "history" in args.only:
+            results["history"] = await scenarios.escalations(stack)
+    finally:
+        await stack.stop()
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(what, measured, target, met) for each target the issue sets."""
+    rows: list[tuple[str, str, str, bool]] = []
+    if "surge" in results:
+        surge = results["surge"]
+        ratio = surge["ratio_to_floor"]
+        rows.append(
+            (
+                "surge throughput / floor",
+                f"{surge['per_second']} / {results['floor']['per_second']:.2f} lines/s = {ratio}",
+                ">= 0.75",
+                ratio >= 0.75,
+            )
+        )
+        p99 = surge["allocation_latency_p99_s"]
+        rows.append(
+            (
+                f"receipt 2xx -> {surge['lines_per_receipt']} lines allocated, p99",
+                f"{p99} s (p50 {surge['allocation_latency_p50_s']} s)",
+                "<= 5 s",
+                p99 <= 5,
+            )
+        )
+        events = surge["happy_path_events"]["max"]
+        rows.append(("happy path history events per line", str(events), "<= 40", events <= 40))
+    if "api" in results:
+        api = results["api"]
+        rows.append(
+            (
+                "POST /v1/backorders / raw starts",
+                f"{api['api_per_second']} / {api['raw_per_second']} per s = {api['ratio']}",
+                ">= 0.8",
+                api["ratio"] >= 0.8,
+            )
+        )
+    if "memory" in results:
+        memory = results["memory"]
+        rows.append(
+            (
+                f"worker RSS at {memory['waiting_lines']:,} waiting lines",
+                f"{memory['worker_rss_mb']} MB (peak {memory['worker_peak_rss_mb']} MB)",
+                "<= 300 MB",
+                memory["worker_peak_rss_mb"] <= 300,
+            )
+        )
+    for backend, sizes in results.get("allocation", {}).items():
+        for size in sizes:
+            if size["waiting"] == 10_000:
+                ms = size["arrival_100_ms"]
+                rows.append(
+                    (
+                        f"allocation, 100 lines of 10k waiting ({backend})",
+                        f"{ms} ms",
+                        "<= 50 ms",
+                        ms <= 50,
+                    )
+                )
+    return rows
+
+
+def report(results: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title="backorders benchmark: targets")
+    for column in ("what", "measured", "target", "met"):
+        table.add_column(column)
+    for what, measured, target, met in targets(results):
+        table.add_row(what, measured, target, "yes" if met else "[red]NO[/red]")
+    console.print(table)
+    for backend, sizes in results.get("allocation", {}).items():
+        detail = Table(title=f"allocation on {backend} (median ms per transaction)")
+        for column in (
+            "waiting",
+            *(f"arrival {n}" for n in (1, 10, 100)),
+            "queue one more",
+            "all ETAs",
+        ):
+            detail.add_column(column, justify="right")
+        for size in sizes:
+            detail.add_row(
+                f"{size['waiting']:,}",
+                *(str(size[f"arrival_{n}_ms"]) for n in (1, 10, 100)),
+                str(size["queue_one_more_ms"]),
+                str(size["refresh_all_etas_ms"]),
+            )
+        console.print(detail)
+    if "history" in results:
+        events = Table(title="history events of a VIP line escalated until cancelled")
+        events.add_column("channel")
+        events.add_column("events", justify="right")
+        events.add_column("ended")
+        for channel, found in results["history"]["by_channel"].items():
+            events.add_row(channel, str(found["events"]), found["ended"])
+        console.print(events)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "arguments": {k: v for k, v in vars(args).items() if k != "out"},
+    }
+    with tempfile.TemporaryDirectory(prefix="backorders-bench-") as tmp:
+        folder = Path(tmp)
+        if set(args.only) - {"allocation"}:
+            asyncio.run(run_stack(args, folder, results))
+        if "allocation" in args.only:
+            sizes = [int(size) for size in args.sizes.split(",")]
+            backends = [name.strip() for name in args.backends.split(",")]
+            results["allocation"] = allocation(backends, sizes, folder, POSTGRES_ADMIN_URL)
+    out = args.out or Path("bench-results") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    report(results)
+    say(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    main()

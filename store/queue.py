@@ -1,0 +1,109 @@
+"""Reading a SKU's queue and its inbound supply: who waits in what order, and for what date.
+
+The queue order is priority class, then ship-by, then ordered-at, then the line's key (the
+README documents it). The ETA of the line at queue position k: walk the SKU's open purchase
+orders by expected date, adding what each still has inbound, until the total covers everything
+the lines up to and including k still need; that PO's expected date plus the receiving time is
+the ETA. No covering PO means no date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, asc, exists, func, true, tuple_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from store.tables import LineRow, PurchaseOrderRow, as_utc
+
+QUEUE_ORDER = ("priority", "ship_by", "ordered_at", "key")
+"""The columns of `LineRow` that order a queue (the partial index `ix_lines_queue`)."""
+
+
+def waiting_lines(
+    session: Session,
+    sku: str,
+    *,
+    limit: int | None = None,
+    for_update: bool = False,
+    dated_only: bool = False,
+) -> Sequence[LineRow]:
+    """The SKU's queue: waiting lines in allocation order (`dated_only`: those with an ETA)."""
+    query = (
+        select(LineRow)
+        .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
+        .where(col(LineRow.eta).is_not(None) if dated_only else true())
+        .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
+        .limit(limit)
+    )
+    return session.exec(query.with_for_update() if for_update else query).all()
+
+
+def still_needed(line: LineRow) -> int:
+    return line.quantity - (line.allocated_quantity - line.released_quantity)
+
+
+def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
+    rows = session.exec(
+        select(PurchaseOrderRow)
+        .where(PurchaseOrderRow.sku == sku)
+        .order_by(asc(col(PurchaseOrderRow.expected_at)), asc(col(PurchaseOrderRow.po_id)))
+    ).all()
+    return [row for row in rows if row.inbound > 0]
+
+
+@dataclass
+class InboundSupply:
+    """Walks the inbound POs in date order, as demand accumulates."""
+
+    orders: Sequence[PurchaseOrderRow]
+    receiving: timedelta
+    covered: int = 0
+    index: int = 0
+    last_date: datetime | None = None
+
+    def date_covering(self, demand: int) -> datetime | None:
+        while self.covered < demand and self.index < len(self.orders):
+            order = self.orders[self.index]
+            self.covered += order.inbound
+            self.last_date = as_utc(order.expected_at)
+            self.index += 1
+        if self.covered < demand or self.last_date is None:
+            return None
+        return self.last_date + self.receiving
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    eta: datetime | None
+    lines_behind: bool
+    """Some waiting line stands behind this one and supply is inbound: their ETAs may have
+    moved back."""
+
+
+def place_in_queue(session: Session, line: LineRow, receiving: timedelta) -> QueuePlace:
+    """A waiting line's ETA, and whether anyone waits behind it, without reading the whole queue
+    into Python: one sum over the lines ahead (an index range) and one existence check."""
+    orders = open_purchase_orders(session, line.sku)
+    if not orders:
+        # Nothing inbound: no date for this line, and none before or after for those behind.
+        return QueuePlace(eta=None, lines_behind=False)
+    other = aliased(LineRow)
+    me = aliased(LineRow)
+    mine = tuple_(*(getattr(me, column) for column in QUEUE_ORDER))
+    theirs = tuple_(*(getattr(other, column) for column in QUEUE_ORDER))
+    same_queue = and_(
+        col(other.sku) == line.sku, col(other.waiting).is_(True), col(me.key) == line.key
+    )
+    needed = other.quantity - other.allocated_quantity + other.released_quantity
+    ahead = session.exec(
+        select(func.coalesce(func.sum(needed), 0)).where(same_queue, theirs < mine)
+    ).one()
+    behind = session.exec(select(exists().where(same_queue, theirs > mine))).one()
+    supply = InboundSupply(orders, receiving)
+    return QueuePlace(
+        eta=supply.date_covering(int(ahead) + still_needed(line)), lines_behind=bool(behind)
+    )
