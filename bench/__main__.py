@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,33 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+async def costed(
+    stack: BenchStack, scenario: Awaitable[dict[str, Any]], count: int
+) -> dict[str, Any]:
+    """The scenario's result, with the CPU milliseconds each process spent per workflow: on
+    two cores the parts compete for the same CPU, so this is where the time goes."""
+    before = stack.cpu_seconds()
+    result = await scenario
+    after = stack.cpu_seconds()
+    result["cpu_ms_per_workflow"] = {
+        name: round((after[name] - before[name]) * 1000 / count, 1)
+        for name in after
+        if after[name] - before[name] >= 0.05
+    }
+    return result
+
+
 async def run_stack(args: argparse.Namespace, folder: Path, results: dict[str, Any]) -> None:
     stack = await BenchStack.start(folder / "stack", args.store)
     say(f"stack up in {folder / 'stack'} (Temporal dev server, worker, API + simulators)")
     try:
         if "surge" in args.only:
             # The floor brackets the surge: the server's file grows as the run goes on.
-            before = await scenarios.floor(stack, args.lines // 2)
-            results["surge"] = await scenarios.surge(stack, args.lines, args.skus)
-            after = await scenarios.floor(stack, args.lines // 2)
+            before = await costed(stack, scenarios.floor(stack, args.lines // 2), args.lines // 2)
+            results["surge"] = await costed(
+                stack, scenarios.surge(stack, args.lines, args.skus), args.lines
+            )
+            after = await costed(stack, scenarios.floor(stack, args.lines // 2), args.lines // 2)
             floor_rate = (before["per_second"] + after["per_second"]) / 2
             results["floor"] = {"before": before, "after": after, "per_second": floor_rate}
             results["surge"]["ratio_to_floor"] = round(
@@ -165,6 +184,17 @@ def report(results: dict[str, Any]) -> None:
                 str(size["refresh_all_etas_ms"]),
             )
         console.print(detail)
+    if "surge" in results:
+        cpu = Table(title="CPU ms per workflow, by process (surge: a line; floor: one workflow)")
+        runs = (results["floor"]["before"], results["surge"], results["floor"]["after"])
+        processes = sorted({name for run in runs for name in run["cpu_ms_per_workflow"]})
+        cpu.add_column("run")
+        for name in processes:
+            cpu.add_column(name, justify="right")
+        for label, found in zip(("floor before", "surge", "floor after"), runs, strict=True):
+            spent = found["cpu_ms_per_workflow"]
+            cpu.add_row(label, *(str(spent.get(name, "-")) for name in processes))
+        console.print(cpu)
     if "history" in results:
         events = Table(title="history events of a VIP line escalated until cancelled")
         events.add_column("channel")

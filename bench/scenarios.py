@@ -106,6 +106,21 @@ class Driver:
 
         return await until(what, done, within=max(120, lines / 5))
 
+    async def until_confirmed(self, what: str, keys_like: str, lines: int) -> float:
+        """Until each line has sent its backorder confirmation: the worker has nothing left
+        to do for them, and they wait."""
+        query = text(
+            "SELECT count(*) FROM messages WHERE kind = 'backorder_confirmation' "
+            "AND line_key LIKE :keys"
+        )
+
+        async def done() -> tuple[bool, str]:
+            self.stack.check_alive()
+            found = await self.stack.count(query, keys=keys_like)
+            return found >= lines, f"{found}/{lines} confirmations sent"
+
+        return await until(what, done, within=max(120, lines / 5))
+
     async def until_finished(self, what: str, task_queue: str, within: float) -> float:
         async def done() -> tuple[bool, str]:
             self.stack.check_alive()
@@ -149,7 +164,8 @@ async def surge(stack: BenchStack, lines: int, skus: int) -> dict[str, Any]:
     began = time.monotonic()
     await driver.start_lines(orders)
     await driver.until_recorded("surge: lines queued", sku_ids, lines)
-    say("surge: all queued; one receipt per SKU covers them")
+    await driver.until_confirmed("surge: lines confirmed", f"backorder:s{tag}-%", lines)
+    say("surge: all wait, confirmed; one receipt per SKU covers them")
     answered: dict[str, float] = {}
     per_sku = {sku: sum(1 for _, s in orders if s == sku) for sku in sku_ids}
 

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, repr=False)
     """Bearer token sent to the outside services."""
     http_timeout_seconds: float = 10.0
+    worker_cached_workflows: int = Field(default=250, ge=0, le=100_000)
+    """Workflows a worker keeps in memory between their tasks. Each costs about 0.3 MB (the
+    sandbox's own copy of the workflow modules); a line evicted from the cache replays its short
+    history when it next wakes. 250 keeps a worker near 200 MB however many lines wait
+    (README: Performance); raise it on a worker with memory to spare for fewer replays."""
 
     order_system_token: str = Field(default=DEFAULT_ORDER_SYSTEM_TOKEN, repr=False)
     ops_token: str = Field(default=DEFAULT_OPS_TOKEN, repr=False)

@@ -18,7 +18,7 @@ from temporalio.worker import Replayer
 from domain import contract
 from tests.conftest import Stack, backorder, new_id
 from worker.main import workflow_runner
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 
 async def test_histories_of_shipped_cancelled_and_receipt_workflows_replay(stack: Stack) -> None:

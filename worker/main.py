@@ -24,7 +24,7 @@ from domain.policy import load_policy
 from domain.settings import Settings
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("backorders.worker")
 
@@ -84,6 +84,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             ],
             workflow_runner=workflow_runner(),
             max_concurrent_activities=100,
+            max_cached_workflows=settings.worker_cached_workflows,
             # Let running activities finish on Ctrl-C instead of being retried after restart.
             graceful_shutdown_timeout=timedelta(seconds=5),
         )

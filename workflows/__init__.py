@@ -1,22 +1,6 @@
-"""Workflows. They import only temporalio, the standard library and `domain`: no I/O here."""
+"""Workflows. They import only temporalio, the standard library and `domain`: no I/O here.
 
-from workflows.backorder_line import BackorderLineWorkflow
-from workflows.order import ShipCompleteOrderWorkflow
-from workflows.stock import PurchaseOrderWorkflow, ReceiptWorkflow, SkuUpdateWorkflow
-
-WORKFLOWS = [
-    BackorderLineWorkflow,
-    ReceiptWorkflow,
-    SkuUpdateWorkflow,
-    PurchaseOrderWorkflow,
-    ShipCompleteOrderWorkflow,
-]
-
-__all__ = [
-    "WORKFLOWS",
-    "BackorderLineWorkflow",
-    "PurchaseOrderWorkflow",
-    "ReceiptWorkflow",
-    "ShipCompleteOrderWorkflow",
-    "SkuUpdateWorkflow",
-]
+This file imports nothing on purpose: the worker's sandbox imports a workflow's module afresh
+for every workflow run, package first, so each run of a line pays only for the modules it uses.
+The list of workflows is `workflows.registry.WORKFLOWS`.
+"""
