@@ -174,6 +174,7 @@ def report(results: dict[str, Any]) -> None:
             *(f"arrival {n}" for n in (1, 10, 100)),
             "queue one more",
             "all ETAs",
+            "metrics",
         ):
             detail.add_column(column, justify="right")
         for size in sizes:
@@ -182,6 +183,7 @@ def report(results: dict[str, Any]) -> None:
                 *(str(size[f"arrival_{n}_ms"]) for n in (1, 10, 100)),
                 str(size["queue_one_more_ms"]),
                 str(size["refresh_all_etas_ms"]),
+                str(size["metrics_scrape_ms"]),
             )
         console.print(detail)
     if "surge" in results:

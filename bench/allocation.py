@@ -1,11 +1,12 @@
 """Allocation in the store alone: one arrival split over a SKU's queue of 1k, 10k, 100k lines.
 
 No Temporal here: this is the transaction a receipt's workflow runs (`stock.record_receipt`),
-timed on SQLite and on PostgreSQL. The queue is loaded with one bulk insert; then arrivals of
-1, 10 and 100 units (one unit per line) each allocate that many lines, five times per size,
-and the median is reported. Beside it, the cost of queueing one more line at the back
-(`stock.record_line`, which dates the line from the lines ahead of it) and of recomputing every
-waiting line's ETA (`supply.refresh_etas`, after a purchase order changes).
+timed on SQLite and on PostgreSQL. The queue is loaded with one bulk insert, behind a purchase
+order that covers it; then arrivals of 1, 10 and 100 units (one unit per line) each allocate
+that many lines, five times per size, and the median is reported. Beside it, the cost of
+queueing one more line at the back (`stock.record_line`, which dates the line from the lines
+ahead of it) and of recomputing every waiting line's ETA (`supply.refresh_etas`, after a
+purchase order changes), and of one metrics scrape (`store.metrics.collect`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,15 @@ from sqlalchemy import insert
 from bench.scenarios import line_body
 from bench.stack import say
 from domain.line import LineInput
-from domain.models import BackorderRequest, ReceiptInput, ReceiptRequest
+from domain.models import (
+    BackorderRequest,
+    PurchaseOrderInput,
+    PurchaseOrderRequest,
+    ReceiptInput,
+    ReceiptRequest,
+)
 from domain.policy import DEFAULT_POLICY
-from store import stock, supply
+from store import metrics, stock, supply
 from store.db import Database
 from store.tables import LineRow, SkuRow
 
@@ -67,11 +74,16 @@ def _request(order_id: str, sku: str, ordered_at: datetime) -> BackorderRequest:
 
 
 def load_queue(db: Database, sku: str, lines: int) -> None:
-    """The SKU and `lines` waiting lines of one unit each, inserted in bulk."""
+    """The SKU, a purchase order covering twice its queue (so that every line has a date to
+    compute), and `lines` waiting lines of one unit each, inserted in bulk."""
     start = datetime.now(UTC) - timedelta(days=1)
     request_json = _request("template", sku, start).model_dump_json()
     with db.transaction() as session:
         session.add(SkuRow(sku=sku, name=f"Product {sku}"))
+    order = PurchaseOrderRequest(sku=sku, quantity=2 * lines, expected_at=start + timedelta(days=9))
+    supply.apply_purchase_order(
+        db, PurchaseOrderInput(supplier_id="acme", po_id="po-1", order=order)
+    )
     rows: list[dict[str, Any]] = []
     for index in range(lines):
         ordered_at = start + timedelta(milliseconds=index)
@@ -143,6 +155,8 @@ def measure(db: Database, waiting: int) -> dict[str, Any]:
     result["refresh_all_etas_ms"] = median_ms(
         [timed(partial(supply.refresh_etas, db, sku, RECEIVING)) for _ in range(3)]
     )
+    # Not allocation, but it grows with the same queue: what one metrics scrape costs.
+    result["metrics_scrape_ms"] = median_ms([timed(partial(metrics.collect, db)) for _ in range(3)])
     return result
 
 

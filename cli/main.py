@@ -244,6 +244,7 @@ def check_server_settings(settings: Settings) -> None:
     """Settings only the stack uses, refused before anything starts (ValueError naming the
     variable). Imported here, like the stack, to keep the ops commands quick to start."""
     from api.codec_server import cors_origins
+    from client.backorders import temporal_tls
     from domain.codec import key_ring
     from simulators.app import faults_from_env
 
@@ -252,6 +253,7 @@ def check_server_settings(settings: Settings) -> None:
     faults_from_env()
     key_ring(settings)
     cors_origins(settings)
+    temporal_tls(settings)
 
 
 def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -38,7 +40,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from domain import contract
 from domain.codec import data_converter
@@ -113,14 +115,93 @@ class StartResult:
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A Temporal client with the data converter every process of the service must share
-    (payloads encrypted when `BACKORDERS_CODEC_KEYS` is set). Workers pass the runtime that
-    serves the SDK's metrics (`worker.main.sdk_runtime`)."""
-    return await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        runtime=runtime,
+    (payloads encrypted when `BACKORDERS_CODEC_KEYS` is set), over TLS and with an API key when
+    configured (`temporal_tls`). Workers pass the runtime that serves the SDK's metrics
+    (`worker.main.sdk_runtime`).
+
+    ValueError naming the variable for a TLS setting that cannot be used; RuntimeError saying
+    what was tried when the server cannot be reached or the TLS handshake fails."""
+    tls = temporal_tls(settings)
+    try:
+        return await Client.connect(
+            settings.temporal_target,
+            namespace=settings.temporal_namespace,
+            # The SDK sends an API key as given, so an empty one would be an empty bearer token.
+            api_key=settings.temporal_api_key or None,
+            tls=tls,
+            data_converter=data_converter(settings),
+            runtime=runtime,
+        )
+    except RuntimeError as exc:
+        # The SDK names what failed (a certificate, a closed connection) but not how it dialled:
+        # a TLS mismatch with the server reads as a garbled message or a dropped connection.
+        raise RuntimeError(
+            f"cannot connect to Temporal at {settings.temporal_target} {_how(settings, tls)}: {exc}"
+        ) from exc
+
+
+def _how(settings: Settings, tls: TLSConfig | bool) -> str:
+    """How `connect` dials, for its errors: never a key or a file's content."""
+    if tls is False:
+        return "without TLS"
+    trust = "BACKORDERS_TEMPORAL_TLS_CA_FILE" if settings.temporal_tls_ca_file else "system CAs"
+    details = [f"trusting {trust}"]
+    if settings.temporal_tls_server_name:
+        details.append(f"server name {settings.temporal_tls_server_name}")
+    if settings.temporal_tls_cert_file:
+        details.append("client certificate")
+    if settings.temporal_api_key:
+        details.append("API key")
+    return f"over TLS ({', '.join(details)})"
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """`Client.connect`'s `tls`: False for a plain connection, True for TLS verified against
+    the system's CA bundle, a TLSConfig once a CA, a client certificate or a server name is
+    set. Any of those, or an API key, turns TLS on: Temporal Cloud takes keys over TLS only,
+    and a certificate sent in clear would be a configuration mistake, not a wish.
+
+    The files are read here, on every connect, so that renewed certificates are picked up by
+    a restart. ValueError naming the variable for a file missing, unreadable or not PEM, and
+    for a client certificate without its key (or the reverse)."""
+    cert_file, key_file = settings.temporal_tls_cert_file, settings.temporal_tls_key_file
+    if (cert_file is None) != (key_file is None):
+        given, missing = (
+            ("BACKORDERS_TEMPORAL_TLS_CERT_FILE", "BACKORDERS_TEMPORAL_TLS_KEY_FILE")
+            if key_file is None
+            else ("BACKORDERS_TEMPORAL_TLS_KEY_FILE", "BACKORDERS_TEMPORAL_TLS_CERT_FILE")
+        )
+        raise ValueError(
+            f"{given} is set but {missing} is not: mutual TLS needs the client certificate "
+            "and its private key"
+        )
+    config = TLSConfig(
+        server_root_ca_cert=_pem("BACKORDERS_TEMPORAL_TLS_CA_FILE", settings.temporal_tls_ca_file),
+        domain=settings.temporal_tls_server_name or None,
+        client_cert=_pem("BACKORDERS_TEMPORAL_TLS_CERT_FILE", cert_file),
+        client_private_key=_pem("BACKORDERS_TEMPORAL_TLS_KEY_FILE", key_file, "PRIVATE KEY"),
     )
+    if config != TLSConfig():
+        return config
+    return settings.temporal_tls or bool(settings.temporal_api_key)
+
+
+def _pem(variable: str, path: Path | None, label: str = "CERTIFICATE") -> bytes | None:
+    """The PEM file `path` holding a `label` block, or None when unset. Checked here because
+    the SDK silently ignores a CA file without a certificate and calls a bad key only a
+    `PrivateKeyParseError`. Messages never quote the file: it may be a private key."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{variable}: {path} not found") from None
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    # Keys come as `PRIVATE KEY` (PKCS#8) or as `RSA PRIVATE KEY` / `EC PRIVATE KEY`.
+    if not re.search(rf"-----BEGIN ([A-Z]+ )?{label}-----".encode(), data):
+        raise ValueError(f"{variable}: {path} holds no PEM {label.lower()} (-----BEGIN {label})")
+    return data
 
 
 async def _within(outcome: Awaitable[T], wait: timedelta | None) -> T | None:

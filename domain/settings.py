@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain import contract
@@ -32,6 +32,22 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     """`host:port` of the Temporal frontend; defaults to 127.0.0.1 and `temporal_port`."""
     temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    """Connect to Temporal over TLS, verifying the server against the system's CA bundle. Any
+    other `temporal_tls_*` setting or an API key turns TLS on by itself. Production does not
+    require it: a cluster reached only over a private network may run without TLS."""
+    temporal_tls_ca_file: Path | None = None
+    """PEM file of the CA that signed the Temporal server's certificate (a private CA), in
+    place of the system's bundle."""
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    """PEM files of the client certificate and its private key, for a cluster that requires
+    mutual TLS (Temporal Cloud's mTLS namespaces): both or neither."""
+    temporal_tls_server_name: str | None = None
+    """Name sent as SNI and verified in the server's certificate, when it differs from the
+    address's host (an IP address, a load balancer's name)."""
+    temporal_api_key: str = Field(default="", repr=False)
+    """Temporal Cloud API key, sent as a bearer token; always over TLS."""
     ui_port: int = 8233
     simulator_port: int = 8010
     public_url: str | None = None
@@ -79,6 +95,22 @@ class Settings(BaseSettings):
     """`host:port` where each worker serves the Temporal SDK's own metrics (Prometheus text at
     `/metrics`: task slots, poll and schedule-to-start latencies, workflow and activity
     outcomes); empty to serve none. Containers bind `0.0.0.0:9464`."""
+
+    @field_validator(
+        "temporal_tls",
+        "temporal_tls_ca_file",
+        "temporal_tls_cert_file",
+        "temporal_tls_key_file",
+        "temporal_tls_server_name",
+        mode="before",
+    )
+    @classmethod
+    def _empty_means_unset(cls, value: object, info: ValidationInfo) -> object:
+        """docker-compose passes an unset variable as an empty string, which would otherwise
+        be the path `.` or an invalid boolean."""
+        if value == "" and info.field_name is not None:
+            return cls.model_fields[info.field_name].default
+        return value
 
     @property
     def sdk_metrics_bind(self) -> tuple[str, int] | None:

@@ -20,6 +20,7 @@ from activities.signals import Signaller
 from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
 from client import connect
+from client.backorders import temporal_tls
 from domain.policy import load_policy
 from domain.settings import Settings
 from store.db import Database, open_store
@@ -109,8 +110,15 @@ async def run_worker(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
     try:
-        asyncio.run(run_worker(Settings()))
+        # Settings refused before anything starts, in one line naming the variable.
+        settings.require_production_ready()
+        temporal_tls(settings)
+    except ValueError as exc:
+        raise SystemExit(f"worker: {exc}") from None
+    try:
+        asyncio.run(run_worker(settings))
     except StoreSchemaError as exc:
         # What to run, in one line, rather than a traceback.
         raise SystemExit(f"worker: {exc}") from None
