@@ -114,6 +114,9 @@ def load_queue(db: Database, sku: str, lines: int) -> None:
             with db.transaction() as session:
                 session.connection().execute(insert(LineRow), rows)
             rows = []
+    # Fresh statistics, as autovacuum (PostgreSQL) keeps them for a table that grew gradually.
+    with db.transaction() as session:
+        session.connection().exec_driver_sql("ANALYZE")
 
 
 def timed(work: Callable[[], object]) -> float:

@@ -13,11 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, asc, exists, func, true, tuple_
+from sqlalchemy import and_, asc, exists, func, text, true, tuple_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from store.tables import LineRow, PurchaseOrderRow, as_utc
+
+WAITING = text("lines.waiting")
+"""The queue's condition, written as the partial index `ix_lines_queue` states it: PostgreSQL
+and SQLite use a partial index only when they can see that the query's condition implies the
+index's, and neither sees it for `waiting IS true` (nor SQLite for `waiting = 1`): with those,
+reading the head of a 100,000-line queue sorted the whole queue (70 ms) instead of reading 200
+index entries (0.1 ms)."""
 
 QUEUE_ORDER = ("priority", "ship_by", "ordered_at", "key")
 """The columns of `LineRow` that order a queue (the partial index `ix_lines_queue`)."""
@@ -34,7 +41,7 @@ def waiting_lines(
     """The SKU's queue: waiting lines in allocation order (`dated_only`: those with an ETA)."""
     query = (
         select(LineRow)
-        .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
+        .where(LineRow.sku == sku, WAITING)
         .where(col(LineRow.eta).is_not(None) if dated_only else true())
         .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
         .limit(limit)
@@ -91,13 +98,12 @@ def place_in_queue(session: Session, line: LineRow, receiving: timedelta) -> Que
     if not orders:
         # Nothing inbound: no date for this line, and none before or after for those behind.
         return QueuePlace(eta=None, lines_behind=False)
-    other = aliased(LineRow)
-    me = aliased(LineRow)
+    other = aliased(LineRow, name="other")
+    me = aliased(LineRow, name="me")
     mine = tuple_(*(getattr(me, column) for column in QUEUE_ORDER))
     theirs = tuple_(*(getattr(other, column) for column in QUEUE_ORDER))
-    same_queue = and_(
-        col(other.sku) == line.sku, col(other.waiting).is_(True), col(me.key) == line.key
-    )
+    # `other.waiting` as the partial index states it (see WAITING).
+    same_queue = and_(col(other.sku) == line.sku, text("other.waiting"), col(me.key) == line.key)
     needed = other.quantity - other.allocated_quantity + other.released_quantity
     ahead = session.exec(
         select(func.coalesce(func.sum(needed), 0)).where(same_queue, theirs < mine)
