@@ -20,7 +20,6 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from api.app import create_app
 from api.codec_server import create_codec_app
@@ -29,7 +28,7 @@ from domain import contract
 from domain.settings import Settings
 from simulators.app import create_app as create_simulators
 from store.db import Database
-from worker.main import sdk_runtime, worker_for
+from worker.main import Workers, sdk_runtime, worker_for
 
 TEMPORAL_STORAGE_FLAGS = [
     "--sqlite-pragma",
@@ -195,7 +194,7 @@ class Services:
     simulators: RunningServer | None = None
     api: RunningServer | None = None
     codec: RunningServer | None = None
-    worker: Worker | None = None
+    worker: Workers | None = None
     worker_task: asyncio.Task[None] | None = None
     _worker_context: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 

@@ -247,6 +247,7 @@ class BackorderClient:
         *,
         workflow_id: str,
         request_hash: str,
+        task_queue: str | None = None,
         **options: Any,
     ) -> StartResult:
         """Start a workflow whose id is the request's identity: a repeat of the same body is
@@ -256,7 +257,7 @@ class BackorderClient:
                 workflow,
                 payload,
                 id=workflow_id,
-                task_queue=self.task_queue,
+                task_queue=task_queue or self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 memo={contract.MEMO_REQUEST_HASH: request_hash},
@@ -421,6 +422,7 @@ class BackorderClient:
             ReceiptInput(supplier_id=supplier_id, receipt=receipt, request_hash=request_hash),
             workflow_id=contract.receipt_workflow_id(supplier_id, receipt.receipt_id),
             request_hash=request_hash,
+            task_queue=contract.stock_task_queue(self.task_queue),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(contract.SA_SKU, receipt.sku),
@@ -441,7 +443,7 @@ class BackorderClient:
                 workflow,
                 payload,
                 id=workflow_id,
-                task_queue=self.task_queue,
+                task_queue=contract.stock_task_queue(self.task_queue),
                 result_type=result_type,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

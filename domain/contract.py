@@ -15,6 +15,14 @@ from temporalio.common import (
 TASK_QUEUE = "backorders"
 """Default task queue; `BACKORDERS_TASK_QUEUE` overrides it (tests give each stack its own)."""
 
+
+def stock_task_queue(task_queue: str) -> str:
+    """The task queue of receipts, catalog updates and purchase orders, beside the lines' own:
+    a receipt that wakes a thousand lines must not wait behind their tasks to wake the next
+    thousand (README: Performance)."""
+    return f"{task_queue}-stock"
+
+
 # Workflow type names, fixed so that renaming a Python class never orphans running workflows.
 BACKORDER_LINE_WORKFLOW = "BackorderLineWorkflow"
 RECEIPT_WORKFLOW = "ReceiptWorkflow"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -21,6 +23,7 @@ from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
 from client import connect
 from client.backorders import temporal_tls
+from domain import contract
 from domain.policy import load_policy
 from domain.settings import Settings
 from store.db import Database, open_store
@@ -48,9 +51,26 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
+@dataclass
+class Workers:
+    """One worker per task queue, run and stopped together: the lines' queue, and the stock
+    queue of receipts and catalog and purchase-order updates (`contract.stock_task_queue`).
+    Both register every workflow and activity, so a stock workflow started on the lines' queue
+    by an earlier release still finishes."""
+
+    lines: Worker
+    stock: Worker
+
+    async def run(self) -> None:
+        await asyncio.gather(self.lines.run(), self.stock.run())
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(self.lines.shutdown(), self.stock.shutdown())
+
+
 @asynccontextmanager
-async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncIterator[Worker]:
-    """A configured worker and the HTTP client its activities use, closed together."""
+async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncIterator[Workers]:
+    """The configured workers and the HTTP client their activities use, closed together."""
     timeout = httpx.Timeout(settings.http_timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout) as http:
         policy = load_policy(settings.policy_file)
@@ -59,35 +79,44 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         signaller = Signaller(client)
         supply = SupplyActivities(db, client, policy)
         orders = OrderActivities(client, settings.task_queue)
-        yield Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=WORKFLOWS,
-            activities=[
-                store.record_line,
-                store.release_line,
-                store.record_receipt,
-                store.apply_sku,
-                store.record_outreach,
-                store.substitute_line,
-                store.find_substitutes,
-                services.grant_offer,
-                services.alert_subscribers,
-                services.create_shipment,
-                services.refund,
-                services.send_message,
-                signaller.signal_allocations,
-                supply.apply_purchase_order,
-                supply.refresh_etas,
-                orders.join_order,
-                orders.withdraw_from_order,
-                services.create_order_shipment,
-            ],
-            workflow_runner=workflow_runner(),
-            max_concurrent_activities=100,
-            max_cached_workflows=settings.worker_cached_workflows,
-            # Let running activities finish on Ctrl-C instead of being retried after restart.
-            graceful_shutdown_timeout=timedelta(seconds=5),
+        activities: list[Callable[..., Any]] = [
+            store.record_line,
+            store.release_line,
+            store.record_receipt,
+            store.apply_sku,
+            store.record_outreach,
+            store.substitute_line,
+            store.find_substitutes,
+            services.grant_offer,
+            services.alert_subscribers,
+            services.create_shipment,
+            services.refund,
+            services.send_message,
+            signaller.signal_allocations,
+            supply.apply_purchase_order,
+            supply.refresh_etas,
+            orders.join_order,
+            orders.withdraw_from_order,
+            services.create_order_shipment,
+        ]
+
+        def worker(task_queue: str, cached: int, activity_slots: int) -> Worker:
+            return Worker(
+                client,
+                task_queue=task_queue,
+                workflows=WORKFLOWS,
+                activities=activities,
+                workflow_runner=workflow_runner(),
+                max_concurrent_activities=activity_slots,
+                max_cached_workflows=cached,
+                # Let running activities finish on Ctrl-C instead of being retried after restart.
+                graceful_shutdown_timeout=timedelta(seconds=5),
+            )
+
+        yield Workers(
+            lines=worker(settings.task_queue, settings.worker_cached_workflows, 100),
+            # Few and short-lived workflows; their fan-outs are the long activities.
+            stock=worker(contract.stock_task_queue(settings.task_queue), 20, 20),
         )
 
 
@@ -102,7 +131,10 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings, runtime=sdk_runtime(settings))
     async with worker_for(client, settings, db) as worker:
         log.info(
-            "worker polling task queue %r at %s", settings.task_queue, settings.temporal_target
+            "worker polling task queues %r and %r at %s",
+            settings.task_queue,
+            contract.stock_task_queue(settings.task_queue),
+            settings.temporal_target,
         )
         await worker.run()
     db.dispose()
