@@ -75,7 +75,7 @@ async def costed(
 
 async def run_stack(args: argparse.Namespace, folder: Path, results: dict[str, Any]) -> None:
     stack = await BenchStack.start(folder / "stack", args.store)
-    say(f"stack up in {folder / 'stack'} (Temporal dev server, worker, API + simulators)")
+    say(f"stack up in {folder / 'stack'} (Temporal dev server, worker, API, simulators)")
     try:
         if "surge" in args.only:
             # The floor brackets the surge: the server's file grows as the run goes on.

@@ -1,5 +1,6 @@
-"""The stack a benchmark runs on: the Temporal dev server, the worker, the API with the
-simulators, and the floor's worker, each a process of its own, with state in a temporary folder."""
+"""The stack a benchmark runs on: the Temporal dev server, the worker, the API, the simulators
+and the floor's worker, each a process of its own as in production, with state in a temporary
+folder."""
 
 from __future__ import annotations
 
@@ -86,9 +87,11 @@ class BenchStack:
         )
         stack = cls(root, settings, server, client, db, api)
         stack.spawn("worker", "-m", "worker.main")
-        stack.spawn("api", "-m", "bench.serve")
+        stack.spawn("api", "-m", "api.app")
+        stack.spawn("simulators", "-m", "cli.main", "simulators")
         stack.spawn("floor", "-m", "bench.floor", settings.temporal_target, FLOOR_QUEUE)
         await until("the API to answer", stack._api_answers, within=60)
+        await until("the simulators to answer", stack._simulators_answer, within=60)
         await until("the store to exist", stack._store_exists, within=60)
         return stack
 
@@ -128,6 +131,15 @@ class BenchStack:
         except httpx.HTTPError as exc:
             return False, repr(exc)
         return response.status_code == 200, f"/healthz {response.status_code}"
+
+    async def _simulators_answer(self) -> tuple[bool, str]:
+        self.check_alive()
+        url = f"http://127.0.0.1:{self.settings.simulator_port}/notifications/requests"
+        try:
+            response = await self.api.get(url)
+        except httpx.HTTPError as exc:
+            return False, repr(exc)
+        return response.status_code < 500, f"simulators {response.status_code}"
 
     async def _store_exists(self) -> tuple[bool, str]:
         try:

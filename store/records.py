@@ -207,9 +207,9 @@ def get_line_status(db: Database, line_key: str) -> LineStatus | None:
 
 
 def line_request_hash(db: Database, line_key: str) -> str | None:
+    # One column, not the row: every start asks, and a row carries the whole request.
     with db.reading() as session:
-        line = session.get(LineRow, line_key)
-        return line.request_hash if line else None
+        return session.exec(select(LineRow.request_hash).where(LineRow.key == line_key)).first()
 
 
 def list_lines(
@@ -251,7 +251,9 @@ def get_sku(db: Database, sku: str) -> SkuRow | None:
 
 
 def sku_exists(db: Database, sku: str) -> bool:
-    return get_sku(db, sku) is not None
+    # Asked before every start: a key lookup, without loading the catalog row.
+    with db.reading() as session:
+        return session.exec(select(SkuRow.sku).where(SkuRow.sku == sku)).first() is not None
 
 
 def known_skus(db: Database, skus: list[str]) -> set[str]:
