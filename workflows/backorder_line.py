@@ -183,7 +183,11 @@ class BackorderLineWorkflow:
         recorded = await self._record()
         if self._with_order:
             await self._join_order()
-        if self._held() + self._shipped < line.request.quantity:
+        # Local-first runs decide from the recorded result alone: a retried workflow task may
+        # bring an allocation signal the lost attempt did not see, and must still send (and so
+        # record) the confirmation that attempt may already have sent.
+        short = recorded.allocated_quantity if self._local else self._held() + self._shipped
+        if short < line.request.quantity:
             # Where the line stands in the queue against inbound supply: its first ETA.
             if self._local:
                 # The store dated the line as it queued it; only lines it went ahead of (an
@@ -529,6 +533,9 @@ class BackorderLineWorkflow:
             start_to_close=SERVICE_TIMEOUT,
             retry=RETRY,
             summary=f"ship {quantity} x {self._line.request.sku}",
+            # The quantity comes from allocation signals: a retried task that saw one more would
+            # ask the carrier for another quantity under the same shipment key.
+            local=False,
         )
         self._shipments.append(shipment)
         self._shipped += shipment.quantity
@@ -623,9 +630,10 @@ class BackorderLineWorkflow:
 
         Local activities that follow one another run inside one workflow task; if the worker
         dies before the task completes, they all run again. That is safe for keyed effects
-        (a message, a shipment, a refund, a grant: a repeat returns the first result) whose
-        input the history alone decides (nothing from `workflow.now()`, which a new attempt
-        of the task moves), and for reads. Calls that report the line as the store sees it
+        (a message, a refund, a grant: a repeat returns the first result) whose input, and the
+        decision to make it, the history before the task alone decides (nothing from
+        `workflow.now()`, which a new attempt of the task moves, nor from signals, which a new
+        attempt may bring more of), and for reads. Calls that report the line as the store sees it
         now (`local=False`: queueing it, order membership, a substitution) would, run again,
         report what the later lost steps already did; they stay regular activities, whose
         results are recorded at once.
