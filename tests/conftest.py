@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import psycopg
@@ -119,6 +119,15 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+def missing(part: str, reason: str) -> NoReturn:
+    """A part a test needs is not here: a failure in CI, a skip (with the reason printed) on a
+    developer's machine."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI requires {part})", pytrace=False)
+    print(f"\nSKIPPING tests that need {part}: {reason}")
+    pytest.skip(reason)
+
+
 def _postgres_database() -> tuple[str, Callable[[], None]]:
     """A fresh database for this session, and how to drop it."""
     name = f"backorders_test_{uuid.uuid4().hex[:10]}"
@@ -126,11 +135,7 @@ def _postgres_database() -> tuple[str, Callable[[], None]]:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}".strip()
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI requires PostgreSQL)", pytrace=False)
-        print(f"\nSKIPPING PostgreSQL tests: {reason}")
-        pytest.skip(reason)
+        missing("PostgreSQL", f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}".strip())
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
 
     def drop() -> None:

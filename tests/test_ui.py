@@ -16,7 +16,6 @@ the test is skipped with the reason printed.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import tempfile
@@ -34,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import temporal_binary
 from domain import contract
-from tests.conftest import Stack, backorder, free_port, new_id, running_stack
+from tests.conftest import Stack, backorder, free_port, missing, new_id, running_stack
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -62,11 +61,7 @@ def chromium() -> str:
     """The browser, or a skip (developer machine) / failure (CI) saying why there is none."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        reason = "chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI requires it for the Temporal UI test", pytrace=False)
-        print(f"\nSKIPPING the Temporal UI test: {reason}")
-        pytest.skip(reason)
+        missing("Chromium", "chromium is not installed (apt-get install chromium)")
     return found
 
 
