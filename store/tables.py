@@ -91,6 +91,9 @@ class LineRow(SQLModel, table=True):
     cancel_reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    cancelled_by: str | None = Field(default=None, max_length=32)
+    """Who cancelled the line, from the credential that asked (`customer`, `order_system`,
+    `ops`) or `policy` for a cancel at one of the line's own deadlines; never from a body."""
 
     @property
     def held_quantity(self) -> int:
@@ -221,3 +224,18 @@ class SubscriptionRow(SQLModel, table=True):
     """`active`, then `notified` (once) or `cancelled`."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     notified_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A request sent with an `Idempotency-Key` header, and the answer it was given: the same
+    key with the same body is answered the same again; with another body it is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: str = Field(primary_key=True, max_length=200)
+    """Who asked and what: the caller's identity, the method and the path."""
+    key: str = Field(primary_key=True, max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    response_json: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
