@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from domain.line import MessageInput
+from domain.line.effects import ShipmentRecord
+from domain.line.messages import MessageInput, MessageKind
 from domain.links import LinkAction
-from domain.models import MessageKind, ShipmentRecord
 
 Urls = Mapping[tuple[LinkAction, str | None], str]
 """Signed URLs by (action, offer id), made by the activity for this message's links."""

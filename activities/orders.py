@@ -8,8 +8,14 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 
-from domain import contract
-from domain.line import JoinOrder, Withdraw
+from domain.contract.orders import (
+    JOIN_ORDER,
+    ORDER_WORKFLOW,
+    WITHDRAW,
+    WITHDRAW_FROM_ORDER,
+    order_workflow_id,
+)
+from domain.orders import JoinOrder, Withdraw
 
 
 class OrderActivities:
@@ -17,13 +23,13 @@ class OrderActivities:
         self.client = client
         self.task_queue = task_queue
 
-    @activity.defn(name=contract.ACTIVITY_JOIN_ORDER)
+    @activity.defn(name=JOIN_ORDER.name)
     async def join_order(self, join: JoinOrder) -> None:
         order = join.order
         await self.client.start_workflow(
-            contract.ORDER_WORKFLOW,
+            ORDER_WORKFLOW.name,
             order,
-            id=contract.order_workflow_id(order.order_id),
+            id=order_workflow_id(order.order_id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal="line_joined",
@@ -32,14 +38,12 @@ class OrderActivities:
             f"{len(order.line_ids)} backordered lines, {len(order.in_stock_lines)} in stock",
         )
 
-    @activity.defn(name=contract.ACTIVITY_WITHDRAW_FROM_ORDER)
+    @activity.defn(name=WITHDRAW_FROM_ORDER.name)
     async def withdraw_from_order(self, withdraw: Withdraw) -> bool:
         """True when the line left the order; False when the order already shipped it."""
-        handle = self.client.get_workflow_handle(contract.order_workflow_id(withdraw.order_id))
+        handle = self.client.get_workflow_handle(order_workflow_id(withdraw.order_id))
         try:
-            withdrawn: bool = await handle.execute_update(
-                contract.UPDATE_WITHDRAW, withdraw, result_type=bool
-            )
+            withdrawn: bool = await handle.execute_update(WITHDRAW.name, withdraw, result_type=bool)
         except WorkflowUpdateFailedError:
             return False
         return withdrawn

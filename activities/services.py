@@ -19,19 +19,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.messages import render
+from config.settings import Settings
 from domain import contract
-from domain.line import LinkSpec, MessageInput, OfferGrant, OrderShipmentInput
+from domain.contract.lines import CREATE_SHIPMENT, GRANT_OFFER, REFUND, SEND_MESSAGE
+from domain.contract.orders import CREATE_ORDER_SHIPMENT, order_workflow_id
+from domain.contract.stock import ALERT_SUBSCRIBERS
+from domain.line.choices import OfferGrant
+from domain.line.effects import RefundInput, RefundRecord, ShipmentInput, ShipmentRecord
+from domain.line.messages import LinkSpec, MessageInput, MessageKind, MessageRecord
 from domain.links import LinkClaims, sign
-from domain.models import (
-    MessageKind,
-    MessageRecord,
-    RefundInput,
-    RefundRecord,
-    ShipmentInput,
-    ShipmentRecord,
-)
+from domain.orders import OrderShipmentInput
 from domain.policy import OfferKind
-from domain.settings import Settings
 from store import records
 from store.db import Database
 from store.tables import MessageRow, RefundRow, ShipmentRow
@@ -100,7 +98,7 @@ class OutsideServices:
         )
         return f"{self.settings.link_base}/v1/links/{sign(self.settings.signing_key, claims)}"
 
-    @activity.defn(name=contract.ACTIVITY_CREATE_SHIPMENT)
+    @activity.defn(name=CREATE_SHIPMENT.name)
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
         key = shipment_key(shipment.line_key, shipment.sequence)
         done = await asyncio.to_thread(records.find_shipment, self.db, key)
@@ -146,16 +144,16 @@ class OutsideServices:
             },
         )
 
-    @activity.defn(name=contract.ACTIVITY_CREATE_ORDER_SHIPMENT)
+    @activity.defn(name=CREATE_ORDER_SHIPMENT.name)
     async def create_order_shipment(self, order: OrderShipmentInput) -> ShipmentRecord:
         """One shipment, one tracking number, for every line of a ship-complete order."""
-        key = f"{contract.order_workflow_id(order.order_id)}:shipment"
+        key = f"{order_workflow_id(order.order_id)}:shipment"
         answer = await self._post(
             "carrier",
             "/shipments",
             idempotency_key=key,
             body={
-                "reference": contract.order_workflow_id(order.order_id),
+                "reference": order_workflow_id(order.order_id),
                 "order_id": order.order_id,
                 "items": [item.model_dump() for item in order.items],
                 "quantity": sum(item.quantity for item in order.items),
@@ -172,7 +170,7 @@ class OutsideServices:
             created_at=datetime.now(UTC),
         )
 
-    @activity.defn(name=contract.ACTIVITY_REFUND)
+    @activity.defn(name=REFUND.name)
     async def refund(self, refund: RefundInput) -> RefundRecord:
         key = refund_key(refund.line_key, refund.event)
         done = await asyncio.to_thread(records.find_refund, self.db, key)
@@ -203,7 +201,7 @@ class OutsideServices:
         )
         return await asyncio.to_thread(records.record_refund, self.db, row)
 
-    @activity.defn(name=contract.ACTIVITY_GRANT_OFFER)
+    @activity.defn(name=GRANT_OFFER.name)
     async def grant_offer(self, grant: OfferGrant) -> str:
         """Issue a discount code or loyalty points; returns what to tell the customer."""
         offer = grant.offer
@@ -231,7 +229,7 @@ class OutsideServices:
             return f"{offer.points} loyalty points have been added to your account."
         raise ApplicationError(f"{offer.kind} is not granted by the storefront", non_retryable=True)
 
-    @activity.defn(name=contract.ACTIVITY_ALERT_SUBSCRIBERS)
+    @activity.defn(name=ALERT_SUBSCRIBERS.name)
     async def alert_subscribers(self, sku: str) -> int:
         """One back-in-stock message per active subscription, if the SKU has free stock now."""
         async with heartbeating():
@@ -274,7 +272,7 @@ class OutsideServices:
             await asyncio.to_thread(records.mark_notified, self.db, subscription.id)
         return len(due)
 
-    @activity.defn(name=contract.ACTIVITY_SEND_MESSAGE)
+    @activity.defn(name=SEND_MESSAGE.name)
     async def send_message(self, message: MessageInput) -> MessageRecord:
         key = message_key(message.line_key, message.event_key)
         done = await asyncio.to_thread(records.find_message, self.db, key)

@@ -17,8 +17,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeat import heartbeating
-from domain import contract
-from domain.models import SignalAllocationsInput
+from domain.contract.lines import ALLOCATED
+from domain.contract.stock import SIGNAL_ALLOCATIONS
+from domain.stock import SignalAllocationsInput
 
 MAX_SIGNALS_IN_FLIGHT = 64
 
@@ -47,13 +48,13 @@ class Signaller:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name=contract.ACTIVITY_SIGNAL_ALLOCATIONS)
+    @activity.defn(name=SIGNAL_ALLOCATIONS.name)
     async def signal_allocations(self, batch: SignalAllocationsInput) -> int:
         """Signal every allocated line but the one named to skip; returns how many were sent."""
         targets = [n for n in batch.allocations if n.line_key != batch.skip_line_key]
         async with heartbeating():
             sent = await signal_lines(
-                self.client, contract.SIGNAL_ALLOCATED, [(n.line_key, n) for n in targets]
+                self.client, ALLOCATED.name, [(n.line_key, n) for n in targets]
             )
         activity.logger.info("signalled %d of %d allocations", sent, len(targets))
         return sent

@@ -11,18 +11,24 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
-from domain.line import FindSubstitutes, LineInput, OutreachInput
-from domain.models import (
-    ReceiptInput,
-    RecordLineResult,
-    ReleaseInput,
-    ReleaseResult,
-    SkuInput,
-    StockResult,
+from domain.contract.lines import (
+    FIND_SUBSTITUTES,
+    RECORD_LINE,
+    RECORD_OUTREACH,
+    RELEASE_LINE,
+    SUBSTITUTE_LINE,
+)
+from domain.contract.stock import APPLY_SKU, RECORD_RECEIPT
+from domain.line.choices import (
+    FindSubstitutes,
+    OutreachInput,
     SubstituteInput,
     SubstituteOption,
     SubstituteResult,
 )
+from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
+from domain.line.input import LineInput
+from domain.stock import ReceiptInput, SkuInput, StockResult
 from store import records, stock
 from store.db import Database
 from store.tables import OutreachRow
@@ -56,19 +62,19 @@ class StoreActivities:
         self.receiving = receiving
         """From a purchase order's date to stock on the shelf: part of every ETA."""
 
-    @activity.defn(name=contract.ACTIVITY_RECORD_LINE)
+    @activity.defn(name=RECORD_LINE.name)
     async def record_line(self, line_input: LineInput) -> RecordLineResult:
         return await run_in_store(lambda: stock.record_line(self.db, line_input, self.receiving))
 
-    @activity.defn(name=contract.ACTIVITY_RELEASE_LINE)
+    @activity.defn(name=RELEASE_LINE.name)
     async def release_line(self, release: ReleaseInput) -> ReleaseResult:
         return await run_in_store(lambda: stock.release_line(self.db, release))
 
-    @activity.defn(name=contract.ACTIVITY_RECORD_RECEIPT)
+    @activity.defn(name=RECORD_RECEIPT.name)
     async def record_receipt(self, receipt: ReceiptInput) -> StockResult:
         return await run_in_store(lambda: stock.record_receipt(self.db, receipt))
 
-    @activity.defn(name=contract.ACTIVITY_SUBSTITUTE_LINE)
+    @activity.defn(name=SUBSTITUTE_LINE.name)
     async def substitute_line(self, change: SubstituteInput) -> SubstituteResult:
         try:
             return await run_in_store(lambda: stock.substitute_line(self.db, change))
@@ -77,13 +83,13 @@ class StoreActivities:
                 str(exc), type=contract.ERROR_SUBSTITUTE_REFUSED, non_retryable=True
             ) from exc
 
-    @activity.defn(name=contract.ACTIVITY_FIND_SUBSTITUTES)
+    @activity.defn(name=FIND_SUBSTITUTES.name)
     async def find_substitutes(self, query: FindSubstitutes) -> list[SubstituteOption]:
         return await run_in_store(
             lambda: stock.in_stock_substitutes(self.db, query.sku, query.quantity)
         )
 
-    @activity.defn(name=contract.ACTIVITY_RECORD_OUTREACH)
+    @activity.defn(name=RECORD_OUTREACH.name)
     async def record_outreach(self, task: OutreachInput) -> None:
         row = OutreachRow(
             key=f"{task.line_key}:outreach:{task.rung}",
@@ -95,6 +101,6 @@ class StoreActivities:
         )
         await run_in_store(lambda: records.record_outreach(self.db, row))
 
-    @activity.defn(name=contract.ACTIVITY_APPLY_SKU)
+    @activity.defn(name=APPLY_SKU.name)
     async def apply_sku(self, sku: SkuInput) -> StockResult:
         return await run_in_store(lambda: stock.apply_sku(self.db, sku))

@@ -15,10 +15,11 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from activities.signals import signal_lines
 from activities.store_activities import run_in_store
-from domain import contract
-from domain.line import EtaUpdate
-from domain.models import PurchaseOrderInput, RefreshEtas
+from domain.contract.lines import ETA_CHANGED
+from domain.contract.stock import APPLY_PURCHASE_ORDER, REFRESH_ETAS
+from domain.line.input import EtaUpdate
 from domain.policy import ServicePolicy
+from domain.stock import PurchaseOrderInput, RefreshEtas
 from store import supply
 from store.db import Database
 
@@ -29,14 +30,14 @@ class SupplyActivities:
         self.client = client
         self.receiving = policy.days(policy.receiving_days)
 
-    @activity.defn(name=contract.ACTIVITY_APPLY_PURCHASE_ORDER)
+    @activity.defn(name=APPLY_PURCHASE_ORDER.name)
     async def apply_purchase_order(self, change: PurchaseOrderInput) -> None:
         try:
             await run_in_store(lambda: supply.apply_purchase_order(self.db, change))
         except supply.PurchaseOrderConflictError as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 
-    @activity.defn(name=contract.ACTIVITY_REFRESH_ETAS)
+    @activity.defn(name=REFRESH_ETAS.name)
     async def refresh_etas(self, refresh: RefreshEtas) -> datetime | None:
         """Recompute the SKU's ETAs and signal the lines whose ETA moved; returns the ETA of
         `for_line` (told through this answer, not a signal)."""
@@ -47,7 +48,7 @@ class SupplyActivities:
             told = [c for c in changes if c.line_key != refresh.for_line]
             await signal_lines(
                 self.client,
-                contract.SIGNAL_ETA_CHANGED,
+                ETA_CHANGED.name,
                 [(c.line_key, EtaUpdate(eta=c.eta)) for c in told],
             )
             line = refresh.for_line

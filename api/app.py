@@ -32,26 +32,24 @@ from client import (
     UnknownSkuError,
     connect,
 )
-from domain import contract
-from domain.line import EtaUpdate
+from config.settings import Settings
+from domain.contract.lines import line_key
+from domain.line.effects import CancelRequest
+from domain.line.input import EtaUpdate
+from domain.line.state import LineState
+from domain.line.status import LineStatus
 from domain.links import LinkAction
-from domain.models import (
-    IDENTIFIER_PATTERN,
-    Availability,
+from domain.metrics import Metrics
+from domain.policy import ServicePolicy, load_policy
+from domain.requests import (
     BackorderRequest,
-    CancelRequest,
-    Channel,
-    LineState,
-    LineStatus,
-    Metrics,
     PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
     SubscriptionRequest,
-    canonical_hash,
 )
-from domain.policy import ServicePolicy, load_policy
-from domain.settings import Settings
+from domain.stock import Availability
+from domain.values import IDENTIFIER_PATTERN, Channel, canonical_hash
 from store import metrics, records, supply
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
@@ -188,7 +186,7 @@ def create_app(
         """Start the workflow of one backordered line: 201 new, 200 same body again, 409 clash."""
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
         # The store remembers lines longer than Temporal keeps closed workflows.
-        key = contract.line_key(body.order_id, body.line_id)
+        key = line_key(body.order_id, body.line_id)
         earlier = await in_store(lambda: records.line_request_hash(store(request), key))
         if earlier is None:
             result = await guarded(backorders(request).start(body))
@@ -211,7 +209,7 @@ def create_app(
         order_id: IdPath, line_id: IdPath, request: Request, actor: ActorDep
     ) -> LineStatus:
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
-        key = contract.line_key(order_id, line_id)
+        key = line_key(order_id, line_id)
         status = await in_store(lambda: records.get_line_status(store(request), key))
         if status is None:
             # Accepted but not yet recorded by its workflow: the workflow itself answers.
@@ -452,7 +450,7 @@ def create_app(
         """Tell a waiting line its expected ship date moved (or that none can be given)."""
         allow(actor, Role.OPS)
         await guarded(backorders(request).set_eta(order_id, line_id, body.eta))
-        return {"workflow_id": contract.line_key(order_id, line_id), "eta": body.eta}
+        return {"workflow_id": line_key(order_id, line_id), "eta": body.eta}
 
     @app.get("/v1/outreach", tags=["operations"])
     async def list_outreach(

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from domain.settings import Settings
+from config.settings import Settings
 
 
 class Role(StrEnum):

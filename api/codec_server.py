@@ -28,8 +28,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 
-from domain.codec import KEYS_VARIABLE, CodecError, EncryptionCodec, encryption_codec
-from domain.settings import Settings
+from client.codec import KEYS_VARIABLE, CodecError, EncryptionCodec, encryption_codec
+from config.settings import Settings
 
 log = logging.getLogger("backorders.codec")
 

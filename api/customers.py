@@ -23,9 +23,10 @@ from fastapi.responses import HTMLResponse
 
 from api.auth import OptionalActorDep, Role, allow
 from client import BackorderClient, CancelRefusedError, ChoiceRefusedError, LineNotFoundError
+from config.settings import Settings
 from domain import contract
+from domain.contract.lines import line_key
 from domain.links import LinkAction, LinkClaims, LinkError, verify
-from domain.settings import Settings
 
 router = APIRouter(tags=["customer"])
 
@@ -105,16 +106,16 @@ async def act_on_line(
 ) -> dict[str, Any]:
     """Act on the line named by the path, with a signed link bound to this line, action and
     choice (offer id or substitute SKU), or with an order-system or ops token."""
-    line_key = contract.line_key(order_id, line_id)
+    key = line_key(order_id, line_id)
     if token is not None:
         claims = _claims(request, token)
-        if claims.line != line_key or claims.action is not action or claims.offer != choice:
+        if claims.line != key or claims.action is not action or claims.offer != choice:
             raise HTTPException(403, "This link is for another order line or offer.")
         return await act(request, claims)
     if actor is None:
         raise HTTPException(401, "a signed link (?token=) or a bearer token is required")
     allow(actor, Role.ORDER_SYSTEM, Role.OPS)
-    claims = LinkClaims(line=line_key, action=action, offer=choice, expires=0)
+    claims = LinkClaims(line=key, action=action, offer=choice, expires=0)
     return await act(request, claims, requested_by=actor.role.value)
 
 

@@ -26,15 +26,10 @@ from sqlalchemy import insert
 
 from bench.scenarios import line_body
 from bench.stack import say
-from domain.line import LineInput
-from domain.models import (
-    BackorderRequest,
-    PurchaseOrderInput,
-    PurchaseOrderRequest,
-    ReceiptInput,
-    ReceiptRequest,
-)
+from domain.line.input import LineInput
 from domain.policy import DEFAULT_POLICY
+from domain.requests import BackorderRequest, PurchaseOrderRequest, ReceiptRequest
+from domain.stock import PurchaseOrderInput, ReceiptInput
 from store import metrics, stock, supply
 from store.db import Database
 from store.tables import LineRow, SkuRow

@@ -18,9 +18,9 @@ from temporalio.client import WorkflowHistory
 from bench.floor import FLOOR_SIGNAL, FLOOR_WORKFLOW
 from bench.stack import FLOOR_QUEUE, BenchStack, say, until
 from client import BackorderClient
-from domain import contract
-from domain.models import BackorderRequest
+from domain.contract.lines import ALLOCATED, STATUS, line_key
 from domain.policy import DEFAULT_POLICY
+from domain.requests import BackorderRequest
 
 CONCURRENCY = 50
 """Requests in flight at once, for starts through the API and through the client alike."""
@@ -146,7 +146,7 @@ def first_allocation(history: WorkflowHistory) -> float | None:
         signal = event.workflow_execution_signaled_event_attributes
         if (
             event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            and signal.signal_name == contract.SIGNAL_ALLOCATED
+            and signal.signal_name == ALLOCATED.name
         ):
             return event.event_time.ToDatetime(tzinfo=UTC).timestamp()
     return None
@@ -179,8 +179,8 @@ async def surge(stack: BenchStack, lines: int, skus: int) -> dict[str, Any]:
     )
     seconds = ended - began
     say(f"surge: {lines} lines shipped in {seconds:.1f} s; reading their histories")
-    found = await histories(stack, [contract.backorder_workflow_id(o, "1") for o, _ in orders])
-    sku_of = {contract.backorder_workflow_id(o, "1"): s for o, s in orders}
+    found = await histories(stack, [line_key(o, "1") for o, _ in orders])
+    sku_of = {line_key(o, "1"): s for o, s in orders}
     latencies = []
     for history in found:
         allocated = first_allocation(history)
@@ -323,7 +323,7 @@ async def escalations(stack: BenchStack) -> dict[str, Any]:
         order_id = f"e{tag}-{channel}"
         body = line_body(order_id, sku, tier="vip", channel=channel) | {"unit_price": "180.00"}
         await client.start(BackorderRequest.model_validate(body))
-        ids[channel] = contract.backorder_workflow_id(order_id, "1")
+        ids[channel] = line_key(order_id, "1")
     say("history: five VIP lines escalate on a half-second policy day (up to 2 minutes)")
 
     async def all_done() -> tuple[bool, str]:
@@ -341,7 +341,7 @@ async def escalations(stack: BenchStack) -> dict[str, Any]:
     for channel, workflow_id in ids.items():
         handle = stack.client.get_workflow_handle(workflow_id)
         history = await handle.fetch_history()
-        status = await handle.query(contract.QUERY_STATUS)
+        status = await handle.query(STATUS.name)
         found[channel] = {"events": len(history.events), "ended": status["state"]}
     longest = max(found, key=lambda channel: found[channel]["events"])
     return {"by_channel": found, "longest": {"channel": longest, **found[longest]}}

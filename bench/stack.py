@@ -19,7 +19,7 @@ from sqlalchemy import TextClause, text
 from temporalio.client import Client
 
 from cli.stack import TemporalDevServer
-from domain.settings import Settings
+from config.settings import Settings
 from store.db import Database
 
 FLOOR_QUEUE = "bench-floor"

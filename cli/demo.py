@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from cli.dev import EmbeddedStack, api_url, configure_logging, stop_requested, ui_url
-from domain.settings import Settings
+from config.settings import Settings
 
 T = TypeVar("T")
 

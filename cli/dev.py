@@ -24,8 +24,8 @@ import temporalio.workflow
 from sqlalchemy.engine import make_url
 
 from cli.stack import Services, TemporalDevServer, codec_url
-from domain import settings as defaults
-from domain.settings import Settings
+from config import settings as defaults
+from config.settings import Settings
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
 

@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from cli.ops import Ops, OpsError
-from domain.models import Channel, LineState
+from config.settings import Settings
+from domain.line.state import LineState
 from domain.policy import load_policy
-from domain.settings import Settings
+from domain.values import Channel
 
 DEFAULT_DEMO_LINES = 300
 DEFAULT_DEMO_TIMEOUT = 300.0
@@ -245,7 +246,7 @@ def check_server_settings(settings: Settings) -> None:
     variable). Imported here, like the stack, to keep the ops commands quick to start."""
     from api.codec_server import cors_origins
     from client.backorders import temporal_tls
-    from domain.codec import key_ring
+    from client.codec import key_ring
     from simulators.app import faults_from_env
 
     settings.require_production_ready()

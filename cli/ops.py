@@ -28,7 +28,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from domain.settings import Settings
+from config.settings import Settings
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1

@@ -24,8 +24,8 @@ from temporalio.client import Client
 from api.app import create_app
 from api.codec_server import create_codec_app
 from client import connect
+from config.settings import Settings
 from domain import contract
-from domain.settings import Settings
 from simulators.app import create_app as create_simulators
 from store.db import Database
 from worker.main import Workers, sdk_runtime, worker_for

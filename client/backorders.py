@@ -42,34 +42,41 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from client.codec import data_converter
+from config.settings import Settings
 from domain import contract
-from domain.codec import data_converter
-from domain.line import (
-    AcceptOffer,
-    AgreeToWait,
-    EtaUpdate,
-    LineInput,
-    Offer,
-    TakeSubstitute,
-    line_summary,
+from domain.contract.lines import (
+    ACCEPT_OFFER,
+    AGREE_TO_WAIT,
+    CANCEL,
+    ETA_CHANGED,
+    LINE_WORKFLOW,
+    STATUS,
+    TAKE_SUBSTITUTE,
+    line_key,
 )
-from domain.models import (
-    BackorderRequest,
-    CancelRequest,
-    CancelResult,
-    LineState,
-    LineStatus,
-    PurchaseOrderInput,
-    PurchaseOrderRequest,
-    ReceiptInput,
-    ReceiptRequest,
-    SkuInput,
-    SkuRequest,
-    StockResult,
-    canonical_hash,
+from domain.contract.stock import (
+    PURCHASE_ORDER_WORKFLOW,
+    RECEIPT_WORKFLOW,
+    SKU_UPDATE_WORKFLOW,
+    purchase_order_workflow_id,
+    receipt_workflow_id,
+    sku_update_workflow_id,
 )
+from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
+from domain.line.effects import CancelRequest, CancelResult
+from domain.line.input import EtaUpdate, LineInput, line_summary
+from domain.line.state import LineState
+from domain.line.status import LineStatus
 from domain.policy import DEFAULT_POLICY, ServicePolicy
-from domain.settings import Settings
+from domain.requests import (
+    BackorderRequest,
+    PurchaseOrderRequest,
+    ReceiptRequest,
+    SkuRequest,
+)
+from domain.stock import PurchaseOrderInput, ReceiptInput, SkuInput, StockResult
+from domain.values import canonical_hash
 
 T = TypeVar("T")
 
@@ -281,9 +288,9 @@ class BackorderClient:
         request_hash = canonical_hash(request)
         policy = self.policy.for_channel(request.channel)
         ship_by = request.ship_by or policy.ship_by(request.ordered_at)
-        workflow_id = contract.backorder_workflow_id(request.order_id, request.line_id)
+        workflow_id = line_key(request.order_id, request.line_id)
         return await self._start_once(
-            contract.BACKORDER_LINE_WORKFLOW,
+            LINE_WORKFLOW.name,
             LineInput(request=request, ship_by=ship_by, request_hash=request_hash, policy=policy),
             workflow_id=workflow_id,
             request_hash=request_hash,
@@ -302,13 +309,13 @@ class BackorderClient:
         )
 
     def _line(self, order_id: str, line_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(contract.backorder_workflow_id(order_id, line_id))
+        return self.client.get_workflow_handle(line_key(order_id, line_id))
 
     async def status(self, order_id: str, line_id: str) -> LineStatus:
         """The line as its workflow sees it (a worker must be running to answer)."""
         try:
             status: LineStatus = await self._line(order_id, line_id).query(
-                contract.QUERY_STATUS, result_type=LineStatus, rpc_timeout=timedelta(seconds=10)
+                STATUS.name, result_type=LineStatus, rpc_timeout=timedelta(seconds=10)
             )
             return status
         except RPCError as exc:
@@ -334,7 +341,7 @@ class BackorderClient:
         handle = self._line(order_id, line_id)
         try:
             update = await handle.start_update(
-                contract.UPDATE_CANCEL,
+                CANCEL.name,
                 request,
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 result_type=CancelResult,
@@ -387,28 +394,24 @@ class BackorderClient:
 
     async def agree_to_wait(self, order_id: str, line_id: str) -> LineStatus:
         """The customer consents to the delay (to the last revised date, or without one)."""
-        return await self._choose(
-            order_id, line_id, contract.UPDATE_AGREE_TO_WAIT, AgreeToWait(), LineStatus
-        )
+        return await self._choose(order_id, line_id, AGREE_TO_WAIT.name, AgreeToWait(), LineStatus)
 
     async def accept_offer(self, order_id: str, line_id: str, offer_id: str) -> Offer:
         """The customer takes a goodwill offer; refused if unknown, used or expired."""
         return await self._choose(
-            order_id, line_id, contract.UPDATE_ACCEPT_OFFER, AcceptOffer(offer_id=offer_id), Offer
+            order_id, line_id, ACCEPT_OFFER.name, AcceptOffer(offer_id=offer_id), Offer
         )
 
     async def take_substitute(self, order_id: str, line_id: str, sku: str) -> LineStatus:
         """The customer takes an in-stock substitute; refused if not offered or not in stock."""
         return await self._choose(
-            order_id, line_id, contract.UPDATE_TAKE_SUBSTITUTE, TakeSubstitute(sku=sku), LineStatus
+            order_id, line_id, TAKE_SUBSTITUTE.name, TakeSubstitute(sku=sku), LineStatus
         )
 
     async def set_eta(self, order_id: str, line_id: str, eta: datetime | None) -> None:
         """Tell a line its expected ship date moved (the supply side does this)."""
         try:
-            await self._line(order_id, line_id).signal(
-                contract.SIGNAL_ETA_CHANGED, EtaUpdate(eta=eta)
-            )
+            await self._line(order_id, line_id).signal(ETA_CHANGED.name, EtaUpdate(eta=eta))
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise LineNotFoundError(f"no running backorder {order_id}/{line_id}") from exc
@@ -418,9 +421,9 @@ class BackorderClient:
         """Report stock that arrived; a receipt id reported again is counted once."""
         request_hash = canonical_hash(receipt)
         return await self._start_once(
-            contract.RECEIPT_WORKFLOW,
+            RECEIPT_WORKFLOW.name,
             ReceiptInput(supplier_id=supplier_id, receipt=receipt, request_hash=request_hash),
-            workflow_id=contract.receipt_workflow_id(supplier_id, receipt.receipt_id),
+            workflow_id=receipt_workflow_id(supplier_id, receipt.receipt_id),
             request_hash=request_hash,
             task_queue=contract.stock_task_queue(self.task_queue),
             search_attributes=TypedSearchAttributes(
@@ -462,9 +465,9 @@ class BackorderClient:
         Returns False when this very body had been applied already."""
         request_hash = canonical_hash(order)
         _, created = await self._run_once(
-            contract.PURCHASE_ORDER_WORKFLOW,
+            PURCHASE_ORDER_WORKFLOW.name,
             PurchaseOrderInput(supplier_id=supplier_id, po_id=po_id, order=order),
-            workflow_id=contract.purchase_order_workflow_id(supplier_id, po_id, request_hash),
+            workflow_id=purchase_order_workflow_id(supplier_id, po_id, request_hash),
             result_type=type(None),
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(contract.SA_SKU, order.sku)]
@@ -481,9 +484,9 @@ class BackorderClient:
         one's result instead of setting the stock count a second time."""
         request_hash = canonical_hash(request)
         result, _ = await self._run_once(
-            contract.SKU_UPDATE_WORKFLOW,
+            SKU_UPDATE_WORKFLOW.name,
             SkuInput(sku=sku, request=request, request_hash=request_hash),
-            workflow_id=contract.sku_update_workflow_id(sku, request_hash[:16]),
+            workflow_id=sku_update_workflow_id(sku, request_hash[:16]),
             result_type=StockResult,
             search_attributes=TypedSearchAttributes([SearchAttributePair(contract.SA_SKU, sku)]),
             static_summary=f"catalog {sku}"

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from domain.models import Channel, CustomerTier
+from domain.values import Channel, CustomerTier
 
 DAY_SECONDS = 86_400.0
 

@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine, select
 
-from domain.settings import Settings
+from config.settings import Settings
 from store import migrations
 from store.tables import SkuRow
 

@@ -24,8 +24,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from domain import contract
-from domain.models import LineState, MessageKind, Metrics, Percentiles, Rate
+from domain.contract.lines import DEADLINE_CANCEL_REASONS
+from domain.contract.stock import RECEIPT_PREFIX
+from domain.line.messages import MessageKind
+from domain.line.state import LineState
+from domain.metrics import Metrics, Percentiles, Rate
 from store.db import Database
 from store.tables import (
     AllocationRow,
@@ -85,7 +88,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         deadline_cancels = session.exec(
             select(func.count()).where(
                 LineRow.state == LineState.CANCELLED,
-                col(LineRow.cancel_reason).in_(contract.DEADLINE_CANCEL_REASONS),
+                col(LineRow.cancel_reason).in_(DEADLINE_CANCEL_REASONS),
             )
         ).one()
         received = session.exec(select(func.coalesce(func.sum(ReceiptRow.quantity), 0))).one()
@@ -93,7 +96,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         # returns of a cancelled line are separate negative rows and do not reduce them.
         filled = session.exec(
             select(func.coalesce(func.sum(AllocationRow.quantity), 0)).where(
-                col(AllocationRow.source).startswith(contract.RECEIPT_PREFIX),
+                col(AllocationRow.source).startswith(RECEIPT_PREFIX),
                 col(AllocationRow.quantity) > 0,
             )
         ).one()

@@ -12,16 +12,12 @@ from collections.abc import Sequence
 from sqlalchemy import asc, desc, text
 from sqlmodel import Session, col, select
 
-from domain.line import Offer
-from domain.models import (
-    BackorderRequest,
-    LineState,
-    LineStatus,
-    MessageKind,
-    MessageRecord,
-    RefundRecord,
-    ShipmentRecord,
-)
+from domain.line.choices import Offer
+from domain.line.effects import RefundRecord, ShipmentRecord
+from domain.line.messages import MessageKind, MessageRecord
+from domain.line.state import LineState
+from domain.line.status import LineStatus
+from domain.requests import BackorderRequest
 from store.db import Database, lock_sku
 from store.stock import LineNotFoundError, refresh_state
 from store.tables import (

@@ -15,21 +15,13 @@ from datetime import timedelta
 from sqlalchemy import asc
 from sqlmodel import Session, col, select
 
-from domain import contract
-from domain.line import LineInput
-from domain.models import (
-    AllocationNotice,
-    LineState,
-    ReceiptInput,
-    RecordLineResult,
-    ReleaseInput,
-    ReleaseResult,
-    SkuInput,
-    StockResult,
-    SubstituteInput,
-    SubstituteOption,
-    SubstituteResult,
-)
+from domain.contract.lines import line_key
+from domain.contract.stock import receipt_workflow_id
+from domain.line.choices import SubstituteInput, SubstituteOption, SubstituteResult
+from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
+from domain.line.input import LineInput
+from domain.line.state import LineState
+from domain.stock import AllocationNotice, ReceiptInput, SkuInput, StockResult
 from store.db import Database, lock_sku
 from store.queue import place_in_queue, waiting_lines
 from store.tables import (
@@ -117,7 +109,7 @@ def record_line(
     """Put a new line in its SKU's queue and give it free stock if there is any; a line left
     waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf)."""
     request = line_input.request
-    key = contract.line_key(request.order_id, request.line_id)
+    key = line_key(request.order_id, request.line_id)
     with db.transaction() as session:
         sku = lock_sku(session, request.sku)
         if sku is None:
@@ -302,7 +294,7 @@ def _notices_by_source(session: Session, source: str) -> list[AllocationNotice]:
 
 
 def receipt_source(supplier_id: str, receipt_id: str) -> str:
-    return contract.receipt_workflow_id(supplier_id, receipt_id)
+    return receipt_workflow_id(supplier_id, receipt_id)
 
 
 def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain.models import Availability, EtaChange, PurchaseOrderInput
+from domain.stock import Availability, EtaChange, PurchaseOrderInput
 from store.db import Database, lock_sku
 from store.queue import InboundSupply, open_purchase_orders, still_needed, waiting_lines
 from store.stock import UnknownSkuError

@@ -38,8 +38,9 @@ from typing import Any
 import httpx
 from sqlmodel import col, select
 
-from domain.models import LineState, MessageKind
-from domain.settings import Settings
+from config.settings import Settings
+from domain.line.messages import MessageKind
+from domain.line.state import LineState
 from store.audit import broken_rules
 from store.db import Database
 from store.tables import AllocationRow, LineRow, MessageRow, RefundRow, ShipmentRow

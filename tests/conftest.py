@@ -29,8 +29,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from cli.stack import TEMPORAL_STORAGE_FLAGS, RunningServer, Services, serve, temporal_binary
 from client import BackorderClient
+from config.settings import Settings
 from domain import contract
-from domain.settings import Settings
+from domain.contract.lines import line_key
 from store.audit import broken_rules
 from store.db import Database, open_store
 
@@ -225,9 +226,7 @@ class Stack:
         self, order_id: str, line_id: str = "1", within: float = 30.0
     ) -> dict[str, Any]:
         """Wait for the line's workflow to end (every effect done), then read the line."""
-        handle = self.services.client.get_workflow_handle(
-            contract.backorder_workflow_id(order_id, line_id)
-        )
+        handle = self.services.client.get_workflow_handle(line_key(order_id, line_id))
         await asyncio.wait_for(handle.result(), within)
         return await self.line(order_id, line_id)
 

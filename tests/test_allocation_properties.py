@@ -57,23 +57,15 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from domain import contract
-from domain.line import LineInput
-from domain.models import (
-    BackorderRequest,
-    Channel,
-    Customer,
-    LineState,
-    ReceiptInput,
-    ReceiptRequest,
-    RecordLineResult,
-    ReleaseInput,
-    SkuInput,
-    SkuRequest,
-    SubstituteInput,
-    canonical_hash,
-)
+from domain.contract.lines import line_key
+from domain.line.choices import SubstituteInput
+from domain.line.effects import RecordLineResult, ReleaseInput
+from domain.line.input import LineInput
+from domain.line.state import LineState
 from domain.policy import DEFAULT_POLICY
+from domain.requests import BackorderRequest, Customer, ReceiptRequest, SkuRequest
+from domain.stock import ReceiptInput, SkuInput
+from domain.values import Channel, canonical_hash
 from store import records, stock
 from store.audit import broken_rules
 from store.db import Database
@@ -205,7 +197,7 @@ class RecordLine:
     @property
     def key(self) -> str:
         request = self.line_input.request
-        return contract.line_key(request.order_id, request.line_id)
+        return line_key(request.order_id, request.line_id)
 
     def __repr__(self) -> str:
         request = self.line_input.request
@@ -656,7 +648,7 @@ class Scenarist:
             request_hash=canonical_hash(request),
             policy=LINE_POLICY,
         )
-        self.inputs[contract.line_key(request.order_id, request.line_id)] = line_input
+        self.inputs[line_key(request.order_id, request.line_id)] = line_input
         return line_input
 
     def _line_call(

@@ -47,8 +47,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from cli.stack import RunningServer, TemporalDevServer, serve
-from domain.models import LineState
-from domain.settings import Settings
+from config.settings import Settings
+from domain.line.state import LineState
 from simulators.app import create_app as create_simulators
 from store.db import Database
 from store.tables import LineRow, ReceiptRow, ShipmentRow, SkuRow

@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import serve
-from domain import contract
+from domain.contract.lines import line_key
 from simulators.app import FAULTS_ENV, FaultConfigError, create_app, faults_from_env
 from store.tables import MessageRow, ShipmentRow
 from tests.conftest import (
@@ -235,10 +235,7 @@ async def cancel(stack: Stack, order: str) -> list[tuple[int, str]]:
 
 async def settle(stack: Stack, orders: list[str], within: float = SETTLE_SECONDS) -> None:
     """Wait until every line's workflow has ended; fail naming those still open."""
-    handles = [
-        stack.services.client.get_workflow_handle(contract.backorder_workflow_id(order, "1"))
-        for order in orders
-    ]
+    handles = [stack.services.client.get_workflow_handle(line_key(order, "1")) for order in orders]
     try:
         await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), within)
     except TimeoutError:
@@ -333,7 +330,7 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
     carrier = by_reference(await stack.requests("carrier"))
     payments = by_reference(await stack.requests("payments"))
     notifications = by_reference(await stack.requests("notifications"))
-    keys = [contract.line_key(order, "1") for order in orders]
+    keys = [line_key(order, "1") for order in orders]
     with stack.db.reading() as session:
         stored_shipments = session.exec(
             select(ShipmentRow).where(col(ShipmentRow.line_key).in_(keys))
@@ -345,7 +342,7 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
     message_keys = {row.idempotency_key for row in stored_messages}
 
     for order in orders:
-        line, key = lines[order], contract.line_key(order, "1")
+        line, key = lines[order], line_key(order, "1")
         assert line["state"] in FINAL, line
         if order in early:
             assert line["state"] == "cancelled"
@@ -452,11 +449,11 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     finally:
         await clear_faults(stack)
 
-    first_key, second_key = contract.line_key(first, "1"), contract.line_key(second, "1")
+    first_key, second_key = line_key(first, "1"), line_key(second, "1")
     runs = [
         run
         async for run in stack.services.client.list_workflows(
-            f"WorkflowId = '{contract.backorder_workflow_id(first, '1')}'"
+            f"WorkflowId = '{line_key(first, '1')}'"
         )
     ]
     assert len(runs) == 1
@@ -481,7 +478,7 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     ]
     assert any(click.status_code in (200, 202) for click in cancel_clicks)
     assert cancelled["state"] == "cancelled"
-    waiting_key = contract.line_key(waiting, "1")
+    waiting_key = line_key(waiting, "1")
     assert len(await stack.requests("payments", waiting_key)) == 1
     kinds = [row["body"]["kind"] for row in await stack.requests("notifications", waiting_key)]
     assert kinds == ["backorder_confirmation", "cancelled_refunded"]
@@ -489,12 +486,11 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     assert sorted(click.status_code for click in offer_clicks) == [200, 409, 409, 409], [
         click.text for click in offer_clicks
     ]
-    codes = await stack.requests("storefront", contract.line_key(offered, "1"))
+    codes = await stack.requests("storefront", line_key(offered, "1"))
     assert len(codes) == 1
     assert codes[0]["response"]["code"] in accepted["body"]["body"]
     offered_kinds = Counter(
-        row["body"]["kind"]
-        for row in await stack.requests("notifications", contract.line_key(offered, "1"))
+        row["body"]["kind"] for row in await stack.requests("notifications", line_key(offered, "1"))
     )
     assert offered_kinds["offer_accepted"] == 1
     assert offered_kinds["apology_offer"] == 1

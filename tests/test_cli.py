@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from domain import settings as defaults
+from config import settings as defaults
 from tests.conftest import free_port
 
 SCRIPT = Path(sys.executable).parent / "backorders"

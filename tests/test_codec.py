@@ -34,8 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.codec_server import create_codec_app
 from cli.dev import stack_ports
 from cli.stack import Services, TemporalDevServer
-from domain import contract
-from domain.codec import (
+from client.codec import (
     ENCODING,
     KEY_ID_METADATA,
     NONCE_BYTES,
@@ -45,7 +44,8 @@ from domain.codec import (
     encryption_codec,
     parse_key_ring,
 )
-from domain.settings import Settings
+from config.settings import Settings
+from domain.contract.lines import line_key
 from store.db import Database
 from tests.conftest import (
     OPS_TOKEN,
@@ -197,7 +197,7 @@ async def encrypted_line(
     )
     assert cancelled.status_code == 200, cancelled.text
 
-    workflow_id = contract.backorder_workflow_id(order, "1")
+    workflow_id = line_key(order, "1")
     await asyncio.wait_for(
         stack.services.client.get_workflow_handle(workflow_id).result(), timeout=30
     )

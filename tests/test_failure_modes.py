@@ -14,8 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from cli.stack import serve, temporal_binary
+from config.settings import Settings
 from domain import contract
-from domain.settings import Settings
+from domain.contract.lines import line_key
 from store import records
 from store.db import Database
 from store.tables import SkuRow
@@ -72,7 +73,7 @@ async def test_a_start_while_temporal_is_down_is_a_503_and_writes_nothing(
     assert response.status_code == 503, response.text
     assert "Temporal is unavailable" in response.json()["detail"]
     assert response.headers["retry-after"] == "5"
-    assert records.line_request_hash(db, contract.line_key(order, "1")) is None
+    assert records.line_request_hash(db, line_key(order, "1")) is None
     assert health.status_code == 503 and health.json()["temporal"].startswith("unavailable")
     assert health.json()["store"] == "ok"
 

@@ -47,8 +47,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlmodel import col, select
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import contract
-from domain.models import IDENTIFIER_PATTERN
+from domain.contract.lines import line_key
+from domain.contract.stock import receipt_workflow_id
+from domain.values import IDENTIFIER_PATTERN
 from store.audit import broken_rules
 from store.tables import LineRow, ReceiptRow, SkuRow
 from tests.conftest import OPS_TOKEN, ORDER_TOKEN, Stack, backorder
@@ -270,7 +271,7 @@ def _line_keys(exchanges: list[Exchange], accepted: bool) -> set[str]:
         if not (isinstance(order_id, str) and isinstance(line_id, str)):
             continue
         if (exchange.status < 300) == accepted and exchange.status < 500:
-            keys.add(contract.line_key(order_id, line_id))
+            keys.add(line_key(order_id, line_id))
     return keys
 
 
@@ -278,7 +279,7 @@ def store_keys(stack: Stack) -> tuple[set[str], set[str]]:
     with stack.db.reading() as session:
         lines = set(session.exec(select(LineRow.key)).all())
         receipts = {
-            contract.receipt_workflow_id(row.supplier_id, row.receipt_id)
+            receipt_workflow_id(row.supplier_id, row.receipt_id)
             for row in session.exec(select(ReceiptRow)).all()
         }
     return lines, receipts
@@ -292,7 +293,7 @@ def _receipt_ids(exchanges: list[Exchange], accepted: bool) -> set[str]:
         if not (isinstance(body, dict) and isinstance(supplier, str)):
             continue
         if isinstance(body.get("receipt_id"), str) and (exchange.status < 300) == accepted:
-            ids.add(contract.receipt_workflow_id(supplier, body["receipt_id"]))
+            ids.add(receipt_workflow_id(supplier, body["receipt_id"]))
     return ids
 
 
@@ -316,7 +317,7 @@ def line_states(stack: Stack, keys: set[str]) -> dict[str, str]:
 def _cancelled_lines(exchanges: list[Exchange]) -> set[str]:
     """Lines whose cancel the API accepted (200 done, 202 under way)."""
     return {
-        contract.line_key(e.path_parameters["order_id"], e.path_parameters["line_id"])
+        line_key(e.path_parameters["order_id"], e.path_parameters["line_id"])
         for e in exchanges
         if e.status in (200, 202)
     }

@@ -19,6 +19,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from domain import contract
+from domain.contract.lines import line_key
 from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
 
 LIMIT = 60
@@ -62,7 +63,7 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
     )
     assert accepted.status_code == 200, accepted.text
 
-    workflow_id = contract.backorder_workflow_id(order, "1")
+    workflow_id = line_key(order, "1")
     for change in range(ETA_CHANGES):
         eta = now + timedelta(days=30 + change)
         answer = await stack.api.post(
@@ -103,7 +104,7 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
     assert (await stack.receive(sku, 1)).status_code == 201
     final = await stack.finished(order, within=60)
     assert final["state"] == "shipped" and len(final["shipments"]) == 1
-    sent = await stack.requests("notifications", contract.line_key(order, "1"))
+    sent = await stack.requests("notifications", line_key(order, "1"))
     keys = Counter(row["idempotency_key"] for row in sent)
     assert [key for key, count in keys.items() if count > 1] == []
     kinds = Counter(row["body"]["kind"] for row in sent)
@@ -114,7 +115,7 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
         "eta_update": ETA_CHANGES,
         "shipped": 1,
     }
-    assert len(await stack.requests("carrier", contract.line_key(order, "1"))) == 1
+    assert len(await stack.requests("carrier", line_key(order, "1"))) == 1
     stack.assert_rules(sku)
 
 
@@ -123,4 +124,4 @@ async def test_a_short_line_never_continues_as_new(stack: Stack) -> None:
     await stack.put_sku(sku, 1)
     assert (await stack.start(backorder(order, sku))).status_code == 201
     await stack.finished(order)
-    assert len(await _runs(stack, contract.backorder_workflow_id(order, "1"))) == 1
+    assert len(await _runs(stack, line_key(order, "1"))) == 1

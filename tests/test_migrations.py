@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
-from domain.settings import Settings
+from config.settings import Settings
 from store import migrations
 from store.db import Database, migrates_itself, normalize_url, open_store
 from store.migrations import baseline

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from domain.models import Channel
 from domain.policy import (
     DEFAULT_POLICY,
     Calendar,
@@ -16,6 +15,7 @@ from domain.policy import (
     PolicyFileError,
     load_policy,
 )
+from domain.values import Channel
 
 FRIDAY = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 

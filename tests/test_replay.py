@@ -15,7 +15,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from domain import contract
+from domain.contract.lines import line_key
+from domain.contract.stock import receipt_workflow_id
 from tests.conftest import Stack, backorder, new_id
 from worker.main import workflow_runner
 from workflows.registry import WORKFLOWS
@@ -36,9 +37,9 @@ async def test_histories_of_shipped_cancelled_and_receipt_workflows_replay(stack
 
     client = stack.services.client
     ids = [
-        contract.backorder_workflow_id(shipped, "1"),
-        contract.backorder_workflow_id(cancelled, "1"),
-        contract.receipt_workflow_id("acme", f"rp-{shipped}"),
+        line_key(shipped, "1"),
+        line_key(cancelled, "1"),
+        receipt_workflow_id("acme", f"rp-{shipped}"),
     ]
     histories = [await client.get_workflow_handle(wid).fetch_history() for wid in ids]
     replayer = Replayer(

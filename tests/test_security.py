@@ -16,8 +16,8 @@ import pytest
 
 from api.app import create_app
 from cli.stack import serve
-from domain import settings as defaults
-from domain.settings import Settings
+from config import settings as defaults
+from config.settings import Settings
 from tests.conftest import SUPPLIER_TOKENS, Stack, backorder, free_port, new_id
 from tests.test_promises import links, wait_for_kind
 

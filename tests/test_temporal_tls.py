@@ -32,7 +32,7 @@ from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
 from client.backorders import connect, temporal_tls
-from domain.settings import Settings
+from config.settings import Settings
 from tests.test_deploy import resolved
 
 SERVER_NAME = "temporal.test"

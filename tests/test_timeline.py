@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.line import Consent, StepKind, Timeline
+from domain.line.timeline import Consent, StepKind, Timeline
 from domain.policy import DEFAULT_LADDER, AutoCancel, ChannelPolicy, DelayRules, LinePolicy
 
 SHIP_BY = datetime(2026, 12, 1, 12, tzinfo=UTC)

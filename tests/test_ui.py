@@ -33,6 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import temporal_binary
 from domain import contract
+from domain.contract.lines import line_key
 from tests.conftest import Stack, backorder, free_port, missing, new_id, running_stack
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -200,7 +201,7 @@ async def test_ui_list_filtered_by_search_attributes_shows_exactly_the_matching_
         order = new_id()
         response = await stack.start(backorder(order, sku, channel=channel))
         assert response.status_code == 201, response.text
-        ids[name] = contract.backorder_workflow_id(order, "1")
+        ids[name] = line_key(order, "1")
         if name == "kettle_shipped":
             await stack.finished(order)
 
@@ -231,7 +232,7 @@ async def test_ui_line_page_shows_its_summary_and_current_details(
     response = await stack.start(backorder(order, sku, quantity=2, channel="amazon"))
     assert response.status_code == 201, response.text
     line = await stack.finished(order)
-    workflow_id = contract.backorder_workflow_id(order, "1")
+    workflow_id = line_key(order, "1")
     description = await stack.services.client.get_workflow_handle(workflow_id).describe()
     url = (
         f"{base}/namespaces/default/workflows/{quote(workflow_id, safe='')}/"

@@ -21,7 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from domain import contract
-from domain.line import LineInput
+from domain.line.input import LineInput
 from workflows.backorder_line import BackorderLineWorkflow
 
 WAITING = Path(__file__).parent / "histories" / "line-waiting-with-offer-0-backorder-v2.json"

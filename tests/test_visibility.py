@@ -21,7 +21,8 @@ from temporalio.client import WorkflowExecutionDescription, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 
 from domain import contract
-from domain.models import LineStatus
+from domain.contract.lines import STATUS, line_key
+from domain.line.status import LineStatus
 from tests.conftest import Stack, backorder, new_id
 
 METADATA_QUERY = "__temporal_workflow_metadata"
@@ -43,10 +44,10 @@ class Seen:
 async def look(handle: WorkflowHandle[Any, Any]) -> Seen:
     """Describe the line and read its details, retrying if it moved on while we looked."""
     for _ in range(20):
-        before = await handle.query(contract.QUERY_STATUS, result_type=LineStatus)
+        before = await handle.query(STATUS.name, result_type=LineStatus)
         description = await handle.describe()
         metadata = await handle.query(METADATA_QUERY, result_type=WorkflowMetadata)
-        after = await handle.query(contract.QUERY_STATUS, result_type=LineStatus)
+        after = await handle.query(STATUS.name, result_type=LineStatus)
         if before == after:
             return Seen(description, metadata.current_details, after)
         await asyncio.sleep(0.05)
@@ -132,7 +133,7 @@ async def waiting_with_confirmation(
     stack: Stack, order: str
 ) -> tuple[WorkflowHandle[Any, Any], Seen]:
     """The line's handle, and a reading once it waits with its confirmation sent."""
-    handle = stack.services.client.get_workflow_handle(contract.backorder_workflow_id(order, "1"))
+    handle = stack.services.client.get_workflow_handle(line_key(order, "1"))
     seen = await until(
         handle,
         lambda s: s.attribute(contract.SA_STATE) == "waiting" and bool(s.status.messages),

@@ -23,9 +23,9 @@ from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
 from client import connect
 from client.backorders import temporal_tls
+from config.settings import Settings
 from domain import contract
 from domain.policy import load_policy
-from domain.settings import Settings
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
 from workflows.registry import WORKFLOWS

@@ -12,40 +12,49 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
-from domain.line import (
+from domain.contract.lines import (
+    ACCEPT_OFFER,
+    AGREE_TO_WAIT,
+    ALLOCATED,
+    CANCEL,
+    CANCEL_MARKETPLACE_DEADLINE,
+    CANCEL_NO_CONSENT,
+    CREATE_SHIPMENT,
+    ETA_CHANGED,
+    FIND_SUBSTITUTES,
+    GRANT_OFFER,
+    LINE_WORKFLOW,
+    ORDER_CHANGED,
+    ORDER_SHIPPED,
+    RECORD_LINE,
+    RECORD_OUTREACH,
+    REFUND,
+    RELEASE_LINE,
+    SEND_MESSAGE,
+    STATUS,
+    SUBSTITUTE_LINE,
+    TAKE_SUBSTITUTE,
+    line_key,
+)
+from domain.contract.options import MESSAGE_RETRY, RETRY, SERVICE_TIMEOUT, STORE_TIMEOUT
+from domain.contract.orders import JOIN_ORDER, LINE_READY, WITHDRAW_FROM_ORDER, order_workflow_id
+from domain.contract.stock import RECEIPT_PREFIX, SIGNAL_ALLOCATIONS
+from domain.line.choices import (
     AcceptOffer,
     AgreeToWait,
-    CarriedState,
-    EtaUpdate,
     FindSubstitutes,
-    JoinOrder,
-    LineInput,
-    LineReady,
-    LinkSpec,
-    MessageInput,
     Offer,
     OfferGrant,
     OfferStatus,
-    OrderChange,
-    OrderInput,
-    OrderShipped,
     OutreachInput,
-    Step,
-    StepKind,
+    SubstituteInput,
+    SubstituteOption,
+    SubstituteResult,
     TakeSubstitute,
-    Timeline,
-    Withdraw,
-    line_summary,
 )
-from domain.links import LinkAction
-from domain.models import (
-    AllocationNotice,
+from domain.line.effects import (
     CancelRequest,
     CancelResult,
-    LineState,
-    LineStatus,
-    MessageKind,
-    MessageRecord,
     RecordLineResult,
     RefundInput,
     RefundRecord,
@@ -53,19 +62,22 @@ from domain.models import (
     ReleaseResult,
     ShipmentInput,
     ShipmentRecord,
-    ShipPolicy,
-    SignalAllocationsInput,
-    SubstituteInput,
-    SubstituteOption,
-    SubstituteResult,
 )
+from domain.line.input import CarriedState, EtaUpdate, LineInput, line_summary
+from domain.line.messages import LinkSpec, MessageInput, MessageKind, MessageRecord
+from domain.line.state import LineState
+from domain.line.status import LineStatus
+from domain.line.timeline import Step, StepKind, Timeline
+from domain.links import LinkAction
+from domain.orders import JoinOrder, LineReady, OrderChange, OrderInput, OrderShipped, Withdraw
 from domain.policy import OfferKind
+from domain.stock import AllocationNotice, SignalAllocationsInput
+from domain.values import ShipPolicy
 from workflows.calls import call, local_first
 from workflows.etas import refresh_etas
-from workflows.options import MESSAGE_RETRY, RETRY, SERVICE_TIMEOUT, STORE_TIMEOUT
 
 
-@workflow.defn(name=contract.BACKORDER_LINE_WORKFLOW)
+@workflow.defn(name=LINE_WORKFLOW.name)
 class BackorderLineWorkflow:
     """Carries one backordered line until it has shipped in full or been cancelled and refunded.
 
@@ -96,7 +108,7 @@ class BackorderLineWorkflow:
     @workflow.init
     def __init__(self, line: LineInput) -> None:
         self._line = line
-        self._key = contract.line_key(line.request.order_id, line.request.line_id)
+        self._key = line_key(line.request.order_id, line.request.line_id)
         self._state = LineState.RECEIVED
         self._allocated = 0
         self._shipped = 0
@@ -310,14 +322,12 @@ class BackorderLineWorkflow:
                 deadline=self._policy.auto_cancel_at(self._line.ship_by),
             )
         elif step.kind is StepKind.CANCEL_NO_CONSENT:
-            self._cancel_request = CancelRequest(
-                reason=contract.CANCEL_NO_CONSENT, requested_by="policy"
-            )
+            self._cancel_request = CancelRequest(reason=CANCEL_NO_CONSENT, requested_by="policy")
             async with self._lock:
                 await self._cancel(self._cancel_request)
         else:
             self._cancel_request = CancelRequest(
-                reason=contract.CANCEL_MARKETPLACE_DEADLINE, requested_by="policy"
+                reason=CANCEL_MARKETPLACE_DEADLINE, requested_by="policy"
             )
             async with self._lock:
                 await self._cancel(self._cancel_request)
@@ -349,7 +359,7 @@ class BackorderLineWorkflow:
         self._offers.extend(offers)
         if rule.outreach:
             await self._call(
-                contract.ACTIVITY_RECORD_OUTREACH,
+                RECORD_OUTREACH.name,
                 OutreachInput(
                     line_key=self._key,
                     request=request,
@@ -384,7 +394,7 @@ class BackorderLineWorkflow:
 
     async def _join_order(self) -> None:
         await self._call(
-            contract.ACTIVITY_JOIN_ORDER,
+            JOIN_ORDER.name,
             JoinOrder(order=self._order_input(), line_id=self._line.request.line_id),
             start_to_close=STORE_TIMEOUT,
             retry=RETRY,
@@ -398,9 +408,9 @@ class BackorderLineWorkflow:
 
     async def _report_ready(self) -> None:
         request = self._line.request
-        order = workflow.get_external_workflow_handle(contract.order_workflow_id(request.order_id))
+        order = workflow.get_external_workflow_handle(order_workflow_id(request.order_id))
         await order.signal(
-            contract.SIGNAL_LINE_READY,
+            LINE_READY.name,
             LineReady(line_id=request.line_id, sku=request.sku, quantity=self._held()),
         )
         self._reported_ready = True
@@ -409,7 +419,7 @@ class BackorderLineWorkflow:
     async def _withdraw_from_order(self) -> bool:
         request = self._line.request
         withdrawn: bool = await self._call(
-            contract.ACTIVITY_WITHDRAW_FROM_ORDER,
+            WITHDRAW_FROM_ORDER.name,
             Withdraw(order_id=request.order_id, line_id=request.line_id),
             result_type=bool,
             start_to_close=STORE_TIMEOUT,
@@ -435,11 +445,11 @@ class BackorderLineWorkflow:
             links=[self._link(LinkAction.CANCEL)],
         )
 
-    @workflow.signal(name=contract.SIGNAL_ORDER_SHIPPED)
+    @workflow.signal(name=ORDER_SHIPPED.name)
     def order_shipped(self, shipped: OrderShipped) -> None:
         self._order_shipment = shipped.shipment
 
-    @workflow.signal(name=contract.SIGNAL_ORDER_CHANGED)
+    @workflow.signal(name=ORDER_CHANGED.name)
     def order_changed(self, change: OrderChange) -> None:
         if not self._state.is_final:
             self._order_news.append(change)
@@ -448,7 +458,7 @@ class BackorderLineWorkflow:
     async def _substitute_choices(self) -> tuple[list[SubstituteOption], list[LinkSpec]]:
         """The catalog's substitutes in stock for what the line still needs, with their links."""
         options: list[SubstituteOption] = await self._call(
-            contract.ACTIVITY_FIND_SUBSTITUTES,
+            FIND_SUBSTITUTES.name,
             FindSubstitutes(
                 sku=self._line.request.sku, quantity=self._line.request.quantity - self._shipped
             ),
@@ -479,7 +489,7 @@ class BackorderLineWorkflow:
 
     async def _record(self) -> RecordLineResult:
         recorded: RecordLineResult = await self._call(
-            contract.ACTIVITY_RECORD_LINE,
+            RECORD_LINE.name,
             self._line,
             result_type=RecordLineResult,
             start_to_close=STORE_TIMEOUT,
@@ -520,7 +530,7 @@ class BackorderLineWorkflow:
     async def _ship(self, quantity: int) -> None:
         sequence = len(self._shipments) + 1
         shipment: ShipmentRecord = await self._call(
-            contract.ACTIVITY_CREATE_SHIPMENT,
+            CREATE_SHIPMENT.name,
             ShipmentInput(
                 line_key=self._key,
                 request=self._line.request,
@@ -555,7 +565,7 @@ class BackorderLineWorkflow:
             self._cancel_request = None
             return
         released: ReleaseResult = await self._call(
-            contract.ACTIVITY_RELEASE_LINE,
+            RELEASE_LINE.name,
             ReleaseInput(line_key=self._key, sku=self._line.request.sku, reason=request.reason),
             result_type=ReleaseResult,
             start_to_close=STORE_TIMEOUT,
@@ -574,7 +584,7 @@ class BackorderLineWorkflow:
         owed = self._line.request.line_total(released.refund_quantity) - already
         if released.refund_quantity > 0 and owed > 0:
             refund = await self._call(
-                contract.ACTIVITY_REFUND,
+                REFUND.name,
                 RefundInput(
                     line_key=self._key,
                     request=self._line.request,
@@ -650,7 +660,7 @@ class BackorderLineWorkflow:
 
     async def _signal_others(self, notices: list[AllocationNotice]) -> None:
         await workflow.execute_activity(
-            contract.ACTIVITY_SIGNAL_ALLOCATIONS,
+            SIGNAL_ALLOCATIONS.name,
             SignalAllocationsInput(allocations=notices, skip_line_key=self._key),
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=RETRY,
@@ -683,7 +693,7 @@ class BackorderLineWorkflow:
             stable = not content.get("links")
         try:
             message: MessageRecord = await self._call(
-                contract.ACTIVITY_SEND_MESSAGE,
+                SEND_MESSAGE.name,
                 MessageInput(
                     line_key=self._key,
                     request=self._line.request,
@@ -733,7 +743,7 @@ class BackorderLineWorkflow:
 
     # ---- messages from outside ----------------------------------------------------------
 
-    @workflow.signal(name=contract.SIGNAL_ALLOCATED)
+    @workflow.signal(name=ALLOCATED.name)
     def allocated(self, notice: AllocationNotice) -> None:
         counted = len(self._seen_allocations)
         self._take(notice)
@@ -747,13 +757,13 @@ class BackorderLineWorkflow:
         that got a receipt's stock before this code has no patch marker in its history and
         replays without the upsert (unpatched, such a history fails to replay: TMPRL1100).
         """
-        if not source.startswith(contract.RECEIPT_PREFIX):
+        if not source.startswith(RECEIPT_PREFIX):
             return  # catalog stock, or units another line released
-        receipt_id = source.removeprefix(contract.RECEIPT_PREFIX).split(":", 1)[-1]
+        receipt_id = source.removeprefix(RECEIPT_PREFIX).split(":", 1)[-1]
         if workflow.patched("receipt-search-attribute"):
             workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
 
-    @workflow.signal(name=contract.SIGNAL_ETA_CHANGED)
+    @workflow.signal(name=ETA_CHANGED.name)
     def eta_changed(self, update: EtaUpdate) -> None:
         if self._state.is_final:
             return
@@ -762,7 +772,7 @@ class BackorderLineWorkflow:
             self._eta_news = True
         self._wake = True
 
-    @workflow.update(name=contract.UPDATE_AGREE_TO_WAIT)
+    @workflow.update(name=AGREE_TO_WAIT.name)
     def agree_to_wait(self, request: AgreeToWait) -> LineStatus:
         self._timeline.agree_to_wait()
         self._wake = True
@@ -772,7 +782,7 @@ class BackorderLineWorkflow:
     def _validate_wait(self, request: AgreeToWait) -> None:
         self._refuse_if_final()
 
-    @workflow.update(name=contract.UPDATE_ACCEPT_OFFER)
+    @workflow.update(name=ACCEPT_OFFER.name)
     async def accept_offer(self, request: AcceptOffer) -> Offer:
         offer = self._find_offer(request.offer_id)
         offer.status = OfferStatus.ACCEPTED
@@ -823,7 +833,7 @@ class BackorderLineWorkflow:
     async def _pay_back(self, amount: Decimal, *, event: str, reason: str) -> RefundRecord:
         """A refund of part of the price while the line goes on (goodwill, cheaper substitute)."""
         refund: RefundRecord = await self._call(
-            contract.ACTIVITY_REFUND,
+            REFUND.name,
             RefundInput(
                 line_key=self._key,
                 request=self._line.request,
@@ -852,7 +862,7 @@ class BackorderLineWorkflow:
             )
             return f"We have refunded {refund.amount} {refund.currency} to you."
         granted: str = await self._call(
-            contract.ACTIVITY_GRANT_OFFER,
+            GRANT_OFFER.name,
             OfferGrant(line_key=self._key, request=self._line.request, offer=offer),
             result_type=str,
             start_to_close=SERVICE_TIMEOUT,
@@ -861,14 +871,14 @@ class BackorderLineWorkflow:
         )
         return granted
 
-    @workflow.update(name=contract.UPDATE_TAKE_SUBSTITUTE)
+    @workflow.update(name=TAKE_SUBSTITUTE.name)
     async def take_substitute(self, request: TakeSubstitute) -> LineStatus:
         async with self._lock:
             self._refuse_if_final()
             old = self._line.request
             try:
                 moved: SubstituteResult = await self._call(
-                    contract.ACTIVITY_SUBSTITUTE_LINE,
+                    SUBSTITUTE_LINE.name,
                     SubstituteInput(line_key=self._key, from_sku=old.sku, to_sku=request.sku),
                     result_type=SubstituteResult,
                     start_to_close=STORE_TIMEOUT,
@@ -913,7 +923,7 @@ class BackorderLineWorkflow:
                 type=contract.ERROR_SUBSTITUTE_REFUSED,
             )
 
-    @workflow.update(name=contract.UPDATE_CANCEL)
+    @workflow.update(name=CANCEL.name)
     async def cancel(self, request: CancelRequest) -> CancelResult:
         if self._cancel_request is None:
             self._cancel_request = request
@@ -931,7 +941,7 @@ class BackorderLineWorkflow:
     def _validate_cancel(self, request: CancelRequest) -> None:
         self._refuse_if_final()
 
-    @workflow.query(name=contract.QUERY_STATUS)
+    @workflow.query(name=STATUS.name)
     def status(self) -> LineStatus:
         request = self._line.request
         return LineStatus(

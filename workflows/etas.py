@@ -6,15 +6,15 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from domain import contract
-from domain.models import RefreshEtas
-from workflows.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY
+from domain.contract.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY
+from domain.contract.stock import REFRESH_ETAS
+from domain.stock import RefreshEtas
 
 
 async def refresh_etas(sku: str, *, for_line: str | None = None) -> datetime | None:
     """Recompute the SKU's ETAs; lines whose ETA moved are told. Returns `for_line`'s ETA."""
     eta: datetime | None = await workflow.execute_activity(
-        contract.ACTIVITY_REFRESH_ETAS,
+        REFRESH_ETAS.name,
         RefreshEtas(sku=sku, for_line=for_line),
         result_type=datetime | None,  # type: ignore[arg-type]
         start_to_close_timeout=FAN_OUT_TIMEOUT,

@@ -5,8 +5,17 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from domain import contract
-from domain.line import (
+from domain.contract.lines import ORDER_CHANGED, ORDER_SHIPPED, line_key
+from domain.contract.options import RETRY, SERVICE_TIMEOUT
+from domain.contract.orders import (
+    CREATE_ORDER_SHIPMENT,
+    LINE_READY,
+    ORDER_STATUS,
+    ORDER_WORKFLOW,
+    WITHDRAW,
+)
+from domain.line.effects import ShipmentRecord
+from domain.orders import (
     LineReady,
     OrderChange,
     OrderInput,
@@ -14,11 +23,10 @@ from domain.line import (
     OrderShipped,
     Withdraw,
 )
-from domain.models import InStockLine, ShipmentRecord
-from workflows.options import RETRY, SERVICE_TIMEOUT
+from domain.requests import InStockLine
 
 
-@workflow.defn(name=contract.ORDER_WORKFLOW)
+@workflow.defn(name=ORDER_WORKFLOW.name)
 class ShipCompleteOrderWorkflow:
     """Holds a ship-complete order's lines until every one still in it has all its stock, then
     books one shipment (with the order's in-stock lines) and tells each line its tracking.
@@ -60,7 +68,7 @@ class ShipCompleteOrderWorkflow:
         if items:
             self._shipping = True
             self._shipment = await workflow.execute_activity(
-                contract.ACTIVITY_CREATE_ORDER_SHIPMENT,
+                CREATE_ORDER_SHIPMENT.name,
                 OrderShipmentInput(
                     order_id=order.order_id, customer_id=order.customer_id, items=items
                 ),
@@ -71,32 +79,32 @@ class ShipCompleteOrderWorkflow:
             )
             for line in ready:
                 await self._line(line.line_id).signal(
-                    contract.SIGNAL_ORDER_SHIPPED, OrderShipped(shipment=self._shipment)
+                    ORDER_SHIPPED.name, OrderShipped(shipment=self._shipment)
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._shipment
 
     def _line(self, line_id: str) -> workflow.ExternalWorkflowHandle[object]:
-        key = contract.line_key(self._order.order_id, line_id)
+        key = line_key(self._order.order_id, line_id)
         return workflow.get_external_workflow_handle(key)
 
     @workflow.signal(name="line_joined")
     def line_joined(self, line_id: str) -> None:
         """Nothing to do: joining only makes sure this workflow exists."""
 
-    @workflow.signal(name=contract.SIGNAL_LINE_READY)
+    @workflow.signal(name=LINE_READY.name)
     def line_ready(self, ready: LineReady) -> None:
         if ready.line_id not in self._withdrawn:
             self._ready[ready.line_id] = ready
 
-    @workflow.update(name=contract.UPDATE_WITHDRAW)
+    @workflow.update(name=WITHDRAW.name)
     async def withdraw(self, request: Withdraw) -> bool:
         self._withdrawn.add(request.line_id)
         self._ready.pop(request.line_id, None)
         release = not self._order.keep_together_on_cancel
         for line in sorted(self._remaining()):
             await self._line(line).signal(
-                contract.SIGNAL_ORDER_CHANGED,
+                ORDER_CHANGED.name,
                 OrderChange(cancelled_line=request.line_id, released=release),
             )
         self._released = self._released or release
@@ -107,7 +115,7 @@ class ShipCompleteOrderWorkflow:
         if self._shipping:
             raise ApplicationError("the order's shipment is already under way")
 
-    @workflow.query(name=contract.QUERY_STATUS)
+    @workflow.query(name=ORDER_STATUS.name)
     def status(self) -> dict[str, object]:
         return {
             "lines": self._order.line_ids,

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from domain import contract
-from domain.models import (
+from domain.contract.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY, STORE_TIMEOUT
+from domain.contract.stock import (
+    ALERT_SUBSCRIBERS,
+    APPLY_PURCHASE_ORDER,
+    APPLY_SKU,
+    PURCHASE_ORDER_WORKFLOW,
+    RECEIPT_WORKFLOW,
+    RECORD_RECEIPT,
+    SIGNAL_ALLOCATIONS,
+    SKU_UPDATE_WORKFLOW,
+)
+from domain.stock import (
     PurchaseOrderInput,
     ReceiptInput,
     SignalAllocationsInput,
@@ -18,13 +28,12 @@ from domain.models import (
     StockResult,
 )
 from workflows.etas import refresh_etas
-from workflows.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY, STORE_TIMEOUT
 
 
 async def _tell_lines(result: StockResult) -> None:
     if result.allocations:
         await workflow.execute_activity(
-            contract.ACTIVITY_SIGNAL_ALLOCATIONS,
+            SIGNAL_ALLOCATIONS.name,
             SignalAllocationsInput(allocations=result.allocations),
             start_to_close_timeout=FAN_OUT_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -34,7 +43,7 @@ async def _tell_lines(result: StockResult) -> None:
     await refresh_etas(result.sku)
     if result.free_stock > 0:
         await workflow.execute_activity(
-            contract.ACTIVITY_ALERT_SUBSCRIBERS,
+            ALERT_SUBSCRIBERS.name,
             result.sku,
             result_type=int,
             start_to_close_timeout=FAN_OUT_TIMEOUT,
@@ -44,7 +53,7 @@ async def _tell_lines(result: StockResult) -> None:
         )
 
 
-@workflow.defn(name=contract.RECEIPT_WORKFLOW)
+@workflow.defn(name=RECEIPT_WORKFLOW.name)
 class ReceiptWorkflow:
     """Allocates one supplier receipt to the waiting lines of its SKU, in queue order.
 
@@ -55,7 +64,7 @@ class ReceiptWorkflow:
     @workflow.run
     async def run(self, receipt: ReceiptInput) -> StockResult:
         result: StockResult = await workflow.execute_activity(
-            contract.ACTIVITY_RECORD_RECEIPT,
+            RECORD_RECEIPT.name,
             receipt,
             result_type=StockResult,
             start_to_close_timeout=STORE_TIMEOUT,
@@ -66,14 +75,14 @@ class ReceiptWorkflow:
         return result
 
 
-@workflow.defn(name=contract.SKU_UPDATE_WORKFLOW)
+@workflow.defn(name=SKU_UPDATE_WORKFLOW.name)
 class SkuUpdateWorkflow:
     """Applies a catalog entry; free stock it sets goes to the SKU's waiting lines at once."""
 
     @workflow.run
     async def run(self, sku: SkuInput) -> StockResult:
         result: StockResult = await workflow.execute_activity(
-            contract.ACTIVITY_APPLY_SKU,
+            APPLY_SKU.name,
             sku,
             result_type=StockResult,
             start_to_close_timeout=STORE_TIMEOUT,
@@ -84,7 +93,7 @@ class SkuUpdateWorkflow:
         return result
 
 
-@workflow.defn(name=contract.PURCHASE_ORDER_WORKFLOW)
+@workflow.defn(name=PURCHASE_ORDER_WORKFLOW.name)
 class PurchaseOrderWorkflow:
     """Records a supplier's purchase order (or its new date or quantity), then recomputes the
     ETA of every line waiting for its SKU; lines whose ETA moved tell their customers."""
@@ -92,7 +101,7 @@ class PurchaseOrderWorkflow:
     @workflow.run
     async def run(self, change: PurchaseOrderInput) -> None:
         await workflow.execute_activity(
-            contract.ACTIVITY_APPLY_PURCHASE_ORDER,
+            APPLY_PURCHASE_ORDER.name,
             change,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=RETRY,

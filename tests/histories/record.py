@@ -23,6 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import TEMPORAL_STORAGE_FLAGS, temporal_binary
 from domain import contract
+from domain.contract.lines import line_key
+from domain.contract.orders import order_workflow_id
+from domain.contract.stock import PURCHASE_ORDER_WORKFLOW, SKU_UPDATE_WORKFLOW, receipt_workflow_id
 from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
 
 HERE = Path(__file__).parent
@@ -45,7 +48,7 @@ async def waiting_with_offer(stack: Stack) -> list[str]:
     body = backorder(order, sku, ordered_at=now, ship_by=now + timedelta(seconds=20))
     await stack.fast.post("/v1/backorders", json=body, headers=stack.auth("order"))
     await stack.wait_line(order, lambda line: bool(line["offers"]), within=30)
-    return [contract.backorder_workflow_id(order, "1")]
+    return [line_key(order, "1")]
 
 
 async def continued_as_new(stack: Stack) -> list[str]:
@@ -77,7 +80,7 @@ async def shipped_in_parts(stack: Stack) -> list[str]:
     await stack.wait_line(order, lambda line: line["shipped_quantity"] == 1)
     await stack.receive(sku, 2)
     await stack.finished(order)
-    return [contract.backorder_workflow_id(order, "1"), contract.receipt_workflow_id("acme", first)]
+    return [line_key(order, "1"), receipt_workflow_id("acme", first)]
 
 
 async def cancelled(stack: Stack) -> list[str]:
@@ -86,7 +89,7 @@ async def cancelled(stack: Stack) -> list[str]:
     await stack.wait_state(order, "waiting")
     await stack.api.post(f"/v1/backorders/{order}/1/cancel", headers=stack.auth("order"))
     await stack.finished(order)
-    return [contract.backorder_workflow_id(order, "1")]
+    return [line_key(order, "1")]
 
 
 async def substituted(stack: Stack) -> list[str]:
@@ -100,7 +103,7 @@ async def substituted(stack: Stack) -> list[str]:
         f"/v1/backorders/{order}/1/substitutes/{alternative}/take", headers=stack.auth("ops")
     )
     await stack.finished(order)
-    return [contract.backorder_workflow_id(order, "1")]
+    return [line_key(order, "1")]
 
 
 async def ship_complete_order(stack: Stack) -> list[str]:
@@ -118,9 +121,9 @@ async def ship_complete_order(stack: Stack) -> list[str]:
     await stack.finished(order, "1")
     await stack.finished(order, "2")
     return [
-        contract.backorder_workflow_id(order, "1"),
-        contract.backorder_workflow_id(order, "2"),
-        contract.order_workflow_id(order),
+        line_key(order, "1"),
+        line_key(order, "2"),
+        order_workflow_id(order),
     ]
 
 
@@ -137,10 +140,10 @@ async def purchase_order(stack: Stack) -> list[str]:
     found = [
         execution.id
         async for execution in stack.services.client.list_workflows(
-            f'WorkflowType = "{contract.PURCHASE_ORDER_WORKFLOW}" AND BackorderSku = "{sku}"'
+            f'WorkflowType = "{PURCHASE_ORDER_WORKFLOW.name}" AND BackorderSku = "{sku}"'
         )
     ]
-    return [contract.backorder_workflow_id(order, "1"), *found]
+    return [line_key(order, "1"), *found]
 
 
 async def catalog_update(stack: Stack) -> list[str]:
@@ -152,7 +155,7 @@ async def catalog_update(stack: Stack) -> list[str]:
     return [
         execution.id
         async for execution in stack.services.client.list_workflows(
-            f'WorkflowType = "{contract.SKU_UPDATE_WORKFLOW}" AND BackorderSku = "{sku}"'
+            f'WorkflowType = "{SKU_UPDATE_WORKFLOW.name}" AND BackorderSku = "{sku}"'
         )
     ]
 

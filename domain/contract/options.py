@@ -1,4 +1,5 @@
-"""Activity options shared by the workflows: how long a call may take, and what is retried."""
+"""Activity options the contract declares activities with: how long a call may take, and what
+is retried."""
 
 from __future__ import annotations
 

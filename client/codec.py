@@ -33,7 +33,7 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from domain.settings import Settings
+from config.settings import Settings
 
 KEYS_VARIABLE = "BACKORDERS_CODEC_KEYS"
 KEY_ID_VARIABLE = "BACKORDERS_CODEC_KEY_ID"

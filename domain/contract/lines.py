@@ -1,0 +1,114 @@
+"""The contract of a backordered line: its workflow, what it accepts, and what it calls.
+
+workflow  BackorderLineWorkflow, id `backorder:{order_id}:{line_id}` (`line_key`)
+signals   allocated, eta_changed, order_shipped, order_changed
+updates   cancel, agree_to_wait, accept_offer, take_substitute
+query     status
+"""
+
+from __future__ import annotations
+
+from domain.contract import Activity, Query, Signal, Update, WorkflowType
+from domain.contract.options import (
+    MESSAGE_RETRY,
+    RETRY,
+    SERVICE_TIMEOUT,
+    STORE_TIMEOUT,
+)
+from domain.line.choices import (
+    AcceptOffer,
+    AgreeToWait,
+    FindSubstitutes,
+    Offer,
+    OfferGrant,
+    OutreachInput,
+    SubstituteInput,
+    SubstituteOption,
+    SubstituteResult,
+    TakeSubstitute,
+)
+from domain.line.effects import (
+    CancelRequest,
+    CancelResult,
+    RecordLineResult,
+    RefundInput,
+    RefundRecord,
+    ReleaseInput,
+    ReleaseResult,
+    ShipmentInput,
+    ShipmentRecord,
+)
+from domain.line.input import EtaUpdate, LineInput
+from domain.line.messages import MessageInput, MessageRecord
+from domain.line.status import LineStatus
+from domain.orders import OrderChange, OrderShipped
+from domain.stock import AllocationNotice
+
+LINE_WORKFLOW = WorkflowType("BackorderLineWorkflow", LineInput, LineStatus)
+
+
+def line_key(order_id: str, line_id: str) -> str:
+    """One workflow per backordered line, and the store's key of the line: the same text, so
+    that a duplicate start is impossible and either finds the other."""
+    return f"backorder:{order_id}:{line_id}"
+
+
+# ---- what a line accepts --------------------------------------------------------------------
+
+ALLOCATED = Signal("allocated", AllocationNotice)
+"""Stock was allocated to the line in the store; counted once per allocation id."""
+ETA_CHANGED = Signal("eta_changed", EtaUpdate)
+"""The expected ship date moved; the supply side (or ops) sends it."""
+ORDER_SHIPPED = Signal("order_shipped", OrderShipped)
+"""The line's ship-complete order left in one shipment."""
+ORDER_CHANGED = Signal("order_changed", OrderChange)
+"""Another line of the line's ship-complete order was cancelled."""
+
+CANCEL = Update("cancel", CancelRequest, CancelResult)
+"""Cancel what has not shipped; answers with what was released and refunded."""
+AGREE_TO_WAIT = Update("agree_to_wait", AgreeToWait, LineStatus)
+ACCEPT_OFFER = Update("accept_offer", AcceptOffer, Offer)
+TAKE_SUBSTITUTE = Update("take_substitute", TakeSubstitute, LineStatus)
+
+STATUS = Query("status", LineStatus)
+
+# ---- what a line calls ----------------------------------------------------------------------
+# `local=True`: a keyed effect or a read, safe to repeat after a lost workflow task (see
+# `workflows.calls`). The others report the line as the store sees it now, and stay regular.
+
+RECORD_LINE = Activity(
+    "record_line", LineInput, RecordLineResult, start_to_close=STORE_TIMEOUT, retry=RETRY
+)
+"""Queue the line for its SKU, give it free stock, date it."""
+RELEASE_LINE = Activity(
+    "release_line", ReleaseInput, ReleaseResult, STORE_TIMEOUT, RETRY, local=True
+)
+"""Cancel the line in the store: what it held goes to the next lines."""
+SUBSTITUTE_LINE = Activity(
+    "substitute_line", SubstituteInput, SubstituteResult, STORE_TIMEOUT, RETRY
+)
+FIND_SUBSTITUTES = Activity(
+    "find_substitutes",
+    FindSubstitutes,
+    list[SubstituteOption],
+    STORE_TIMEOUT,
+    RETRY,
+    local=True,
+)
+RECORD_OUTREACH = Activity(
+    "record_outreach", OutreachInput, type(None), STORE_TIMEOUT, RETRY, local=True
+)
+CREATE_SHIPMENT = Activity("create_shipment", ShipmentInput, ShipmentRecord, SERVICE_TIMEOUT, RETRY)
+"""Regular: the quantity comes from allocation signals, and a retried task that saw one more
+would ask the carrier for another quantity under the same shipment key."""
+REFUND = Activity("refund", RefundInput, RefundRecord, SERVICE_TIMEOUT, RETRY, local=True)
+SEND_MESSAGE = Activity(
+    "send_message", MessageInput, MessageRecord, SERVICE_TIMEOUT, MESSAGE_RETRY, local=True
+)
+GRANT_OFFER = Activity("grant_offer", OfferGrant, str, SERVICE_TIMEOUT, RETRY, local=True)
+
+# Why the policy cancelled a line at a deadline: the store keeps the reason, and the metrics
+# count these as SLA breaches. Changing the words changes what old records are counted as.
+CANCEL_NO_CONSENT = "delayed without the customer's consent"
+CANCEL_MARKETPLACE_DEADLINE = "not shipped before the marketplace's deadline"
+DEADLINE_CANCEL_REASONS = (CANCEL_NO_CONSENT, CANCEL_MARKETPLACE_DEADLINE)

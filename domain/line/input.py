@@ -1,0 +1,68 @@
+"""What a BackorderLineWorkflow starts with, and the signals that change its dates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from domain.line.choices import Offer
+from domain.line.effects import RefundRecord, ShipmentRecord
+from domain.line.messages import MessageRecord
+from domain.line.state import LineState
+from domain.line.timeline import Timeline
+from domain.policy import LinePolicy
+from domain.requests import BackorderRequest
+
+
+class LineInput(BaseModel):
+    """What a BackorderLineWorkflow starts with; fields may be added, never removed."""
+
+    request: BackorderRequest
+    ship_by: datetime
+    """Resolved at start (request, or ordered-at plus handling time) so replay never recomputes."""
+    request_hash: str
+    policy: LinePolicy
+    """The policy snapshot the line lives by, whatever the policy file says later."""
+    carried: CarriedState | None = None
+    """Set when the line continued as new: where the previous run left off."""
+
+
+def line_summary(request: BackorderRequest, ship_by: datetime) -> str:
+    """The line in one sentence, as the Temporal UI shows it: `2 x SKU-1 for order 991, amazon,
+    ship by 24 Nov 2026` (the workflow's static summary, at most 200 bytes)."""
+    return (
+        f"{request.quantity} x {request.sku} for order {request.order_id}, "
+        f"{request.channel.value}, ship by {ship_by:%d %b %Y}"
+    )
+
+
+class EtaUpdate(BaseModel):
+    eta: datetime | None
+    """The new expected ship date; None when no date can be given any more."""
+
+
+class CarriedState(BaseModel):
+    """Everything a line has done and promised, handed from one run to the next when its
+    history grows long (continue-as-new): nothing is sent twice and nothing is forgotten."""
+
+    runs: int
+    """Runs before this one."""
+    state: LineState
+    allocated: int
+    shipped: int
+    released: int
+    seen_allocations: list[int]
+    shipments: list[ShipmentRecord]
+    messages: list[MessageRecord]
+    refunds: list[RefundRecord]
+    timeline: Timeline
+    offers: list[Offer]
+    expedited: bool
+    eta_changes: int
+    with_order: bool
+    reported_ready: bool
+    order_shipment: ShipmentRecord | None
+
+
+LineInput.model_rebuild()

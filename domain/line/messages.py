@@ -1,0 +1,72 @@
+"""What a line tells its customer: the kinds of message, what one is built from, and its record."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from domain.line.choices import Offer, SubstituteOption
+from domain.line.effects import ShipmentRecord
+from domain.line.timeline import NoticeFacts
+from domain.links import LinkAction
+from domain.requests import BackorderRequest
+
+
+class MessageKind(StrEnum):
+    BACKORDER_CONFIRMATION = "backorder_confirmation"
+    ETA_UPDATE = "eta_update"
+    DELAY_NOTICE = "delay_notice"
+    """The delay-option notice of 16 CFR 435, first or renewed."""
+    APOLOGY_OFFER = "apology_offer"
+    CHOICE_REQUEST = "choice_request"
+    OFFER_ACCEPTED = "offer_accepted"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    CANCELLED_REFUNDED = "cancelled_refunded"
+    BACK_IN_STOCK = "back_in_stock"
+    ORDER_UPDATE = "order_update"
+    """Another line of a ship-complete order was cancelled: what happens to this one now."""
+
+
+class MessageRecord(BaseModel):
+    kind: MessageKind
+    subject: str
+    body: str
+    idempotency_key: str
+    sent_at: datetime
+
+
+class LinkSpec(BaseModel):
+    """A link the message activity signs into the message (the key stays out of histories)."""
+
+    action: LinkAction
+    offer_id: str | None = None
+    expires_at: datetime
+
+
+class MessageInput(BaseModel):
+    line_key: str
+    request: BackorderRequest
+    kind: MessageKind
+    event_key: str
+    """Names the event the message is about; with the line it makes the idempotency key."""
+    ship_by: datetime
+    eta: datetime | None = None
+    shipment: ShipmentRecord | None = None
+    refund_amount: str | None = None
+    quantity: int | None = None
+    notice: NoticeFacts | None = None
+    offers: list[Offer] = Field(default_factory=list)
+    substitutes: list[SubstituteOption] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+    detail: str | None = None
+    """A line of text specific to the event (why it was cancelled, what was accepted)."""
+    deadline: datetime | None = None
+    """The deadline the message is about (the marketplace's auto-cancel)."""
+    accepted_offer_id: str | None = None
+    """The offer whose acceptance this message confirms."""

@@ -1,0 +1,49 @@
+"""A line as the API, the CLI and the `status` query show it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from domain.line.effects import RefundRecord, ShipmentRecord
+from domain.line.messages import MessageRecord
+from domain.line.state import LineState
+from domain.requests import Customer
+from domain.values import Channel, ShipPolicy
+
+
+class LineStatus(BaseModel):
+    """A line as the API, the CLI and the `status` query show it."""
+
+    order_id: str
+    line_id: str
+    workflow_id: str
+    sku: str
+    quantity: int
+    unit_price: str
+    currency: str
+    channel: Channel
+    customer: Customer
+    ordered_at: datetime
+    ship_by: datetime
+    ship_policy: ShipPolicy
+    state: LineState
+    allocated_quantity: int
+    shipped_quantity: int
+    eta: datetime | None = None
+    escalation_level: int = 0
+    next_deadline: datetime | None = None
+    next_action: str | None = None
+    """What happens at `next_deadline` unless stock arrives or the customer answers first."""
+    consent: str | None = None
+    """Whether the customer agreed to the delay: none, implied (silence) or explicit."""
+    offers: list[dict[str, Any]] = Field(default_factory=list)
+    messages: list[MessageRecord] = Field(default_factory=list)
+    shipments: list[ShipmentRecord] = Field(default_factory=list)
+    refunds: list[RefundRecord] = Field(default_factory=list)
+    cancel_reason: str | None = None

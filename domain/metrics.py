@@ -1,0 +1,38 @@
+"""Business figures read from the store (definitions in `store.metrics`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class Percentiles(BaseModel):
+    """A distribution of durations: nearest-rank p50 and p90 (None when there is nothing)."""
+
+    count: int
+    p50_seconds: float | None
+    p90_seconds: float | None
+    sum_seconds: float
+
+
+class Rate(BaseModel):
+    numerator: int
+    denominator: int
+    rate: float | None
+    """numerator / denominator; None while the denominator is zero."""
+
+
+class Metrics(BaseModel):
+    """Business figures from the store; definitions in `store.metrics` and the README."""
+
+    generated_at: datetime
+    open_lines: dict[str, int]
+    closed_lines: dict[str, int]
+    backorder_age: Percentiles
+    time_to_ship: Percentiles
+    arrival_fill_rate: Rate
+    cancellation_rate: Rate
+    sla_breach_rate: Rate
+    offer_acceptance_rate: Rate
+    messages_sent: dict[str, int]
