@@ -4,7 +4,6 @@ so that a line learns for certain whether its units already left with the order)
 
 from __future__ import annotations
 
-from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -23,7 +22,7 @@ class OrderActivities:
         self.client = client
         self.task_queue = task_queue
 
-    @activity.defn(name=JOIN_ORDER.name)
+    @JOIN_ORDER.defn
     async def join_order(self, join: JoinOrder) -> None:
         order = join.order
         await self.client.start_workflow(
@@ -38,7 +37,7 @@ class OrderActivities:
             f"{len(order.line_ids)} backordered lines, {len(order.in_stock_lines)} in stock",
         )
 
-    @activity.defn(name=WITHDRAW_FROM_ORDER.name)
+    @WITHDRAW_FROM_ORDER.defn
     async def withdraw_from_order(self, withdraw: Withdraw) -> bool:
         """True when the line left the order; False when the order already shipped it."""
         handle = self.client.get_workflow_handle(order_workflow_id(withdraw.order_id))

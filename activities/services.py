@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
@@ -98,7 +97,7 @@ class OutsideServices:
         )
         return f"{self.settings.link_base}/v1/links/{sign(self.settings.signing_key, claims)}"
 
-    @activity.defn(name=CREATE_SHIPMENT.name)
+    @CREATE_SHIPMENT.defn
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
         key = shipment_key(shipment.line_key, shipment.sequence)
         done = await asyncio.to_thread(records.find_shipment, self.db, key)
@@ -144,7 +143,7 @@ class OutsideServices:
             },
         )
 
-    @activity.defn(name=CREATE_ORDER_SHIPMENT.name)
+    @CREATE_ORDER_SHIPMENT.defn
     async def create_order_shipment(self, order: OrderShipmentInput) -> ShipmentRecord:
         """One shipment, one tracking number, for every line of a ship-complete order."""
         key = f"{order_workflow_id(order.order_id)}:shipment"
@@ -170,7 +169,7 @@ class OutsideServices:
             created_at=datetime.now(UTC),
         )
 
-    @activity.defn(name=REFUND.name)
+    @REFUND.defn
     async def refund(self, refund: RefundInput) -> RefundRecord:
         key = refund_key(refund.line_key, refund.event)
         done = await asyncio.to_thread(records.find_refund, self.db, key)
@@ -201,7 +200,7 @@ class OutsideServices:
         )
         return await asyncio.to_thread(records.record_refund, self.db, row)
 
-    @activity.defn(name=GRANT_OFFER.name)
+    @GRANT_OFFER.defn
     async def grant_offer(self, grant: OfferGrant) -> str:
         """Issue a discount code or loyalty points; returns what to tell the customer."""
         offer = grant.offer
@@ -229,7 +228,7 @@ class OutsideServices:
             return f"{offer.points} loyalty points have been added to your account."
         raise ApplicationError(f"{offer.kind} is not granted by the storefront", non_retryable=True)
 
-    @activity.defn(name=ALERT_SUBSCRIBERS.name)
+    @ALERT_SUBSCRIBERS.defn
     async def alert_subscribers(self, sku: str) -> int:
         """One back-in-stock message per active subscription, if the SKU has free stock now."""
         async with heartbeating():
@@ -272,7 +271,7 @@ class OutsideServices:
             await asyncio.to_thread(records.mark_notified, self.db, subscription.id)
         return len(due)
 
-    @activity.defn(name=SEND_MESSAGE.name)
+    @SEND_MESSAGE.defn
     async def send_message(self, message: MessageInput) -> MessageRecord:
         key = message_key(message.line_key, message.event_key)
         done = await asyncio.to_thread(records.find_message, self.db, key)

@@ -48,7 +48,7 @@ class Signaller:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name=SIGNAL_ALLOCATIONS.name)
+    @SIGNAL_ALLOCATIONS.defn
     async def signal_allocations(self, batch: SignalAllocationsInput) -> int:
         """Signal every allocated line but the one named to skip; returns how many were sent."""
         targets = [n for n in batch.allocations if n.line_key != batch.skip_line_key]

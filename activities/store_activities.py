@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
@@ -62,19 +61,19 @@ class StoreActivities:
         self.receiving = receiving
         """From a purchase order's date to stock on the shelf: part of every ETA."""
 
-    @activity.defn(name=RECORD_LINE.name)
+    @RECORD_LINE.defn
     async def record_line(self, line_input: LineInput) -> RecordLineResult:
         return await run_in_store(lambda: stock.record_line(self.db, line_input, self.receiving))
 
-    @activity.defn(name=RELEASE_LINE.name)
+    @RELEASE_LINE.defn
     async def release_line(self, release: ReleaseInput) -> ReleaseResult:
         return await run_in_store(lambda: stock.release_line(self.db, release))
 
-    @activity.defn(name=RECORD_RECEIPT.name)
+    @RECORD_RECEIPT.defn
     async def record_receipt(self, receipt: ReceiptInput) -> StockResult:
         return await run_in_store(lambda: stock.record_receipt(self.db, receipt))
 
-    @activity.defn(name=SUBSTITUTE_LINE.name)
+    @SUBSTITUTE_LINE.defn
     async def substitute_line(self, change: SubstituteInput) -> SubstituteResult:
         try:
             return await run_in_store(lambda: stock.substitute_line(self.db, change))
@@ -83,13 +82,13 @@ class StoreActivities:
                 str(exc), type=contract.ERROR_SUBSTITUTE_REFUSED, non_retryable=True
             ) from exc
 
-    @activity.defn(name=FIND_SUBSTITUTES.name)
+    @FIND_SUBSTITUTES.defn
     async def find_substitutes(self, query: FindSubstitutes) -> list[SubstituteOption]:
         return await run_in_store(
             lambda: stock.in_stock_substitutes(self.db, query.sku, query.quantity)
         )
 
-    @activity.defn(name=RECORD_OUTREACH.name)
+    @RECORD_OUTREACH.defn
     async def record_outreach(self, task: OutreachInput) -> None:
         row = OutreachRow(
             key=f"{task.line_key}:outreach:{task.rung}",
@@ -101,6 +100,6 @@ class StoreActivities:
         )
         await run_in_store(lambda: records.record_outreach(self.db, row))
 
-    @activity.defn(name=APPLY_SKU.name)
+    @APPLY_SKU.defn
     async def apply_sku(self, sku: SkuInput) -> StockResult:
         return await run_in_store(lambda: stock.apply_sku(self.db, sku))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
@@ -30,14 +29,14 @@ class SupplyActivities:
         self.client = client
         self.receiving = policy.days(policy.receiving_days)
 
-    @activity.defn(name=APPLY_PURCHASE_ORDER.name)
+    @APPLY_PURCHASE_ORDER.defn
     async def apply_purchase_order(self, change: PurchaseOrderInput) -> None:
         try:
             await run_in_store(lambda: supply.apply_purchase_order(self.db, change))
         except supply.PurchaseOrderConflictError as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 
-    @activity.defn(name=REFRESH_ETAS.name)
+    @REFRESH_ETAS.defn
     async def refresh_etas(self, refresh: RefreshEtas) -> datetime | None:
         """Recompute the SKU's ETAs and signal the lines whose ETA moved; returns the ETA of
         `for_line` (told through this answer, not a signal)."""

@@ -34,7 +34,6 @@ from client import (
 )
 from config.settings import Settings
 from domain.contract.lines import line_key
-from domain.line.effects import CancelRequest
 from domain.line.input import EtaUpdate
 from domain.line.state import LineState
 from domain.line.status import LineStatus
@@ -43,6 +42,7 @@ from domain.metrics import Metrics
 from domain.policy import ServicePolicy, load_policy
 from domain.requests import (
     BackorderRequest,
+    CancelBody,
     PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
@@ -259,7 +259,7 @@ def create_app(
         request: Request,
         actor: OptionalActorDep,
         response: Response,
-        body: Annotated[CancelRequest | None, Body()] = None,
+        body: Annotated[CancelBody | None, Body()] = None,
         token: Annotated[str | None, Query(description="a customer's signed link")] = None,
     ) -> dict[str, Any]:
         """Cancel what has not shipped; held stock goes to the next lines; refund in full.
@@ -279,7 +279,7 @@ def create_app(
                 401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
         allow(actor, Role.ORDER_SYSTEM, Role.OPS)
-        cancel = body or CancelRequest(requested_by=actor.role.value)
+        cancel = body or CancelBody(requested_by=actor.role.value)
         call = backorders(request).cancel(
             order_id,
             line_id,

@@ -120,3 +120,10 @@ class SkuRequest(Strict):
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
     price: DecimalString | None = None
     """Unit price, used to price a substitute for a line of another SKU."""
+
+
+class CancelBody(Strict):
+    """A cancel, as the order system or ops send it."""
+
+    reason: Annotated[str, text(200)] = "requested"
+    requested_by: Annotated[str, text(64)] = "order_system"

@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 
 from domain.contract.lines import DEADLINE_CANCEL_REASONS
@@ -40,6 +40,9 @@ from store.tables import (
     as_utc,
     utcnow,
 )
+
+POLICY = "policy"
+"""`cancelled_by` of a line cancelled at one of its own deadlines."""
 
 OPEN_STATES = [state for state in LineState if not state.is_final]
 
@@ -85,10 +88,18 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
             .where(LineRow.state == LineState.SHIPPED)
             .group_by(col(LineRow.key), col(LineRow.ordered_at), col(LineRow.ship_by))
         ).all()
+        # Only the line's own deadlines cancel as `policy`; a reason written by a caller proves
+        # nothing. Lines cancelled before the store kept who cancelled count by their reason.
         deadline_cancels = session.exec(
             select(func.count()).where(
                 LineRow.state == LineState.CANCELLED,
-                col(LineRow.cancel_reason).in_(DEADLINE_CANCEL_REASONS),
+                or_(
+                    col(LineRow.cancelled_by) == POLICY,
+                    and_(
+                        col(LineRow.cancelled_by).is_(None),
+                        col(LineRow.cancel_reason).in_(DEADLINE_CANCEL_REASONS),
+                    ),
+                ),
             )
         ).one()
         received = session.exec(select(func.coalesce(func.sum(ReceiptRow.quantity), 0))).one()

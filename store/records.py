@@ -191,6 +191,7 @@ def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
                 shipments=shipments[line.key],
                 refunds=refunds[line.key],
                 cancel_reason=line.cancel_reason,
+                cancelled_by=line.cancelled_by,
             )
         )
     return statuses

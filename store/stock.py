@@ -185,6 +185,7 @@ def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
         _return_stock(session, sku, line, held)
         line.state = LineState.CANCELLED
         line.cancel_reason = release.reason
+        line.cancelled_by = release.requested_by
         refresh_state(line)
         reallocated = allocate_free_stock(session, sku, f"release:{line.key}")
         return ReleaseResult(

@@ -18,11 +18,16 @@ take minutes and they heartbeat.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
+
+from domain.contract import Activity, Signal
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
 
 LOCAL_FIRST_PATCH = "local-first-calls"
 """Runs that began before this code call every activity as a regular one (see `local_first`)."""
@@ -59,41 +64,47 @@ def _as_activity_error(failure: FailureError, activity: str) -> ActivityError:
     )
 
 
-async def call(
-    activity: str,
-    arg: Any,
-    *,
-    local: bool,
-    result_type: type | None = None,
-    start_to_close: timedelta,
-    retry: RetryPolicy,
-    summary: str,
-) -> Any:
-    """Run `activity` (local first when `local`), returning its result or raising its final
-    failure exactly as `workflow.execute_activity` would."""
-    if local:
+async def execute(spec: Activity[I, O], arg: I, *, summary: str, local: bool = False) -> O:
+    """Run the activity `spec` with `arg`, returning its result or raising its final failure
+    exactly as `workflow.execute_activity` would.
+
+    `local`: the calling run makes short calls local-first (`local_first`); the call then goes
+    local first only if the contract allows it for this activity (`Activity.local`)."""
+    if local and spec.local:
         try:
-            return await workflow.execute_local_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=min(start_to_close, LOCAL_BUDGET),
-                schedule_to_close_timeout=LOCAL_BUDGET,
-                retry_policy=retry,
-                summary=summary,
+            return cast(
+                O,
+                await workflow.execute_local_activity(
+                    spec.name,
+                    arg,
+                    result_type=spec.result,
+                    start_to_close_timeout=min(spec.start_to_close, LOCAL_BUDGET),
+                    schedule_to_close_timeout=LOCAL_BUDGET,
+                    retry_policy=spec.retry,
+                    summary=summary,
+                ),
             )
         except FailureError as error:
             failure = error.cause if isinstance(error, ActivityError) else error
-            if failure is not None and _final(failure, retry):
+            if failure is not None and _final(failure, spec.retry):
                 if isinstance(error, ActivityError):
                     raise
-                raise _as_activity_error(error, activity) from error
-            workflow.logger.info("%s did not succeed locally (%s); retrying it", activity, error)
-    return await workflow.execute_activity(
-        activity,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=start_to_close,
-        retry_policy=retry,
-        summary=summary,
+                raise _as_activity_error(error, spec.name) from error
+            workflow.logger.info("%s did not succeed locally (%s); retrying it", spec.name, error)
+    return cast(
+        O,
+        await workflow.execute_activity(
+            spec.name,
+            arg,
+            result_type=spec.result,
+            start_to_close_timeout=spec.start_to_close,
+            heartbeat_timeout=spec.heartbeat,
+            retry_policy=spec.retry,
+            summary=summary,
+        ),
     )
+
+
+async def signal(handle: workflow.ExternalWorkflowHandle[Any], spec: Signal[I], arg: I) -> None:
+    """Send the signal `spec` to another workflow."""
+    await handle.signal(spec.name, arg)

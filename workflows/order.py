@@ -6,9 +6,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from domain.contract.lines import ORDER_CHANGED, ORDER_SHIPPED, line_key
-from domain.contract.options import RETRY, SERVICE_TIMEOUT
 from domain.contract.orders import (
     CREATE_ORDER_SHIPMENT,
+    LINE_JOINED,
     LINE_READY,
     ORDER_STATUS,
     ORDER_WORKFLOW,
@@ -21,9 +21,11 @@ from domain.orders import (
     OrderInput,
     OrderShipmentInput,
     OrderShipped,
+    OrderStatus,
     Withdraw,
 )
 from domain.requests import InStockLine
+from workflows.calls import execute, signal
 
 
 @workflow.defn(name=ORDER_WORKFLOW.name)
@@ -39,7 +41,7 @@ class ShipCompleteOrderWorkflow:
             way (the line's units are leaving). The others are told; by policy they still ship
             together (default) or each on its own.
     Queries:
-        status() -> dict: lines, ready, withdrawn, tracking number.
+        status() -> OrderStatus: lines, ready, withdrawn, tracking number.
     """
 
     @workflow.init
@@ -50,6 +52,7 @@ class ShipCompleteOrderWorkflow:
         self._released = False
         self._shipping = False
         self._shipment: ShipmentRecord | None = None
+        self._refused: list[str] = []
 
     def _remaining(self) -> set[str]:
         return set(self._order.line_ids) - self._withdrawn
@@ -67,19 +70,16 @@ class ShipCompleteOrderWorkflow:
             items = list(order.in_stock_lines)
         if items:
             self._shipping = True
-            self._shipment = await workflow.execute_activity(
-                CREATE_ORDER_SHIPMENT.name,
+            self._shipment = await execute(
+                CREATE_ORDER_SHIPMENT,
                 OrderShipmentInput(
                     order_id=order.order_id, customer_id=order.customer_id, items=items
                 ),
-                result_type=ShipmentRecord,
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=RETRY,
                 summary=f"one shipment: {sum(item.quantity for item in items)} units",
             )
             for line in ready:
-                await self._line(line.line_id).signal(
-                    ORDER_SHIPPED.name, OrderShipped(shipment=self._shipment)
+                await signal(
+                    self._line(line.line_id), ORDER_SHIPPED, OrderShipped(shipment=self._shipment)
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._shipment
@@ -88,23 +88,29 @@ class ShipCompleteOrderWorkflow:
         key = line_key(self._order.order_id, line_id)
         return workflow.get_external_workflow_handle(key)
 
-    @workflow.signal(name="line_joined")
+    def payload_refused(self, signal: str, reason: str) -> None:
+        """A signal's payload could not be used (`domain.contract.Signal.handler`)."""
+        self._refused.append(f"{signal}: {reason}")
+        workflow.set_current_details("refused: " + "; ".join(self._refused[-5:]))
+
+    @LINE_JOINED.handler
     def line_joined(self, line_id: str) -> None:
         """Nothing to do: joining only makes sure this workflow exists."""
 
-    @workflow.signal(name=LINE_READY.name)
+    @LINE_READY.handler
     def line_ready(self, ready: LineReady) -> None:
         if ready.line_id not in self._withdrawn:
             self._ready[ready.line_id] = ready
 
-    @workflow.update(name=WITHDRAW.name)
+    @WITHDRAW.handler
     async def withdraw(self, request: Withdraw) -> bool:
         self._withdrawn.add(request.line_id)
         self._ready.pop(request.line_id, None)
         release = not self._order.keep_together_on_cancel
         for line in sorted(self._remaining()):
-            await self._line(line).signal(
-                ORDER_CHANGED.name,
+            await signal(
+                self._line(line),
+                ORDER_CHANGED,
                 OrderChange(cancelled_line=request.line_id, released=release),
             )
         self._released = self._released or release
@@ -115,11 +121,11 @@ class ShipCompleteOrderWorkflow:
         if self._shipping:
             raise ApplicationError("the order's shipment is already under way")
 
-    @workflow.query(name=ORDER_STATUS.name)
-    def status(self) -> dict[str, object]:
-        return {
-            "lines": self._order.line_ids,
-            "ready": sorted(self._ready),
-            "withdrawn": sorted(self._withdrawn),
-            "tracking_number": self._shipment.tracking_number if self._shipment else None,
-        }
+    @ORDER_STATUS.handler
+    def status(self) -> OrderStatus:
+        return OrderStatus(
+            lines=self._order.line_ids,
+            ready=sorted(self._ready),
+            withdrawn=sorted(self._withdrawn),
+            tracking_number=self._shipment.tracking_number if self._shipment else None,
+        )

@@ -1,6 +1,6 @@
 """Every workflow the worker runs."""
 
-from workflows.backorder_line import BackorderLineWorkflow
+from workflows.line.workflow import BackorderLineWorkflow
 from workflows.order import ShipCompleteOrderWorkflow
 from workflows.stock import PurchaseOrderWorkflow, ReceiptWorkflow, SkuUpdateWorkflow
 

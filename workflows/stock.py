@@ -1,15 +1,15 @@
-"""Workflows that bring stock in: a supplier's receipt, and a catalog update that frees stock.
+"""Workflows that bring stock in: a supplier's receipt, and a catalog update that frees stock;
+and the one that re-dates lines when a purchase order changes.
 
-Both do the same two steps: one store transaction that splits the stock over the SKU's queue,
-then signals to every line that got some. Running them as workflows (rather than in the API
-request) is what makes the second step survive a crash between the two.
+Receipts and catalog updates do the same two steps: one store transaction that splits the stock
+over the SKU's queue, then signals to every line that got some. Running them as workflows
+(rather than in the API request) is what makes the second step survive a crash between the two.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-from domain.contract.options import FAN_OUT_TIMEOUT, HEARTBEAT_TIMEOUT, RETRY, STORE_TIMEOUT
 from domain.contract.stock import (
     ALERT_SUBSCRIBERS,
     APPLY_PURCHASE_ORDER,
@@ -27,29 +27,21 @@ from domain.stock import (
     SkuInput,
     StockResult,
 )
+from workflows.calls import execute
 from workflows.etas import refresh_etas
 
 
 async def _tell_lines(result: StockResult) -> None:
     if result.allocations:
-        await workflow.execute_activity(
-            SIGNAL_ALLOCATIONS.name,
+        await execute(
+            SIGNAL_ALLOCATIONS,
             SignalAllocationsInput(allocations=result.allocations),
-            start_to_close_timeout=FAN_OUT_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"tell {len(result.allocations)} lines of their stock",
         )
     await refresh_etas(result.sku)
     if result.free_stock > 0:
-        await workflow.execute_activity(
-            ALERT_SUBSCRIBERS.name,
-            result.sku,
-            result_type=int,
-            start_to_close_timeout=FAN_OUT_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"back-in-stock alerts for {result.sku}",
+        await execute(
+            ALERT_SUBSCRIBERS, result.sku, summary=f"back-in-stock alerts for {result.sku}"
         )
 
 
@@ -63,12 +55,9 @@ class ReceiptWorkflow:
 
     @workflow.run
     async def run(self, receipt: ReceiptInput) -> StockResult:
-        result: StockResult = await workflow.execute_activity(
-            RECORD_RECEIPT.name,
+        result = await execute(
+            RECORD_RECEIPT,
             receipt,
-            result_type=StockResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"allocate {receipt.receipt.quantity} x {receipt.receipt.sku}",
         )
         await _tell_lines(result)
@@ -81,14 +70,7 @@ class SkuUpdateWorkflow:
 
     @workflow.run
     async def run(self, sku: SkuInput) -> StockResult:
-        result: StockResult = await workflow.execute_activity(
-            APPLY_SKU.name,
-            sku,
-            result_type=StockResult,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"catalog {sku.sku}",
-        )
+        result = await execute(APPLY_SKU, sku, summary=f"catalog {sku.sku}")
         await _tell_lines(result)
         return result
 
@@ -100,11 +82,9 @@ class PurchaseOrderWorkflow:
 
     @workflow.run
     async def run(self, change: PurchaseOrderInput) -> None:
-        await workflow.execute_activity(
-            APPLY_PURCHASE_ORDER.name,
+        await execute(
+            APPLY_PURCHASE_ORDER,
             change,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=RETRY,
             summary=f"PO {change.po_id}: {change.order.quantity} x {change.order.sku} "
             f"expected {change.order.expected_at:%d %b %Y}",
         )

@@ -139,15 +139,18 @@ class Signal(Generic[I]):
         shown by the workflow (`payload_refused`), instead of reaching the handler."""
         spec = self
 
-        def receive(instance: R, raw: RawValue) -> None:
+        def receive(self: R, raw: RawValue) -> None:
             try:
                 value = workflow.payload_converter().from_payload(raw.payload, spec.input)
             except Exception as error:  # anything undecodable is the sender's mistake
                 workflow.logger.warning("signal %s dropped: %s", spec.name, error)
-                instance.payload_refused(spec.name, _first_line(error))
+                self.payload_refused(spec.name, _first_line(error))
                 return
-            fn(instance, value)
+            fn(self, value)
 
+        # The SDK takes the payload's type from the hints, leaving out only an unannotated
+        # first parameter named `self`.
+        del receive.__annotations__["self"]
         receive.__name__ = fn.__name__
         receive.__qualname__ = fn.__qualname__
         receive.__doc__ = fn.__doc__

@@ -47,6 +47,8 @@ class ReleaseInput(BaseModel):
     line_key: str
     sku: str
     reason: str
+    requested_by: str | None = None
+    """Who cancelled (the store keeps it); None in inputs recorded by earlier releases."""
 
 
 class ReleaseResult(BaseModel):

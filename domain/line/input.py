@@ -6,11 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from domain.line.choices import Offer
-from domain.line.effects import RefundRecord, ShipmentRecord
-from domain.line.messages import MessageRecord
-from domain.line.state import LineState
-from domain.line.timeline import Timeline
+from domain.line.book import LineBook
 from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
 
@@ -24,8 +20,8 @@ class LineInput(BaseModel):
     request_hash: str
     policy: LinePolicy
     """The policy snapshot the line lives by, whatever the policy file says later."""
-    carried: CarriedState | None = None
-    """Set when the line continued as new: where the previous run left off."""
+    carried: LineBook | None = None
+    """Set when the line continued as new: its book, where the previous run left off."""
 
 
 def line_summary(request: BackorderRequest, ship_by: datetime) -> str:
@@ -40,29 +36,6 @@ def line_summary(request: BackorderRequest, ship_by: datetime) -> str:
 class EtaUpdate(BaseModel):
     eta: datetime | None
     """The new expected ship date; None when no date can be given any more."""
-
-
-class CarriedState(BaseModel):
-    """Everything a line has done and promised, handed from one run to the next when its
-    history grows long (continue-as-new): nothing is sent twice and nothing is forgotten."""
-
-    runs: int
-    """Runs before this one."""
-    state: LineState
-    allocated: int
-    shipped: int
-    released: int
-    seen_allocations: list[int]
-    shipments: list[ShipmentRecord]
-    messages: list[MessageRecord]
-    refunds: list[RefundRecord]
-    timeline: Timeline
-    offers: list[Offer]
-    expedited: bool
-    eta_changes: int
-    with_order: bool
-    reported_ready: bool
-    order_shipment: ShipmentRecord | None
 
 
 LineInput.model_rebuild()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import (
     BaseModel,
     Field,
 )
 
+from domain.line.choices import Offer
 from domain.line.effects import RefundRecord, ShipmentRecord
 from domain.line.messages import MessageRecord
 from domain.line.state import LineState
@@ -42,8 +42,11 @@ class LineStatus(BaseModel):
     """What happens at `next_deadline` unless stock arrives or the customer answers first."""
     consent: str | None = None
     """Whether the customer agreed to the delay: none, implied (silence) or explicit."""
-    offers: list[dict[str, Any]] = Field(default_factory=list)
+    offers: list[Offer] = Field(default_factory=list)
     messages: list[MessageRecord] = Field(default_factory=list)
     shipments: list[ShipmentRecord] = Field(default_factory=list)
     refunds: list[RefundRecord] = Field(default_factory=list)
     cancel_reason: str | None = None
+    cancelled_by: str | None = None
+    """Who cancelled: `customer`, `order_system`, `ops`, or `policy` at one of the line's own
+    deadlines."""

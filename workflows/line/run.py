@@ -1,0 +1,152 @@
+"""One run of a line's workflow: its input, its book, and how it calls out and shows itself.
+
+The steps of `workflows.line.life`, `.choices` and `.order` take a `LineRun` and change its
+book only through the book's own transitions (`domain.line.book`); what they add is the calls
+(activities, signals), the messages, and what ops see (search attributes, current details).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from domain import contract
+from domain.contract import Activity
+from domain.contract.lines import SEND_MESSAGE
+from domain.contract.stock import SIGNAL_ALLOCATIONS
+from domain.line.book import LineBook
+from domain.line.choices import Offer
+from domain.line.input import LineInput, line_summary
+from domain.line.messages import LinkSpec, MessageInput, MessageKind
+from domain.line.state import LineState
+from domain.line.timeline import Step
+from domain.links import LinkAction
+from domain.policy import LinePolicy
+from domain.requests import BackorderRequest
+from domain.stock import AllocationNotice, SignalAllocationsInput
+from workflows.calls import execute
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+@dataclass
+class LineRun:
+    line: LineInput
+    book: LineBook
+    key: str
+    """The workflow id, which is also the store's key of the line."""
+    local: bool = False
+    """Short calls go local-first (`workflows.calls`); decided as the run starts."""
+    next: Step | None = None
+    """The next deadline, as last shown."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
+    change what the line holds or is owed: one at a time, or stock could be counted twice."""
+
+    @property
+    def request(self) -> BackorderRequest:
+        return self.line.request
+
+    @property
+    def policy(self) -> LinePolicy:
+        return self.line.policy
+
+    async def call(self, spec: Activity[I, O], arg: I, *, summary: str, local: bool = True) -> O:
+        """An activity, local-first in runs that allow it when the contract allows it.
+
+        Local activities that follow one another run inside one workflow task; if the worker
+        dies before the task completes, they all run again. That is safe for keyed effects
+        (a message, a refund, a grant: a repeat returns the first result) whose input, and the
+        decision to make it, the history before the task alone decides (nothing from
+        `workflow.now()`, which a new attempt of the task moves, nor from signals, which a new
+        attempt may bring more of), and for reads. Calls that report the line as the store sees
+        it now (queueing it, order membership, a substitution) would, run again, report what
+        the later lost steps already did; the contract declares them regular, and their results
+        are recorded at once. `local=False` keeps one call regular for the same reason.
+        """
+        return await execute(spec, arg, summary=summary, local=self.local and local)
+
+    async def signal_others(self, notices: list[AllocationNotice]) -> None:
+        """Tell the other lines a transaction of this one gave stock to."""
+        await self.call(
+            SIGNAL_ALLOCATIONS,
+            SignalAllocationsInput(allocations=notices, skip_line_key=self.key),
+            summary=f"tell {len(notices)} waiting lines of their stock",
+        )
+
+    def refuse_if_final(self) -> None:
+        """A customer's choice on a line already shipped or cancelled: refused, in words the
+        customer reads."""
+        if self.book.state.is_final:
+            raise ApplicationError(
+                f"This item has already been {self.book.state.value}.",
+                type=contract.ERROR_LINE_FINAL,
+            )
+
+    def link(
+        self, action: LinkAction, offer: Offer | None = None, *, expires_at: datetime | None = None
+    ) -> LinkSpec:
+        """A link for the customer, signed by the message activity (the key stays out of
+        histories); by default valid for 90 policy days, or as long as its offer."""
+        if expires_at is None:
+            expires_at = offer.expires_at if offer else workflow.now() + self.policy.days(90)
+        return LinkSpec(
+            action=action, offer_id=offer.offer_id if offer else None, expires_at=expires_at
+        )
+
+    async def send(
+        self, kind: MessageKind, event_key: str, *, stable: bool | None = None, **content: Any
+    ) -> None:
+        """One message for one event; `content` fills the rest of `MessageInput`.
+
+        `stable`: the content is the same when a lost workflow task computes it again, so the
+        message may go local-first (the notification service refuses a repeated idempotency key
+        with another body). By default, only a message without links is: a link's validity
+        usually counts from `workflow.now()`, which a new attempt of the task moves."""
+        if stable is None:
+            stable = not content.get("links")
+        message_input = MessageInput(
+            line_key=self.key,
+            request=self.request,
+            kind=kind,
+            event_key=event_key,
+            ship_by=self.line.ship_by,
+            eta=self.book.timeline.eta,
+            **content,
+        )
+        try:
+            message = await self.call(
+                SEND_MESSAGE, message_input, summary=f"message: {kind}", local=stable
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("message %s to the customer was refused: %s", kind, exc.cause)
+            return
+        self.book.messages.append(message)
+        self.show_details()  # "last message" (not a command: replay is unaffected)
+
+    def refresh_state(self) -> None:
+        self.set_state(self.book.state_now())
+
+    def set_state(self, state: LineState) -> None:
+        if self.book.set_state(state):
+            workflow.upsert_search_attributes([contract.SA_STATE.value_set(state.value)])
+            self.show_details()
+
+    def show_next_step(self) -> Step | None:
+        """The next deadline of the line's promises; shown to ops when it changes."""
+        step = self.book.timeline.next_step(self.policy, fully_allocated=self.book.fully_allocated)
+        if step != self.next:
+            self.next = step
+            self.show_details()
+        return step
+
+    def show_details(self) -> None:
+        """What ops see on the workflow in the UI: state, ETA, the next deadline, last message."""
+        summary = line_summary(self.request, self.line.ship_by)
+        workflow.set_current_details(self.book.details(summary=summary, step=self.next))

@@ -1,0 +1,265 @@
+"""BackorderLineWorkflow: one backordered order line, from sold to shipped or refunded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from domain import contract
+from domain.contract.lines import (
+    ACCEPT_OFFER,
+    AGREE_TO_WAIT,
+    ALLOCATED,
+    CANCEL,
+    ETA_CHANGED,
+    LINE_WORKFLOW,
+    ORDER_CHANGED,
+    ORDER_SHIPPED,
+    STATUS,
+    TAKE_SUBSTITUTE,
+    line_key,
+)
+from domain.contract.stock import RECEIPT_PREFIX
+from domain.line.book import LineBook
+from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
+from domain.line.effects import CancelRequest, CancelResult
+from domain.line.input import EtaUpdate, LineInput
+from domain.line.messages import MessageKind
+from domain.line.state import LineState
+from domain.line.status import LineStatus
+from domain.line.timeline import Step
+from domain.links import LinkAction
+from domain.orders import OrderChange, OrderShipped
+from domain.stock import AllocationNotice
+from workflows.calls import local_first
+from workflows.line import choices, life, order
+from workflows.line.run import LineRun
+
+CANCEL_ROLES = frozenset({"customer", "order_system", "ops"})
+"""Who may ask a line to cancel through the `cancel` Update; `policy` cancels come only from
+the line's own deadlines."""
+
+
+@workflow.defn(name=LINE_WORKFLOW.name)
+class BackorderLineWorkflow:
+    """Carries one backordered line until it has shipped in full or been cancelled and refunded.
+
+    It lives by the policy snapshot in its input: the delay-option notices of the law, the
+    escalation ladder's offers, and the marketplace's auto-cancel (`domain.line.timeline`), each a
+    durable timer that fires once. Its state is one `LineBook` (`domain.line.book`); its steps
+    are in `workflows.line.life` (queue, ship, cancel, deadlines), `.choices` (offers,
+    substitutes) and `.order` (ship-complete orders).
+
+    Signals (a payload the line cannot use is dropped, logged and shown in its details):
+        allocated(AllocationNotice): stock was allocated to this line in the store. Counted once
+            per allocation id, so the at-least-once fan-out of receipts is safe.
+        eta_changed(EtaUpdate): the expected ship date moved; a real change of date tells the
+            customer once, and a date past the promise starts the delay-notice rules.
+        order_shipped(OrderShipped): the line's ship-complete order left; the line records its
+            part of that shipment.
+        order_changed(OrderChange): another line of its ship-complete order was cancelled; the
+            customer is told whether this one still waits for the rest or now ships alone.
+    Updates (each refused by its validator, changing nothing, when it cannot apply):
+        agree_to_wait(AgreeToWait) -> LineStatus: the customer consents to the delay.
+        accept_offer(AcceptOffer) -> Offer: the customer takes a goodwill offer (which is also
+            consent to wait). Refused, with a reason the customer can read, for an unknown,
+            already used, withdrawn or expired offer, or a line already final.
+        take_substitute(TakeSubstitute) -> LineStatus: move the line to an in-stock substitute
+            from the catalog; its held units go back to the old SKU's queue. Refused when the
+            SKU is not a substitute or not in stock for what the line still needs.
+        cancel(CancelRequest) -> CancelResult: cancel whatever has not shipped, give held stock
+            to the next lines in the queue, refund in full. Refused once the line is final, and
+            for a role that may not cancel; fails with AlreadyShipped when the last units
+            shipped while it waited.
+    Queries:
+        status() -> LineStatus: the line as this workflow sees it.
+    """
+
+    @workflow.init
+    def __init__(self, line: LineInput) -> None:
+        book = (
+            line.carried.resumed(line.request)
+            if line.carried is not None
+            else LineBook.open(line.request, line.ship_by)
+        )
+        key = line_key(line.request.order_id, line.request.line_id)
+        self._line = LineRun(line=line, book=book, key=key)
+        self._wake = False
+        """Something arrived that may change what to do next."""
+
+    @workflow.run
+    async def run(self, line: LineInput) -> LineStatus:
+        run = self._line
+        book = run.book
+        run.local = local_first()
+        if line.carried is None:
+            await life.begin(run)
+        else:
+            run.show_details()  # a new run starts with none
+        while not book.state.is_final:
+            if book.eta_news:
+                book.eta_news = False
+                await run.send(
+                    MessageKind.ETA_UPDATE,
+                    f"eta:{book.eta_changes}",
+                    links=[run.link(LinkAction.CANCEL)],
+                )
+                continue
+            if book.order_news:
+                await order.tell_change(run, book.order_news.pop(0))
+                continue
+            if life.history_full(run):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if book.has_news():
+                    continue  # news came in while handlers finished: tell it first
+                if not book.has_work() and not book.state.is_final:
+                    life.continue_as_new(run)
+            step = run.show_next_step()
+            if await self._wait_for_news(step):
+                if book.has_news():
+                    continue  # tell the customer first, then act
+                await life.act(run)
+            elif step is not None:
+                await life.take_step(run, step)
+        while book.order_news and book.state is LineState.SHIPPED:
+            await order.tell_change(run, book.order_news.pop(0))
+        # Let a cancel that arrived during the last shipment read its answer before we finish.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _wait_for_news(self, step: Step | None) -> bool:
+        """Wait for something to do; False when the step's time came first."""
+        self._wake = False
+
+        def news() -> bool:
+            return self._line.book.has_work() or self._wake
+
+        if step is None:
+            await workflow.wait_condition(news)
+            return True
+        delay = step.at - workflow.now()
+        if delay <= timedelta(0):
+            return news()
+        try:
+            await workflow.wait_condition(news, timeout=delay, timeout_summary=step.describe())
+        except TimeoutError:
+            return False
+        return True
+
+    def payload_refused(self, signal: str, reason: str) -> None:
+        """A signal's payload could not be used (`domain.contract.Signal.handler`)."""
+        self._line.book.refuse_payload(signal, reason)
+        self._line.show_details()
+
+    # ---- signals ------------------------------------------------------------------------------
+
+    @ALLOCATED.handler
+    def allocated(self, notice: AllocationNotice) -> None:
+        book = self._line.book
+        if not book.take(notice):
+            return
+        if book.state is not LineState.RECEIVED:  # the first state comes from recording it
+            self._line.refresh_state()
+        self._show_receipt(notice.source)
+
+    def _show_receipt(self, source: str) -> None:
+        """Ops find the lines a receipt gave stock to by `BackorderReceiptId` (the latest one).
+
+        A command added on an existing path, so it sits behind `workflow.patched`: a line
+        that got a receipt's stock before this code has no patch marker in its history and
+        replays without the upsert (unpatched, such a history fails to replay: TMPRL1100).
+        """
+        if not source.startswith(RECEIPT_PREFIX):
+            return  # catalog stock, or units another line released
+        receipt_id = source.removeprefix(RECEIPT_PREFIX).split(":", 1)[-1]
+        if workflow.patched("receipt-search-attribute"):
+            workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
+
+    @ETA_CHANGED.handler
+    def eta_changed(self, update: EtaUpdate) -> None:
+        if self._line.book.state.is_final:
+            return
+        self._line.book.record_eta(update.eta)
+        self._wake = True
+
+    @ORDER_SHIPPED.handler
+    def order_shipped(self, shipped: OrderShipped) -> None:
+        self._line.book.order_shipment = shipped.shipment
+
+    @ORDER_CHANGED.handler
+    def order_changed(self, change: OrderChange) -> None:
+        if not self._line.book.state.is_final:
+            self._line.book.order_news.append(change)
+            self._wake = True
+
+    # ---- updates --------------------------------------------------------------------------
+
+    @AGREE_TO_WAIT.handler
+    def agree_to_wait(self, request: AgreeToWait) -> LineStatus:
+        self._line.book.timeline.agree_to_wait()
+        self._wake = True
+        return self.status()
+
+    @agree_to_wait.validator
+    def _validate_wait(self, request: AgreeToWait) -> None:
+        self._line.refuse_if_final()
+
+    @ACCEPT_OFFER.handler
+    async def accept_offer(self, request: AcceptOffer) -> Offer:
+        self._wake = True
+        return await choices.accept_offer(self._line, request.offer_id)
+
+    @accept_offer.validator
+    def _validate_offer(self, request: AcceptOffer) -> None:
+        self._line.refuse_if_final()
+        choices.offer_refusal(self._line, request.offer_id)
+
+    @TAKE_SUBSTITUTE.handler
+    async def take_substitute(self, request: TakeSubstitute) -> LineStatus:
+        detail = await choices.take_substitute(self._line, request.sku)
+        self._wake = True
+        await self._line.send(
+            MessageKind.OFFER_ACCEPTED, f"substitute:{request.sku}", detail=detail
+        )
+        return self.status()
+
+    @take_substitute.validator
+    def _validate_substitute(self, request: TakeSubstitute) -> None:
+        self._line.refuse_if_final()
+        if request.sku == self._line.request.sku:
+            raise ApplicationError(
+                "This is already the item you are waiting for.",
+                type=contract.ERROR_SUBSTITUTE_REFUSED,
+            )
+
+    @CANCEL.handler
+    async def cancel(self, request: CancelRequest) -> CancelResult:
+        book = self._line.book
+        book.request_cancel(request)
+        await workflow.wait_condition(
+            lambda: book.cancel_result is not None or book.state is LineState.SHIPPED
+        )
+        if book.cancel_result is None:
+            raise ApplicationError(
+                "the line shipped in full before the cancel could take effect",
+                type=contract.ERROR_ALREADY_SHIPPED,
+            )
+        return book.cancel_result
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._line.refuse_if_final()
+        if request.requested_by not in CANCEL_ROLES:
+            raise ApplicationError(
+                f"requested_by must be one of {', '.join(sorted(CANCEL_ROLES))}",
+                type=contract.ERROR_INVALID_REQUEST,
+            )
+
+    @STATUS.handler
+    def status(self) -> LineStatus:
+        run = self._line
+        return run.book.status(
+            workflow_id=run.key, request=run.request, ship_by=run.line.ship_by, step=run.next
+        )
