@@ -138,6 +138,19 @@ class LineBook(BaseModel):
 
     # ---- transitions -----------------------------------------------------------------------
 
+    def allocation_refusal(self, notice: AllocationNotice, key: str) -> str | None:
+        """Why this line cannot count `notice`, or None: the store allocates to one line at
+        least one unit and never more than it still needs, so anything else was not sent by
+        the store."""
+        if notice.line_key != key:
+            return f"allocation {notice.allocation_id} is for {notice.line_key}"
+        if notice.quantity < 1:
+            return f"allocation {notice.allocation_id} of {notice.quantity} units"
+        needed = self.quantity - (self.allocated - self.released)
+        if notice.allocation_id not in self.seen_allocations and notice.quantity > needed:
+            return f"allocation {notice.allocation_id} of {notice.quantity} units, {needed} needed"
+        return None
+
     def take(self, notice: AllocationNotice) -> bool:
         """Count an allocation once; False when already counted or the line is final."""
         if notice.allocation_id in self.seen_allocations or self.state.is_final:

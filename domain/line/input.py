@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from domain.line.book import LineBook
 from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
+from domain.values import Timestamp
 
 
 class LineInput(BaseModel):
@@ -34,8 +35,9 @@ def line_summary(request: BackorderRequest, ship_by: datetime) -> str:
 
 
 class EtaUpdate(BaseModel):
-    eta: datetime | None
-    """The new expected ship date; None when no date can be given any more."""
+    eta: Timestamp | None
+    """The new expected ship date, with its offset and in sane bounds; None when no date can be
+    given any more."""
 
 
 LineInput.model_rebuild()

@@ -158,6 +158,10 @@ class BackorderLineWorkflow:
     @ALLOCATED.handler
     def allocated(self, notice: AllocationNotice) -> None:
         book = self._line.book
+        refusal = book.allocation_refusal(notice, self._line.key)
+        if refusal is not None:
+            self.payload_refused(ALLOCATED.name, refusal)
+            return
         if not book.take(notice):
             return
         if book.state is not LineState.RECEIVED:  # the first state comes from recording it
