@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from domain.health import MarketplaceHealthPolicy
 from domain.values import Channel, CustomerTier
 
 DAY_SECONDS = 86_400.0
@@ -250,6 +251,10 @@ class ServicePolicy(BaseModel):
     history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
     """A line whose workflow history passes this many events continues as new (see
     HISTORY_EVENTS_LIMIT)."""
+    marketplace_health: MarketplaceHealthPolicy = Field(default_factory=MarketplaceHealthPolicy)
+    """The figures each marketplace measures the seller by, their thresholds and windows (in
+    policy days), and the margin that raises a warning before a threshold is crossed: see
+    `domain.health` for the defaults and their sources."""
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)

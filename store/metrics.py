@@ -13,19 +13,30 @@ Definitions (also in the README):
   deadline (no consent to the delay, the marketplace's auto-cancel) / closed lines;
 - offer acceptance rate: lines that took an offer / lines that were made one;
 - messages sent by kind.
+
+`exposition` renders them (and the marketplace health of `store.health`, when given) for a
+Prometheus scrape through prometheus_client, negotiating OpenMetrics.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    choose_encoder,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 
 from domain.contract.lines import DEADLINE_CANCEL_REASONS
 from domain.contract.stock import RECEIPT_PREFIX
+from domain.health import MarketplaceHealth
 from domain.line.messages import MessageKind
 from domain.line.state import LineState
 from domain.metrics import Metrics, Percentiles, Rate
@@ -144,48 +155,161 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
     )
 
 
-def prometheus(metrics: Metrics) -> str:
-    """The same figures in the Prometheus text exposition format (version 0.0.4)."""
-    out: list[str] = []
+TEXT_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The content type of `prometheus()`'s text: `text/plain; version=0.0.4; charset=utf-8`."""
+HEALTH_LABELS = ("channel", "figure", "window", "direction")
+"""Labels of every marketplace-health family: one series per channel, target and window."""
 
-    def family(name: str, kind: str, help_text: str) -> None:
-        out.append(f"# HELP backorders_{name} {help_text}")
-        out.append(f"# TYPE backorders_{name} {kind}")
 
-    def sample(name: str, value: float | None, **labels: str) -> None:
-        if value is None:
-            return  # Prometheus has no "unknown": an absent sample is the honest answer.
-        # repr keeps every digit (`:g` would print 1234567 as 1.23457e+06).
-        number = str(int(value)) if float(value).is_integer() else repr(float(value))
-        rendered = ",".join(f'{key}="{label}"' for key, label in labels.items())
-        out.append(
-            f"backorders_{name}{{{rendered}}} {number}" if labels else f"backorders_{name} {number}"
+class Figures(Collector):
+    """The figures of one scrape as Prometheus families, built afresh from `Metrics` (and the
+    marketplace health, when given) each time it is collected: no global registry, no state
+    kept between scrapes."""
+
+    def __init__(self, metrics: Metrics, health: MarketplaceHealth | None = None) -> None:
+        self.metrics = metrics
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._business()
+        if self.health is not None:
+            yield from self._health(self.health)
+
+    def _business(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        open_lines = GaugeMetricFamily(
+            "backorders_open_lines",
+            "Backordered lines not yet shipped or cancelled, by state.",
+            labels=["state"],
         )
+        for state, count in metrics.open_lines.items():
+            open_lines.add_metric([state], count)
+        yield open_lines
+        closed = GaugeMetricFamily(
+            "backorders_closed_lines", "Lines that ended, by outcome.", labels=["outcome"]
+        )
+        for state, count in metrics.closed_lines.items():
+            closed.add_metric([state], count)
+        yield closed
+        for name, spread, help_text in (
+            (
+                "backorders_backorder_age_seconds",
+                metrics.backorder_age,
+                "Age of open lines since the order.",
+            ),
+            (
+                "backorders_time_to_ship_seconds",
+                metrics.time_to_ship,
+                "From order to last shipment.",
+            ),
+        ):
+            # Quantiles computed in the store: a summary whose quantile samples are added as
+            # they are (prometheus_client's SummaryMetricFamily takes only the count and sum).
+            summary = Metric(name, help_text, "summary")
+            for quantile, value in (("0.5", spread.p50_seconds), ("0.9", spread.p90_seconds)):
+                if value is not None:  # Prometheus has no "unknown": an absent sample is honest.
+                    summary.add_sample(name, {"quantile": quantile}, value)
+            summary.add_sample(f"{name}_sum", {}, spread.sum_seconds)
+            summary.add_sample(f"{name}_count", {}, spread.count)
+            yield summary
+        for name, figure, help_text in (
+            (
+                "backorders_arrival_fill_ratio",
+                metrics.arrival_fill_rate,
+                "Received units given to backorders.",
+            ),
+            (
+                "backorders_cancellation_ratio",
+                metrics.cancellation_rate,
+                "Closed lines that were cancelled.",
+            ),
+            (
+                "backorders_sla_breach_ratio",
+                metrics.sla_breach_rate,
+                "Closed lines late or deadline-cancelled.",
+            ),
+            (
+                "backorders_offer_acceptance_ratio",
+                metrics.offer_acceptance_rate,
+                "Offered lines that took one.",
+            ),
+        ):
+            ratio = GaugeMetricFamily(name, help_text)
+            if figure.rate is not None:
+                ratio.add_metric([], figure.rate)
+            yield ratio
+        messages = CounterMetricFamily(
+            "backorders_messages_sent", "Messages sent to customers, by kind.", labels=["kind"]
+        )
+        for kind, count in metrics.messages_sent.items():
+            messages.add_metric([kind], count)
+        yield messages
 
-    family("open_lines", "gauge", "Backordered lines not yet shipped or cancelled, by state.")
-    for state, count in metrics.open_lines.items():
-        sample("open_lines", count, state=state)
-    family("closed_lines", "gauge", "Lines that ended, by outcome.")
-    for state, count in metrics.closed_lines.items():
-        sample("closed_lines", count, outcome=state)
-    for name, spread, help_text in (
-        ("backorder_age_seconds", metrics.backorder_age, "Age of open lines since the order."),
-        ("time_to_ship_seconds", metrics.time_to_ship, "From order to last shipment."),
-    ):
-        family(name, "summary", help_text)
-        sample(name, spread.p50_seconds, quantile="0.5")
-        sample(name, spread.p90_seconds, quantile="0.9")
-        sample(f"{name}_sum", spread.sum_seconds)
-        sample(f"{name}_count", spread.count)
-    for name, figure, help_text in (
-        ("arrival_fill_ratio", metrics.arrival_fill_rate, "Received units given to backorders."),
-        ("cancellation_ratio", metrics.cancellation_rate, "Closed lines that were cancelled."),
-        ("sla_breach_ratio", metrics.sla_breach_rate, "Closed lines late or deadline-cancelled."),
-        ("offer_acceptance_ratio", metrics.offer_acceptance_rate, "Offered lines that took one."),
-    ):
-        family(name, "gauge", help_text)
-        sample(name, figure.rate)
-    family("messages_sent_total", "counter", "Messages sent to customers, by kind.")
-    for kind, count in metrics.messages_sent.items():
-        sample("messages_sent_total", count, kind=kind)
-    return "\n".join(out) + "\n"
+    def _health(self, health: MarketplaceHealth) -> Iterator[Metric]:
+        def family(name: str, help_text: str, *extra: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(
+                f"backorders_marketplace_health_{name}", help_text, labels=[*HEALTH_LABELS, *extra]
+            )
+
+        ratio = family("ratio", "The figure over its window: a share of orders or shipments.")
+        threshold = family("threshold", "The marketplace's threshold for the figure.")
+        numerator = family("numerator", "The figure's numerator: bad ones (max), good ones (min).")
+        denominator = family("denominator", "Orders (shipments, for valid tracking) in the window.")
+        headroom = family(
+            "headroom_orders",
+            "Further bad orders the window can take and still meet its target; negative: over.",
+        )
+        warning = family("warning", "1 while the figure meets its target within the margin of it.")
+        cancelled = family(
+            "cancelled_lines",
+            "Cancels in the window by who asked, those not held against the seller included.",
+            "cancelled_by",
+        )
+        for channel, figure in health.figures():
+            labels = [
+                channel.value,
+                figure.figure.value,
+                f"{figure.window_days}d",
+                figure.direction.value,
+            ]
+            if figure.ratio is not None:
+                ratio.add_metric(labels, figure.ratio)
+            threshold.add_metric(labels, figure.threshold)
+            numerator.add_metric(labels, figure.numerator)
+            denominator.add_metric(labels, figure.denominator)
+            headroom.add_metric(labels, figure.headroom_orders)
+            warning.add_metric(labels, 1 if figure.warning else 0)
+            for who, count in (figure.cancelled_by or {}).items():
+                cancelled.add_metric([*labels, who], count)
+        yield from (ratio, threshold, numerator, denominator, headroom, warning, cancelled)
+
+        overdue = GaugeMetricFamily(
+            "backorders_overdue_lines",
+            "Open lines (neither shipped nor cancelled) past their ship-by, by channel.",
+            labels=["channel"],
+        )
+        oldest = GaugeMetricFamily(
+            "backorders_overdue_oldest_seconds",
+            "How long past its ship-by the most overdue open line of the channel is.",
+            labels=["channel"],
+        )
+        for each in health.channels:
+            overdue.add_metric([each.channel.value], each.overdue_lines)
+            if each.oldest_overdue_seconds is not None:
+                oldest.add_metric([each.channel.value], each.oldest_overdue_seconds)
+        yield from (overdue, oldest)
+
+
+def exposition(
+    metrics: Metrics, health: MarketplaceHealth | None = None, *, accept: str | None = None
+) -> tuple[bytes, str]:
+    """The body of a scrape and its content type, negotiated from the request's `Accept`
+    header: OpenMetrics 1.0 when the scraper asks for `application/openmetrics-text` (as
+    Prometheus does), else the text format 0.0.4."""
+    encode, content_type = choose_encoder(accept or "")
+    return encode(Figures(metrics, health)), content_type
+
+
+def prometheus(metrics: Metrics, health: MarketplaceHealth | None = None) -> str:
+    """The figures in the Prometheus text format 0.0.4 (`TEXT_CONTENT_TYPE`)."""
+    return generate_latest(Figures(metrics, health)).decode()

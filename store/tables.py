@@ -1,7 +1,7 @@
 """The business record: stock, the queue of waiting lines, receipts, allocations, shipments,
 refunds and messages. Temporal holds the process; these tables hold the facts.
 
-Rows never cross into a workflow: activities turn them into `domain.models` objects.
+Rows never cross into a workflow: activities turn them into `domain` models.
 """
 
 from __future__ import annotations
