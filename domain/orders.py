@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from domain.line.effects import ShipmentRecord
 from domain.requests import InStockLine
+from domain.values import Identifier
 
 
 class OrderInput(BaseModel):
@@ -36,7 +37,7 @@ class OrderShipped(BaseModel):
 
 
 class OrderChange(BaseModel):
-    cancelled_line: str
+    cancelled_line: Identifier
     released: bool
     """True when the line now ships on its own instead of with the rest."""
 

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.requests import PurchaseOrderRequest, ReceiptRequest, SkuRequest
+from domain.values import PRINTABLE, Identifier
+
+ALLOCATION_SOURCE = r"^(receipt|sku|release|substitute|returned):[A-Za-z0-9._:-]+$"
+"""What gave a line its stock; checked where a line receives it, since a signal can come from
+anyone who can reach Temporal."""
 
 
 class AllocationNotice(BaseModel):
     """Units of stock given to one line in one store transaction."""
 
     allocation_id: int
-    line_key: str
-    order_id: str
-    line_id: str
+    line_key: Annotated[str, Field(max_length=160, pattern=PRINTABLE)]
+    order_id: Identifier
+    line_id: Identifier
     quantity: int
-    source: str
-    """`receipt:{supplier}:{receipt}`, `sku:{sku}` (catalog stock) or `release:{line}`."""
+    source: Annotated[str, Field(max_length=200, pattern=ALLOCATION_SOURCE)]
+    """`receipt:{supplier}:{receipt}`, `sku:{sku}` (catalog stock), `release:{line}` or
+    `substitute:{line}`: a line shows the receipt's id to ops (a search attribute)."""
 
 
 class ReceiptInput(BaseModel):

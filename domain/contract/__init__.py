@@ -142,6 +142,9 @@ class Signal(Generic[I]):
         def receive(self: R, raw: RawValue) -> None:
             try:
                 value = workflow.payload_converter().from_payload(raw.payload, spec.input)
+                if not isinstance(value, spec.input):
+                    # A null payload decodes to None whatever the type asked for.
+                    raise TypeError(f"expected {spec.input.__name__}, got {type(value).__name__}")
             except Exception as error:  # anything undecodable is the sender's mistake
                 workflow.logger.warning("signal %s dropped: %s", spec.name, error)
                 self.payload_refused(spec.name, _first_line(error))

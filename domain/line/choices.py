@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from domain.policy import OfferKind
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice
+from domain.values import Identifier
 
 
 class OfferStatus(StrEnum):
@@ -31,11 +32,11 @@ class Offer(BaseModel):
 
 
 class AcceptOffer(BaseModel):
-    offer_id: str
+    offer_id: Identifier
 
 
 class AgreeToWait(BaseModel):
-    requested_by: str = "customer"
+    requested_by: Identifier = "customer"
 
 
 class OfferGrant(BaseModel):
@@ -54,7 +55,7 @@ class OutreachInput(BaseModel):
 
 
 class TakeSubstitute(BaseModel):
-    sku: str
+    sku: Identifier
 
 
 class FindSubstitutes(BaseModel):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel
 
 from domain.line.state import LineState
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice
+from domain.values import text
 
 
 class RecordLineResult(BaseModel):
@@ -37,8 +39,8 @@ class ShipmentInput(BaseModel):
 class ShipmentRecord(BaseModel):
     sequence: int
     quantity: int
-    tracking_number: str
-    carrier_shipment_id: str
+    tracking_number: Annotated[str, text(200)]
+    carrier_shipment_id: Annotated[str, text(200)]
     expedited: bool
     created_at: datetime
 
@@ -92,5 +94,6 @@ class CancelRequest(BaseModel):
     """The `cancel` Update's payload: why, and who asked (the role of the credential that
     asked, or `policy` for the line's own deadlines)."""
 
-    reason: str = "requested"
+    reason: Annotated[str, text(200)] = "requested"
     requested_by: str = "order_system"
+    """Checked by the line's Update validator: only the line's deadlines cancel as `policy`."""

@@ -190,10 +190,21 @@ class BackorderLineWorkflow:
 
     @ORDER_SHIPPED.handler
     def order_shipped(self, shipped: OrderShipped) -> None:
+        if not self._line.book.with_order:
+            self.payload_refused(ORDER_SHIPPED.name, "the line ships on its own")
+            return
         self._line.book.order_shipment = shipped.shipment
 
     @ORDER_CHANGED.handler
     def order_changed(self, change: OrderChange) -> None:
+        request = self._line.request
+        if change.cancelled_line not in request.order_lines or change.cancelled_line == (
+            request.line_id
+        ):
+            self.payload_refused(
+                ORDER_CHANGED.name, f"{change.cancelled_line} is not another line of its order"
+            )
+            return
         if not self._line.book.state.is_final:
             self._line.book.order_news.append(change)
             self._wake = True
