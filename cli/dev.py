@@ -61,7 +61,7 @@ def stack_ports(settings: Settings) -> list[tuple[str, str, int]]:
 
 def _leftover_of_this_folder(settings: Settings, holder: ProcessIdentity) -> bool:
     """Whether `holder` is a Temporal dev server on this state folder's database."""
-    return str(TemporalDevServer(settings).db_path) in holder.command
+    return str(TemporalDevServer(settings).db_path) in holder.command.split()
 
 
 def _port_taken(settings: Settings, setting: str, port: int) -> str:
@@ -145,7 +145,13 @@ class EmbeddedStack:
     async def start(cls, settings: Settings) -> EmbeddedStack:
         # The folder first: a second stack on it is refused before it looks at ports, and
         # what a dead stack left running is stopped before its ports are checked.
-        folder = claim(settings.state_dir)
+        try:
+            folder = claim(settings.state_dir)
+        except OSError as exc:
+            raise StackError(
+                f"the embedded stack did not start: cannot use the state folder "
+                f"{settings.state_dir}: {exc.strerror or exc}"
+            ) from exc
         try:
             check_temporal_database(settings)
             check_ports(settings)
