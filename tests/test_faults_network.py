@@ -8,9 +8,10 @@ every service link resets a fifth of its connections and delays the rest, and Po
 restarted. Each ends with every line shipped or cancelled as asked, every effect exactly once in
 the simulators' records, and the store audit clean (`tests.support.surge.assert_exactly_once`).
 
-Links are cut by setting the host end of a worker's veth down: packets vanish both ways, as in a
-real partition (connections hang, new ones time out), and TCP carries on where it can once the
-link is up again. Delays and resets come from the proxy on each link's host end.
+Links are cut by setting the host end of a worker's veth down: packets vanish both ways, as when
+a host's link fails (established connections stall, new ones fail after about 3 s with "No route
+to host"), and TCP carries on where it can once the link is up again. Delays and resets come
+from the proxy on each link's host end.
 
 Needs root, iproute2 and the PostgreSQL server programs (the store is a PostgreSQL of the
 test's own, so that one test can restart it): in CI a missing part fails the tests, on a

@@ -4,8 +4,10 @@ A `Lab` makes namespaces (`ip netns add`) and, per namespace, links: each a veth
 /30 of its own from 198.18.0.0/15 (the range reserved for benchmarks, RFC 2544): the host end
 gets `.1`, the namespace end `.2`. A namespace has no other route: what runs in it reaches
 only the host-end addresses of its links, and nothing leaves the machine. `Link.cut()` sets
-the host end down, so that packets in both directions vanish (a partition: connections hang,
-new ones time out); `Link.heal()` sets it up again.
+the host end down, so that packets in both directions vanish, as when a host's link fails:
+established connections stall (TCP retransmits into the void), new ones fail after about 3 s
+with "No route to host" (the neighbour lookup gets no answer). `Link.heal()` sets it up again,
+and stalled connections resume where TCP has not given up on them.
 
 Names carry the creating process's pid (`bofault-PID-TOKEN-LABEL`): `remove_leftovers()` deletes
 the namespaces of runs whose process is gone (a test run killed before its cleanup), with any

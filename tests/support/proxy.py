@@ -143,15 +143,19 @@ class Proxy:
                     self._reset(conn)
 
     async def close(self) -> None:
+        """Stop listening and end every connection. Handlers end by themselves once their
+        sockets are gone (cancelling them would be logged by asyncio's stream callback)."""
         if self._server is not None:
             self._server.close()
+        self._black_hole = False
+        self.resume()
         for conn in list(self.connections):
             self._abort(conn)
-        for handler in list(self._handlers):
-            handler.cancel()
-        for handler in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await handler
+        handlers = list(self._handlers)
+        if handlers:
+            _, stuck = await asyncio.wait(handlers, timeout=5)
+            for handler in stuck:
+                handler.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
