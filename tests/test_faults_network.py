@@ -54,16 +54,19 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield running
 
 
-async def in_flight(proxy: Proxy, within: float = 30.0) -> None:
-    """Until a request through `proxy` waits for its answer."""
+async def in_flight(proxy: Proxy, within: float = 10.0) -> bool:
+    """Until a request through `proxy` waits for its answer (True), or `within` seconds have
+    passed without one (False: the fault strikes all the same)."""
     deadline = time.monotonic() + within
     while proxy.awaiting_answers == 0:
-        assert time.monotonic() < deadline, f"no request through {proxy.name} within {within} s"
+        if time.monotonic() > deadline:
+            return False
         await asyncio.sleep(0.002)
+    return True
 
 
 def traffic(cluster: Cluster) -> dict[str, dict[str, int]]:
-    """Per worker and link: connections made and bytes sent, for the report."""
+    """Per worker and link: bytes carried both ways, for the report."""
     return {
         host.name: {
             part: proxy.stats.bytes_up + proxy.stats.bytes_down
@@ -105,7 +108,7 @@ async def test_a_worker_cut_off_from_temporal_past_the_task_timeout_loses_and_do
         await mid_surge(cluster)
         # While it makes a call: its result cannot be reported, the task it belongs to times
         # out, and another worker must redo it without a second effect.
-        await in_flight(cut_off.proxies["services"])
+        report["cut during a call"] = await in_flight(cut_off.proxies["services"])
         cut_off.links["temporal"].cut()
         report["fault at"] = time.monotonic()
         fault.set()
@@ -196,7 +199,7 @@ async def test_a_worker_cut_off_from_outside_services_through_resets_and_delay_l
 
     async def partition() -> None:
         await mid_surge(cluster)
-        await in_flight(cut_off.proxies["services"])
+        report["cut during a call"] = await in_flight(cut_off.proxies["services"])
         cut_off.links["services"].cut()
         report["fault at"] = time.monotonic()
         fault.set()
