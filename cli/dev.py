@@ -4,6 +4,11 @@ The stack is the Temporal dev server (a child process on a SQLite file in the st
 store, and on this event loop the simulators, the worker and the API. Everything it keeps lives in
 the state folder, so starting it again on the same folder resumes every running workflow.
 `backorders demo` starts the same `EmbeddedStack` when it finds no stack running.
+
+One stack per state folder (`cli.state_folder`), and it dies whole: Ctrl-C, SIGTERM and a closed
+terminal (SIGHUP) stop it in order; `kill -9` leaves the Temporal dev server to the kernel's
+parent-death signal (`cli.processes.die_with_parent`), and whatever still survives is stopped by
+the next start on the folder.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import temporalio.activity
 import temporalio.workflow
 from sqlalchemy.engine import make_url
 
+from cli.processes import ProcessIdentity, listening_on, open_by
 from cli.stack import Services, TemporalDevServer, codec_url
+from cli.state_folder import Claim, StateFolderInUseError, claim
 from config import settings as defaults
 from config.settings import Settings
 from store.db import Database, open_store
@@ -52,11 +59,53 @@ def stack_ports(settings: Settings) -> list[tuple[str, str, int]]:
     return ports
 
 
+def _leftover_of_this_folder(settings: Settings, holder: ProcessIdentity) -> bool:
+    """Whether `holder` is a Temporal dev server on this state folder's database."""
+    return str(TemporalDevServer(settings).db_path) in holder.command.split()
+
+
+def _port_taken(settings: Settings, setting: str, port: int) -> str:
+    holders = listening_on(port)
+    if not holders:
+        return (
+            f"port {port} is already in use ({setting}): stop what uses it, "
+            f"or set {setting} to a free port"
+        )
+    holder = holders[0]
+    if _leftover_of_this_folder(settings, holder):
+        # Another port would start a second Temporal server on the same database file.
+        return (
+            f"port {port} ({setting}) is held by a Temporal dev server on this state folder "
+            f"that an earlier stack left running ({holder.describe(60)}): stop it "
+            f"(`kill {holder.pid}`) and start again"
+        )
+    return (
+        f"port {port} is already in use ({setting}) by {holder.describe(60)}: stop it, "
+        f"or set {setting} to a free port"
+    )
+
+
+def check_temporal_database(settings: Settings) -> None:
+    """Refuse to start a Temporal server on a database file another process has open: a
+    server an earlier stack left running (say, one started by a release without the state
+    folder's record). Two servers on one file would each take the other's work."""
+    db = TemporalDevServer(settings).db_path
+    holders = open_by(db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))
+    if holders:
+        holder = holders[0]
+        raise StateFolderInUseError(
+            f"the Temporal database {db} is open in another process ({holder.describe(60)}), "
+            f"left running by an earlier stack on this folder: stop it (`kill {holder.pid}`) "
+            "and start again; a second Temporal server must not share the file"
+        )
+
+
 def check_ports(settings: Settings) -> None:
     """Refuse to start on a taken port, before anything starts.
 
     Checked up front because the parts fail late and unclearly otherwise: uvicorn exits the
     process, and a Temporal server already on the port would be silently connected to.
+    The message names the process that holds the port when it can be found.
     """
     seen: dict[int, str] = {}
     for setting, host, port in stack_ports(settings):
@@ -72,10 +121,7 @@ def check_ports(settings: Settings) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    message = (
-                        f"port {port} is already in use ({setting}): stop what uses it, "
-                        f"or set {setting} to a free port"
-                    )
+                    message = _port_taken(settings, setting, port)
                 else:
                     message = f"cannot listen on {host}:{port} ({setting}): {exc.strerror}"
                 raise PortInUseError(message) from exc
@@ -93,11 +139,28 @@ class EmbeddedStack:
     devserver: TemporalDevServer
     db: Database
     services: Services
+    claim: Claim
 
     @classmethod
     async def start(cls, settings: Settings) -> EmbeddedStack:
-        check_ports(settings)
-        devserver = TemporalDevServer(settings)
+        # The folder first: a second stack on it is refused before it looks at ports, and
+        # what a dead stack left running is stopped before its ports are checked.
+        try:
+            folder = claim(settings.state_dir)
+        except OSError as exc:
+            raise StackError(
+                f"the embedded stack did not start: cannot use the state folder "
+                f"{settings.state_dir}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            check_temporal_database(settings)
+            check_ports(settings)
+        except BaseException:
+            folder.release()
+            raise
+        devserver = TemporalDevServer(
+            settings, on_spawn=lambda pid: folder.record_child("Temporal dev server", pid)
+        )
         db: Database | None = None
         try:
             client = await devserver.start()
@@ -109,10 +172,11 @@ class EmbeddedStack:
             if db is not None:
                 db.dispose()
             devserver.stop()
+            folder.release()
             if isinstance(exc, RuntimeError | OSError | StoreSchemaError):
                 raise StackError(f"the embedded stack did not start: {exc}") from exc
             raise
-        return cls(settings, devserver, db, services)
+        return cls(settings, devserver, db, services, folder)
 
     async def stop(self) -> None:
         # API first so nothing new comes in, then the worker (an activity it cuts short is
@@ -122,6 +186,7 @@ class EmbeddedStack:
         finally:
             self.db.dispose()
             await asyncio.to_thread(self.devserver.stop)
+            self.claim.release()
 
 
 def display_host(host: str) -> str:
@@ -203,21 +268,33 @@ def banner(settings: Settings) -> str:
     )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, a service manager's stop, and a closed terminal."""
+
+
 @contextlib.contextmanager
 def stop_requested() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM, so that both stop the stack in order.
+    """An event set by SIGINT, SIGTERM or SIGHUP, so that each stops the stack in order.
 
-    Without it SIGTERM would kill the process at once and leave the dev server running.
+    Without it SIGTERM or a closed terminal would end the process at once, leaving the
+    stack's work cut short (the dev server itself dies with us either way).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         yield stop
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+def say(text: str) -> None:
+    """Print, unless the terminal is gone (closed: writes fail with EIO); stopping matters
+    more than telling."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 class ConciseFormatter(logging.Formatter):
@@ -252,14 +329,14 @@ def configure_logging(level: int) -> None:
 async def run_dev(settings: Settings) -> int:
     configure_logging(logging.INFO)
     with stop_requested() as stop:
-        print(f"starting the embedded stack in {settings.state_dir.resolve()} ...", flush=True)
+        say(f"starting the embedded stack in {settings.state_dir.resolve()} ...")
         stack = await EmbeddedStack.start(settings)
         try:
-            print(banner(settings), flush=True)
+            say(banner(settings))
             log.info("ready; worker polling task queue %r", settings.task_queue)
             await stop.wait()
-            print("stopping: API, worker, simulators, Temporal ...", flush=True)
+            say("stopping: API, worker, simulators, Temporal ...")
         finally:
             await stack.stop()
-    print("stopped; state kept in", settings.state_dir.resolve(), flush=True)
+    say(f"stopped; state kept in {settings.state_dir.resolve()}")
     return 0

@@ -12,9 +12,10 @@
 Settings come from `BACKORDERS_*` environment variables (see the README's table).
 Exit codes: 0 success; 1 the stack did not start or the API did not answer, or the demo saw a
 request fail or its lines never settled, or the store could not be migrated (`--check`: is not
-at this release's revision); 2 usage or configuration error (a bad setting, a port in use,
-production mode with a default secret); 3 no such line; 4 credentials refused; 5 the line's
-state refuses the action (already shipped or cancelled); 130 interrupted.
+at this release's revision); 2 usage or configuration error (a bad setting, a port in use, a
+state folder in use by another stack, production mode with a default secret); 3 no such line;
+4 credentials refused; 5 the line's state refuses the action (already shipped or cancelled);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -262,6 +263,7 @@ def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
     FastAPI, the store), which would make every ops command take seconds to start."""
     from cli.demo import run_demo
     from cli.dev import PortInUseError, StackError, run_dev
+    from cli.state_folder import StateFolderInUseError
 
     try:
         if args.command == "dev":
@@ -270,7 +272,7 @@ def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(
             run_demo(settings, lines=args.lines, api=args.api, keep=keep, wait_seconds=args.timeout)
         )
-    except PortInUseError as exc:
+    except (PortInUseError, StateFolderInUseError) as exc:
         print(f"backorders: {exc}", file=sys.stderr)
         return 2
     except StackError as exc:

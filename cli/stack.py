@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.codec_server import create_codec_app
+from cli.processes import die_with_parent
 from client import connect
 from config.settings import Settings
 from domain import contract
@@ -113,14 +114,22 @@ def search_attribute_flags() -> list[str]:
 
 @dataclass
 class TemporalDevServer:
-    """`temporal server start-dev` on a file in the state folder, as a child process."""
+    """`temporal server start-dev` on a file in the state folder, as a child process that ends
+    with this one (`cli.processes.die_with_parent`), `kill -9` included."""
 
     settings: Settings
     process: subprocess.Popen[bytes] | None = None
+    on_spawn: Callable[[int], None] | None = None
+    """Told the server's pid as soon as it starts (the state folder's record of children)."""
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.log_path = self.settings.state_dir / "temporal.log"
+
+    @property
+    def db_path(self) -> Path:
+        """Absolute, so that the command line names the file wherever it was started from."""
+        return (self.settings.state_dir / "temporal.db").resolve()
 
     def command(self) -> list[str]:
         # With encryption on, the UI shows ciphertext unless it asks the codec server.
@@ -132,7 +141,7 @@ class TemporalDevServer:
             "server",
             "start-dev",
             "--db-filename",
-            str(self.settings.state_dir / "temporal.db"),
+            str(self.db_path),
             "--ip",
             "127.0.0.1",
             "--port",
@@ -148,11 +157,18 @@ class TemporalDevServer:
     async def start(self, within: float = 60.0) -> Client:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            # Its own process group: Ctrl-C reaches us, and we stop it in order.
+            # Its own session: Ctrl-C or a closed terminal reaches us, and we stop it in order;
+            # the parent-death signal covers the ends that leave us no say.
             # Popen returns at once; the wait for the server is the polling loop below.
             self.process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own argv, no shell
-                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
+        if self.on_spawn is not None:
+            self.on_spawn(self.process.pid)
         deadline = asyncio.get_running_loop().time() + within
         # The embedded stack's worker runs on this client: it serves the SDK's metrics.
         runtime = sdk_runtime(self.settings)
