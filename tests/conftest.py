@@ -35,6 +35,8 @@ from domain.contract.lines import line_key
 from store.audit import broken_rules
 from store.db import Database, open_store
 
+pytest_plugins = ["tests.support.task_failures"]
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "BACKORDERS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
