@@ -170,12 +170,36 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
     elif kind is MessageKind.CANCELLED_REFUNDED:
         amount = Decimal(message.refund_amount or "0")
         reason = f"{message.detail}\n" if message.detail else ""
-        subject = f"Order {order}: {request.sku} cancelled and refunded"
+        if message.charged is not None and amount == 0 and Decimal(message.charged) == 0:
+            subject = f"Order {order}: {request.sku} cancelled, nothing charged"
+            money = "Nothing was charged: the hold on your payment method has been released.\n"
+        elif message.charged is not None and amount == 0:
+            subject = f"Order {order}: {request.sku} cancelled"
+            money = (
+                f"You were charged {message.charged} {request.currency} for what shipped, and "
+                f"nothing more: the hold on your payment method has been released.\n"
+            )
+        else:
+            subject = f"Order {order}: {request.sku} cancelled and refunded"
+            money = (
+                f"Refund: {amount:.2f} {request.currency}, for every unit that did not ship, "
+                f"to your original payment method. It reaches you within 7 business days.\n"
+            )
         body = (
-            f"{item} from order {order} has been cancelled.\n{reason}"
-            f"Refund: {amount:.2f} {request.currency}, in full for every unit that did not ship, "
-            f"to your original payment method. It reaches you within 7 business days.\n"
+            f"{item} from order {order} has been cancelled.\n{reason}{money}"
             f"Nothing else on your order has changed."
+        )
+    elif kind is MessageKind.PAYMENT_UPDATE_REQUEST:
+        link = urls.get((LinkAction.UPDATE_PAYMENT, None))
+        how = f"use this link: {link}" if link else "reply to this message"
+        subject = f"Order {order}: please update your payment method for {request.sku}"
+        body = (
+            f"{item} from your order {order} is still on its way to us, and we need to renew "
+            f"the hold on your payment method until it ships. Your bank declined it.\n"
+            f"Please give us another payment method before "
+            f"{_when(message.deadline or expected)}; to do so, {how}\n"
+            f"Without one by then, we will cancel this item. Nothing will be charged.\n"
+            f"{_cancel_note(urls)}"
         )
     else:  # pragma: no cover - the enum is exhaustive; a new kind needs a template
         raise ValueError(f"no template for message kind {kind}")

@@ -61,6 +61,21 @@ class OutsideServices:
     async def _post(
         self, service: str, path: str, *, idempotency_key: str, body: dict[str, Any]
     ) -> dict[str, Any]:
+        _, answer = await self.post(service, path, idempotency_key=idempotency_key, body=body)
+        return answer
+
+    async def post(
+        self,
+        service: str,
+        path: str,
+        *,
+        idempotency_key: str,
+        body: dict[str, Any],
+        answers: frozenset[int] = frozenset(),
+    ) -> tuple[int, dict[str, Any]]:
+        """POST with the service's token and the idempotency key; the status and the JSON
+        answer. `answers`: refusals that are answers the caller reads (a payment declined),
+        returned instead of raised."""
         url = f"{self.settings.service_url(service)}{path}"
         try:
             response = await self.http.post(
@@ -77,7 +92,7 @@ class OutsideServices:
             raise RuntimeError(f"{service} unreachable at {url}: {exc!r}") from exc
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise RuntimeError(f"{service} answered {response.status_code}: {response.text[:200]}")
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in answers:
             # Retryable by default: a refused shipment or refund keeps retrying, visible to ops
             # as a failing activity, until the cause is fixed; the line is never dropped. Only
             # messages give up on it (the workflow's retry policy for them says so).
@@ -86,7 +101,7 @@ class OutsideServices:
                 type=contract.ERROR_OUTSIDE_SERVICE_REJECTED,
             )
         result: dict[str, Any] = response.json()
-        return result
+        return response.status_code, result
 
     def _link_url(self, line_key: str, link: LinkSpec) -> str:
         claims = LinkClaims(

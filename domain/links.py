@@ -25,6 +25,8 @@ class LinkAction(StrEnum):
     ACCEPT_OFFER = "accept_offer"
     SUBSTITUTE = "substitute"
     """`offer` holds the substitute's SKU."""
+    UPDATE_PAYMENT = "update_payment"
+    """Give another payment method after a declined renewal of the hold."""
 
 
 class LinkClaims(BaseModel):

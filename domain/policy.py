@@ -194,6 +194,29 @@ class DelayRules(BaseModel):
     """Silence counts as consent only for a revised date at most this far past the original."""
 
 
+class PaymentPolicy(BaseModel):
+    """Money on a long wait (DOMAIN.md): how long a card hold lasts, when it is renewed, and
+    how long a customer has to give another payment method after a renewal is declined. In
+    policy days, like every other duration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hold_days: Annotated[float, Field(gt=0, le=30)] = 7
+    """How long an authorization holds when the order system does not say (a customer-initiated
+    online card payment: about 7 days)."""
+    reauthorize_lead_days: Annotated[float, Field(ge=0, le=29)] = 1
+    """A hold is renewed this long before it lapses."""
+    update_grace_days: Annotated[float, Field(gt=0, le=30)] = 3
+    """After a declined renewal, the customer has this long to give another payment method
+    before the line is cancelled with nothing charged."""
+
+    @model_validator(mode="after")
+    def _renewed_before_it_lapses(self) -> PaymentPolicy:
+        if self.reauthorize_lead_days >= self.hold_days:
+            raise ValueError("reauthorize_lead_days must be shorter than hold_days")
+        return self
+
+
 HISTORY_EVENTS_LIMIT = 2_000
 """Events in one run of a line's workflow before it continues as new. A waiting line costs about
 a dozen events per ETA change or message, so this is a line that has waited through a hundred
@@ -211,6 +234,7 @@ class LinePolicy(BaseModel):
     offer_valid_days: Annotated[float, Field(gt=0, le=90)] = 7
     channel: ChannelPolicy
     history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
+    payment: PaymentPolicy = Field(default_factory=PaymentPolicy)
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)
@@ -251,6 +275,8 @@ class ServicePolicy(BaseModel):
     history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
     """A line whose workflow history passes this many events continues as new (see
     HISTORY_EVENTS_LIMIT)."""
+    payment: PaymentPolicy = Field(default_factory=PaymentPolicy)
+    """Card holds on a long wait: their length, renewal and the grace for a new method."""
     marketplace_health: MarketplaceHealthPolicy = Field(default_factory=MarketplaceHealthPolicy)
     """The figures each marketplace measures the seller by, their thresholds and windows (in
     policy days), and the margin that raises a warning before a threshold is crossed: see
@@ -266,6 +292,7 @@ class ServicePolicy(BaseModel):
             offer_valid_days=self.offer_valid_days,
             channel=self.channels.get(channel) or DEFAULT_CHANNELS[channel],
             history_events_limit=self.history_events_limit,
+            payment=self.payment,
         )
 
 

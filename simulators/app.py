@@ -37,7 +37,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -99,6 +100,13 @@ class RequestLog:
                 (service, path, key, text, json.dumps(response), datetime.now(UTC).isoformat()),
             )
             return dict(response)
+
+    def recorded(self, service: str, key: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM requests WHERE service = ? AND idempotency_key = ?", (service, key)
+            ).fetchone()
+        return row is not None
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM requests").fetchone()
@@ -317,6 +325,10 @@ Authorization = Annotated[str | None, Header()]
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
+def _money(body: dict[str, Any]) -> dict[str, Any]:
+    return {"amount": body["amount"], "currency": body["currency"]}
+
+
 def _require(authorization: str | None, key: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "missing bearer token")
@@ -368,7 +380,108 @@ def create_app(state_dir: Path, faults: FaultConfig | None = None) -> FastAPI:
                 {"detail": f"injected fault: {service} did it, but the answer was lost"},
                 status_code=plan.status,
             )
-        return JSONResponse(recorded)
+        # A decline is recorded like any answer, and given again for the same key.
+        return JSONResponse(
+            recorded, status_code=402 if recorded.get("status") == "declined" else 200
+        )
+
+    def hold_refusal(key: str, body: dict[str, Any]) -> str | None:
+        """Why the processor refuses a capture or void on one of its holds: unknown to it
+        (a hold made at checkout) passes; a voided or expired hold, or more than it holds
+        left, is refused, as a processor would."""
+        if log.recorded("payments", key):
+            return None  # a repeat is answered as the first was
+        requests = log.list("payments")
+        hold = next(
+            (
+                row
+                for row in requests
+                if row["path"] == "/authorizations"
+                and row["response"].get("authorization_id") == body["authorization_id"]
+            ),
+            None,
+        )
+        if hold is None:
+            return None
+        on_hold = [
+            row
+            for row in requests
+            if row["body"].get("authorization_id") == body["authorization_id"]
+        ]
+        if any(row["path"] == "/voids" for row in on_hold):
+            return f"authorization {body['authorization_id']} was voided"
+        if datetime.fromisoformat(hold["response"]["expires_at"]) <= datetime.now(UTC):
+            return f"authorization {body['authorization_id']} has expired"
+        captured = sum(
+            (Decimal(row["body"]["amount"]) for row in on_hold if row["path"] == "/captures"),
+            Decimal(0),
+        )
+        if captured + Decimal(str(body["amount"])) > Decimal(hold["response"]["amount"]):
+            return (
+                f"capturing {body['amount']} would exceed authorization "
+                f"{body['authorization_id']} ({captured} of {hold['response']['amount']} used)"
+            )
+        return None
+
+    @app.post("/payments/authorizations", response_model=None)
+    async def create_authorization(
+        body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        """A hold on a payment method; like a processor's test cards, a method whose reference
+        contains `decline` is declined (402)."""
+        key = _require(authorization, idempotency_key)
+        for field in ("reference", "payment_method", "amount", "currency"):
+            if field not in body:
+                raise HTTPException(422, f"{field} is required")
+        default_expiry = datetime.now(UTC) + timedelta(days=7)
+
+        def make(seq: int) -> dict[str, Any]:
+            if "decline" in str(body["payment_method"]):
+                return {"status": "declined", "decline_code": "card_declined"}
+            return {
+                "authorization_id": f"auth_{seq:08d}",
+                "status": "authorized",
+                "amount": body["amount"],
+                "currency": body["currency"],
+                "expires_at": body.get("expires_at") or default_expiry.isoformat(),
+            }
+
+        return await answer("payments", "/authorizations", key, body, make)
+
+    @app.post("/payments/captures", response_model=None)
+    async def create_capture(
+        body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        key = _require(authorization, idempotency_key)
+        for field in ("reference", "authorization_id", "amount", "currency"):
+            if field not in body:
+                raise HTTPException(422, f"{field} is required")
+        refusal = await run_in_threadpool(hold_refusal, key, body)
+        if refusal is not None:
+            raise HTTPException(422, refusal)
+        return await answer(
+            "payments",
+            "/captures",
+            key,
+            body,
+            lambda seq: {"capture_id": f"cap_{seq:08d}", "status": "succeeded", **_money(body)},
+        )
+
+    @app.post("/payments/voids", response_model=None)
+    async def create_void(
+        body: JsonBody, authorization: Authorization = None, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        key = _require(authorization, idempotency_key)
+        for field in ("reference", "authorization_id", "amount", "currency"):
+            if field not in body:
+                raise HTTPException(422, f"{field} is required")
+        return await answer(
+            "payments",
+            "/voids",
+            key,
+            body,
+            lambda seq: {"void_id": f"void_{seq:08d}", "status": "voided", **_money(body)},
+        )
 
     @app.post("/carrier/shipments", response_model=None)
     async def create_shipment(

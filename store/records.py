@@ -25,6 +25,7 @@ from store.tables import (
     MessageRow,
     OfferRow,
     OutreachRow,
+    PaymentRow,
     PurchaseOrderRow,
     ReceiptRow,
     RefundRow,
@@ -102,6 +103,21 @@ def record_refund(db: Database, row: RefundRow) -> RefundRecord:
             return refund_record(existing)
         session.add(row)
         return refund_record(row)
+
+
+def find_payment(db: Database, idempotency_key: str) -> PaymentRow | None:
+    with db.reading() as session:
+        return session.get(PaymentRow, idempotency_key)
+
+
+def record_payment(db: Database, row: PaymentRow) -> PaymentRow:
+    """Money that moved at the processor, once per idempotency key."""
+    with db.transaction() as session:
+        existing = session.get(PaymentRow, row.idempotency_key)
+        if existing is not None:
+            return existing
+        session.add(row)
+        return row
 
 
 def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:

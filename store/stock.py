@@ -186,6 +186,7 @@ def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
         line.state = LineState.CANCELLED
         line.cancel_reason = release.reason
         line.cancelled_by = release.requested_by
+        line.cancelled_at = utcnow()
         refresh_state(line)
         reallocated = allocate_free_stock(session, sku, f"release:{line.key}")
         return ReleaseResult(

@@ -94,6 +94,8 @@ class LineRow(SQLModel, table=True):
     cancelled_by: str | None = Field(default=None, max_length=32)
     """Who cancelled the line, from the credential that asked (`customer`, `order_system`,
     `ops`) or `policy` for a cancel at one of the line's own deadlines; never from a body."""
+    cancelled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """When the store cancelled the line: the clock of "cancel to money back" starts here."""
 
     @property
     def held_quantity(self) -> int:
@@ -168,6 +170,28 @@ class RefundRow(SQLModel, table=True):
     currency: str = Field(max_length=3)
     quantity: int
     reason: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class PaymentRow(SQLModel, table=True):
+    """Money that moved at the payment processor for a line, other than refunds (`RefundRow`):
+    a hold authorized (or declined), a capture, a void; under its idempotency key."""
+
+    __tablename__ = "payments"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    line_key: str = Field(index=True, max_length=160)
+    kind: str = Field(index=True, max_length=16)
+    """`authorization`, `capture` or `void`."""
+    outcome: str = Field(max_length=16)
+    """`succeeded`, or `declined` for an authorization the processor refused."""
+    amount: str = Field(max_length=32)
+    currency: str = Field(max_length=3)
+    hold: str = Field(max_length=200)
+    """The hold it concerns: the authorization's reference (for an authorization, the new one;
+    empty when declined)."""
+    processor_id: str = Field(max_length=200)
+    expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
 from activities.services import OutsideServices
 from activities.signals import Signaller
 from activities.store_activities import StoreActivities
@@ -76,6 +77,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         policy = load_policy(settings.policy_file)
         store = StoreActivities(db, policy.days(policy.receiving_days))
         services = OutsideServices(settings, db, http)
+        payments = PaymentActivities(services)
         signaller = Signaller(client)
         supply = SupplyActivities(db, client, policy)
         orders = OrderActivities(client, settings.task_queue)
@@ -98,6 +100,9 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             orders.join_order,
             orders.withdraw_from_order,
             services.create_order_shipment,
+            payments.authorize,
+            payments.capture,
+            payments.void,
         ]
 
         def worker(task_queue: str, cached: int, activity_slots: int) -> Worker:

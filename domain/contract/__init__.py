@@ -55,6 +55,7 @@ SA_SHIP_BY = SearchAttributeKey.for_datetime("BackorderShipBy")
 SA_ESCALATION_LEVEL = SearchAttributeKey.for_int("BackorderEscalationLevel")
 SA_CUSTOMER_TIER = SearchAttributeKey.for_keyword("BackorderCustomerTier")
 SA_RECEIPT_ID = SearchAttributeKey.for_keyword("BackorderReceiptId")
+SA_PAYMENT_STATE = SearchAttributeKey.for_keyword("BackorderPaymentState")
 
 SEARCH_ATTRIBUTE_KEYS: list[SearchAttributeKey[Any]] = [
     SA_ORDER_ID,
@@ -65,6 +66,7 @@ SEARCH_ATTRIBUTE_KEYS: list[SearchAttributeKey[Any]] = [
     SA_ESCALATION_LEVEL,
     SA_CUSTOMER_TIER,
     SA_RECEIPT_ID,
+    SA_PAYMENT_STATE,
 ]
 SEARCH_ATTRIBUTES: dict[str, str] = {
     key.name: key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").title()
@@ -82,6 +84,8 @@ ERROR_OFFER_USED = "OfferUsed"
 ERROR_OFFER_EXPIRED = "OfferExpired"
 ERROR_LINE_FINAL = "LineFinal"
 ERROR_SUBSTITUTE_REFUSED = "SubstituteRefused"
+ERROR_PAYMENT_DECLINED = "PaymentDeclined"
+"""A payment method the customer gave was declined by the processor (an Update's refusal)."""
 ERROR_INVALID_REQUEST = "InvalidRequest"
 """An Update whose payload a line cannot use (it bypassed the API's validation)."""
 

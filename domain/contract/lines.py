@@ -40,6 +40,16 @@ from domain.line.effects import (
 )
 from domain.line.input import EtaUpdate, LineInput
 from domain.line.messages import MessageInput, MessageRecord
+from domain.line.payment import (
+    Authorization,
+    AuthorizeInput,
+    CaptureInput,
+    CaptureResult,
+    NewPaymentMethod,
+    PaymentView,
+    VoidInput,
+    VoidResult,
+)
 from domain.line.status import LineStatus
 from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
@@ -69,6 +79,8 @@ CANCEL = Update("cancel", CancelRequest, CancelResult)
 AGREE_TO_WAIT = Update("agree_to_wait", AgreeToWait, LineStatus)
 ACCEPT_OFFER = Update("accept_offer", AcceptOffer, Offer)
 TAKE_SUBSTITUTE = Update("take_substitute", TakeSubstitute, LineStatus)
+UPDATE_PAYMENT = Update("update_payment", NewPaymentMethod, PaymentView)
+"""The customer gives another payment method after a declined renewal; the line authorizes it."""
 
 STATUS = Query("status", LineStatus)
 
@@ -107,8 +119,19 @@ SEND_MESSAGE = Activity(
 )
 GRANT_OFFER = Activity("grant_offer", OfferGrant, str, SERVICE_TIMEOUT, RETRY, local=True)
 
+AUTHORIZE = Activity("authorize_payment", AuthorizeInput, Authorization, SERVICE_TIMEOUT, RETRY)
+"""A new hold; regular, since its expiry counts from now. A decline is an answer (the result
+says so), not an error."""
+CAPTURE = Activity(
+    "capture_payment", CaptureInput, CaptureResult, SERVICE_TIMEOUT, RETRY, local=True
+)
+"""Charge what a shipment carried, once per shipment."""
+VOID = Activity("void_payment", VoidInput, VoidResult, SERVICE_TIMEOUT, RETRY, local=True)
+"""Release a hold: a cancel, or a renewal that replaced it."""
+
 # Why the policy cancelled a line at a deadline: the store keeps the reason, and the metrics
 # count these as SLA breaches. Changing the words changes what old records are counted as.
 CANCEL_NO_CONSENT = "delayed without the customer's consent"
 CANCEL_MARKETPLACE_DEADLINE = "not shipped before the marketplace's deadline"
+CANCEL_NO_PAYMENT = "no valid payment method after a declined renewal"
 DEADLINE_CANCEL_REASONS = (CANCEL_NO_CONSENT, CANCEL_MARKETPLACE_DEADLINE)

@@ -31,10 +31,12 @@ from domain.line.effects import (
     ShipmentRecord,
 )
 from domain.line.messages import MessageRecord
+from domain.line.payment import Payment, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
-from domain.line.timeline import Step, Timeline
+from domain.line.timeline import Step, StepKind, Timeline
 from domain.orders import OrderChange
+from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice
 from domain.values import ShipPolicy
@@ -79,15 +81,20 @@ class LineBook(BaseModel):
     cancel_result: CancelResult | None = None
     refused: list[str] = Field(default_factory=list)
     """The last payloads the line could not use (sent around the API's validation)."""
+    payment: Payment | None = None
+    """The line's money, when the order system gave payment terms (`domain.line.payment`)."""
 
     @classmethod
-    def open(cls, request: BackorderRequest, ship_by: datetime) -> LineBook:
+    def open(
+        cls, request: BackorderRequest, ship_by: datetime, payment: Payment | None = None
+    ) -> LineBook:
         """The book of a line that has just started."""
         return cls(
             quantity=request.quantity,
             ship_policy=request.ship_policy,
             timeline=Timeline.start(ship_by),
             with_order=request.ships_with_order,
+            payment=payment.model_copy(deep=True) if payment is not None else None,
         )
 
     def resumed(self, request: BackorderRequest) -> LineBook:
@@ -135,6 +142,27 @@ class LineBook(BaseModel):
     def has_news(self) -> bool:
         """Something to tell the customer before acting."""
         return self.eta_news or bool(self.order_news)
+
+    def next_step(self, policy: LinePolicy) -> Step | None:
+        """The next deadline: the timeline's promises, or the payment's (renew the hold, or
+        cancel when no payment method came after a declined renewal)."""
+        steps = [self.timeline.next_step(policy, fully_allocated=self.fully_allocated)]
+        payment = self.payment
+        if payment is not None and not self.state.is_final:
+            renew_at = payment.renewal_due_at(policy.days(policy.payment.reauthorize_lead_days))
+            if renew_at is not None:
+                steps.append(Step(kind=StepKind.RENEW_HOLD, at=renew_at))
+            if payment.needs_method_since is not None:
+                deadline = payment.needs_method_since + policy.days(
+                    policy.payment.update_grace_days
+                )
+                steps.append(Step(kind=StepKind.CANCEL_NO_PAYMENT, at=deadline))
+        due = [step for step in steps if step is not None]
+        return min(due, key=lambda step: step.at, default=None)
+
+    def shipped_value(self, unit_price: str) -> Decimal:
+        """What the units shipped so far are worth at the line's unit price."""
+        return Decimal(unit_price) * self.shipped
 
     # ---- transitions -----------------------------------------------------------------------
 
@@ -259,6 +287,7 @@ class LineBook(BaseModel):
             next_action=ahead.describe() if ahead else None,
             consent=self.timeline.consent.value,
             offers=list(self.offers),
+            payment=PaymentView.of(self.payment) if self.payment is not None else None,
         )
 
     def details(self, *, summary: str, step: Step | None) -> str:
@@ -277,6 +306,13 @@ class LineBook(BaseModel):
             parts.append(f"next: {step.describe()} at {step.at:%d %b %Y %H:%M} UTC")
         if self.messages:
             parts.append(f"last message: {self.messages[-1].kind.value}")
+        if self.payment is not None:
+            payment = self.payment
+            hold = f", hold until {payment.expires_at:%d %b %Y %H:%M} UTC" if payment.hold else ""
+            parts.append(
+                f"payment: {payment.state.value}, {payment.captured} of {payment.amount} "
+                f"{payment.currency} captured{hold}"
+            )
         if self.refused:
             parts.append("refused: " + "; ".join(self.refused))
         return "\n\n".join(parts)

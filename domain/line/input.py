@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from domain.line.book import LineBook
+from domain.line.payment import Payment
 from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
 from domain.values import Timestamp
@@ -21,6 +22,9 @@ class LineInput(BaseModel):
     request_hash: str
     policy: LinePolicy
     """The policy snapshot the line lives by, whatever the policy file says later."""
+    payment: Payment | None = None
+    """The line's money when the order system gave payment terms (an authorization, a
+    deposit); None: paid in full at order, as lines always were."""
     carried: LineBook | None = None
     """Set when the line continued as new: its book, where the previous run left off."""
 

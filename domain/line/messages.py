@@ -30,6 +30,8 @@ class MessageKind(StrEnum):
     CANCELLED_REFUNDED = "cancelled_refunded"
     BACK_IN_STOCK = "back_in_stock"
     ORDER_UPDATE = "order_update"
+    PAYMENT_UPDATE_REQUEST = "payment_update_request"
+    """A renewal of the payment hold was declined: another payment method, please."""
     """Another line of a ship-complete order was cancelled: what happens to this one now."""
 
 
@@ -70,3 +72,6 @@ class MessageInput(BaseModel):
     """The deadline the message is about (the marketplace's auto-cancel)."""
     accepted_offer_id: str | None = None
     """The offer whose acceptance this message confirms."""
+    charged: str | None = None
+    """On a cancel of a line with payment terms: what was charged in all and kept (the value
+    of what shipped); "0" when nothing was charged, so the message can say so."""

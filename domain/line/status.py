@@ -12,6 +12,7 @@ from pydantic import (
 from domain.line.choices import Offer
 from domain.line.effects import RefundRecord, ShipmentRecord
 from domain.line.messages import MessageRecord
+from domain.line.payment import PaymentView
 from domain.line.state import LineState
 from domain.requests import Customer
 from domain.values import Channel, ShipPolicy
@@ -47,6 +48,8 @@ class LineStatus(BaseModel):
     shipments: list[ShipmentRecord] = Field(default_factory=list)
     refunds: list[RefundRecord] = Field(default_factory=list)
     cancel_reason: str | None = None
+    payment: PaymentView | None = None
+    """The line's money, for a line started with payment terms."""
     cancelled_by: str | None = None
     """Who cancelled: `customer`, `order_system`, `ops`, or `policy` at one of the line's own
     deadlines."""

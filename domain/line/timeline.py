@@ -44,6 +44,8 @@ class StepKind(StrEnum):
     CHOICE_REQUEST = "choice_request"
     CANCEL_NO_CONSENT = "cancel_no_consent"
     CANCEL_MARKETPLACE = "cancel_marketplace"
+    RENEW_HOLD = "renew_hold"
+    CANCEL_NO_PAYMENT = "cancel_no_payment"
 
 
 _DESCRIPTIONS = {
@@ -52,6 +54,8 @@ _DESCRIPTIONS = {
     StepKind.CHOICE_REQUEST: "ask the customer to choose before the marketplace cancels",
     StepKind.CANCEL_NO_CONSENT: "cancel and refund: delayed without the customer's consent",
     StepKind.CANCEL_MARKETPLACE: "cancel and refund before the marketplace does",
+    StepKind.RENEW_HOLD: "renew the payment hold before it lapses",
+    StepKind.CANCEL_NO_PAYMENT: "cancel: no payment method after a declined renewal",
 }
 
 

@@ -21,6 +21,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from domain.contract.lines import (
+    AUTHORIZE,
+    CAPTURE,
     CREATE_SHIPMENT,
     FIND_SUBSTITUTES,
     GRANT_OFFER,
@@ -32,6 +34,7 @@ from domain.contract.lines import (
     SEND_MESSAGE,
     STATUS,
     SUBSTITUTE_LINE,
+    VOID,
     line_key,
 )
 from domain.contract.stock import REFRESH_ETAS, SIGNAL_ALLOCATIONS
@@ -54,6 +57,15 @@ from domain.line.effects import (
 )
 from domain.line.input import LineInput
 from domain.line.messages import MessageInput, MessageKind, MessageRecord
+from domain.line.payment import (
+    Authorization,
+    AuthorizeInput,
+    CaptureInput,
+    CaptureResult,
+    Payment,
+    VoidInput,
+    VoidResult,
+)
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.policy import ServicePolicy
@@ -78,6 +90,9 @@ class StubStore:
     calls: Counter[str] = field(default_factory=Counter)
     substitutes: dict[str, SubstituteOption] = field(default_factory=dict)
     quantity_of: dict[str, int] = field(default_factory=dict)
+    authorizations: list[AuthorizeInput] = field(default_factory=list)
+    captures: list[CaptureInput] = field(default_factory=list)
+    voids: list[VoidInput] = field(default_factory=list)
     """Units each started line ordered."""
     _next_allocation: int = 100
 
@@ -194,6 +209,25 @@ class StubStore:
             unit_price=option.price,
         )
 
+    @AUTHORIZE.defn
+    async def authorize(self, request: AuthorizeInput) -> Authorization:
+        self.authorizations.append(request)
+        if "decline" in request.method:
+            return Authorization(reference="", expires_at=request.expires_at, declined=True)
+        return Authorization(
+            reference=f"auth-{len(self.authorizations)}", expires_at=request.expires_at
+        )
+
+    @CAPTURE.defn
+    async def capture(self, request: CaptureInput) -> CaptureResult:
+        self.captures.append(request)
+        return CaptureResult(capture_id=f"cap-{request.shipment}", amount=request.amount)
+
+    @VOID.defn
+    async def void(self, request: VoidInput) -> VoidResult:
+        self.voids.append(request)
+        return VoidResult(void_id=f"void-{request.number}")
+
     @REFRESH_ETAS.defn
     async def refresh_etas(self, refresh: RefreshEtas) -> datetime | None:
         self.calls["refresh_etas"] += 1
@@ -216,6 +250,9 @@ class StubStore:
             self.substitute_line,
             self.refresh_etas,
             self.signal_allocations,
+            self.authorize,
+            self.capture,
+            self.void,
         ]
 
 
@@ -254,6 +291,7 @@ class LineHarness:
         *,
         policy: ServicePolicy = SECONDS_POLICY,
         ship_in: timedelta | None = None,
+        payment: Payment | None = None,
     ) -> WorkflowHandle[Any, LineStatus]:
         line_policy = policy.for_channel(request.channel)
         ship_by = request.ordered_at + (ship_in or line_policy.days(30))
@@ -265,6 +303,7 @@ class LineHarness:
                 ship_by=ship_by,
                 request_hash=canonical_hash(request),
                 policy=line_policy,
+                payment=payment,
             ),
             id=line_key(request.order_id, request.line_id),
             task_queue=self.task_queue,

@@ -35,6 +35,7 @@ from domain.line.messages import LinkSpec, MessageKind
 from domain.links import LinkAction
 from domain.policy import OfferKind
 from workflows.etas import refresh_etas
+from workflows.line import payment
 from workflows.line.run import LineRun
 
 
@@ -124,8 +125,15 @@ async def grant(line: LineRun, taken: Offer) -> str:
         return "It will ship by expedited shipping, at no cost to you, as soon as it arrives."
     if taken.kind is OfferKind.PARTIAL_REFUND:
         amount = line.request.line_total() * Decimal(taken.percent or 0) / 100
+        # Taken off what is still to be charged first; only what was charged is refunded.
+        to_refund = payment.discount(line, amount)
+        if to_refund <= 0:
+            return f"We have taken {amount:.2f} {line.request.currency} off what you will pay."
         refund = await pay_back(
-            line, amount, event=f"offer:{taken.offer_id}", reason=f"goodwill: {taken.description}"
+            line,
+            to_refund,
+            event=f"offer:{taken.offer_id}",
+            reason=f"goodwill: {taken.description}",
         )
         return f"We have refunded {refund.amount} {refund.currency} to you."
     return await line.call(
@@ -137,6 +145,8 @@ async def grant(line: LineRun, taken: Offer) -> str:
 
 async def pay_back(line: LineRun, amount: Decimal, *, event: str, reason: str) -> RefundRecord:
     """A refund of part of the price while the line goes on (goodwill, cheaper substitute)."""
+    paid = line.book.payment
+    money = paid.money(amount) if paid is not None else f"{amount:.2f}"
     refund = await line.call(
         REFUND,
         RefundInput(
@@ -145,11 +155,13 @@ async def pay_back(line: LineRun, amount: Decimal, *, event: str, reason: str) -
             quantity=0,
             reason=reason,
             event=event,
-            amount=f"{amount:.2f}",
+            amount=money,
         ),
-        summary=f"refund {amount:.2f}: {reason}",
+        summary=f"refund {money}: {reason}",
     )
     line.book.refunds.append(refund)
+    if paid is not None:
+        paid.record_refund(Decimal(money))
     return refund
 
 
@@ -180,10 +192,13 @@ async def take_substitute(line: LineRun, sku: str) -> str:
         await refresh_etas(old.sku)
         detail = f"You chose {sku} in place of {old.sku}; it ships now."
         saved = Decimal(old.unit_price) - Decimal(moved.unit_price or old.unit_price)
-        if saved > 0:
+        to_refund = payment.discount(line, saved * moved.quantity) if saved > 0 else Decimal(0)
+        if saved > 0 and to_refund <= 0:
+            detail += " It costs less: you will be charged less."
+        elif to_refund > 0:
             refund = await pay_back(
                 line,
-                saved * moved.quantity,
+                to_refund,
                 event=f"substitute:{sku}",
                 reason=f"substitute {sku} costs less",
             )

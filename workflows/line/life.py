@@ -13,6 +13,7 @@ from domain import contract
 from domain.contract.lines import (
     CANCEL_MARKETPLACE_DEADLINE,
     CANCEL_NO_CONSENT,
+    CANCEL_NO_PAYMENT,
     CREATE_SHIPMENT,
     RECORD_LINE,
     REFUND,
@@ -32,7 +33,7 @@ from domain.line.state import LineState
 from domain.line.timeline import Step, StepKind
 from domain.links import LinkAction
 from workflows.etas import refresh_etas
-from workflows.line import choices, order
+from workflows.line import choices, order, payment
 from workflows.line.run import LineRun
 
 
@@ -121,6 +122,7 @@ async def ship(line: LineRun, quantity: int) -> None:
     )
     done = book.record_shipment(shipment)
     line.refresh_state()
+    await payment.capture_shipment(line, sequence)
     await line.send(
         MessageKind.SHIPPED if done else MessageKind.PARTIALLY_SHIPPED,
         f"shipment:{sequence}",
@@ -131,7 +133,8 @@ async def ship(line: LineRun, quantity: int) -> None:
 
 
 async def cancel(line: LineRun, request: CancelRequest) -> None:
-    """Release what the line holds to the next lines, refund what did not ship, tell them."""
+    """Release what the line holds to the next lines, give back the money for what did not
+    ship, tell the customer."""
     book = line.book
     if book.with_order and not await order.withdraw(line):
         # The order's shipment already took this line's units: it ships instead.
@@ -152,30 +155,43 @@ async def cancel(line: LineRun, request: CancelRequest) -> None:
     if released.reallocated:
         await line.signal_others(released.reallocated)
     await refresh_etas(line.request.sku)  # the lines behind it move up
-    refund: RefundRecord | None = None
-    owed = book.refund_owed(line.request.unit_price, released.refund_quantity)
-    if released.refund_quantity > 0 and owed > 0:
-        refund = await line.call(
-            REFUND,
-            RefundInput(
-                line_key=line.key,
-                request=line.request,
-                quantity=released.refund_quantity,
-                reason=request.reason,
-                amount=f"{owed:.2f}",
-            ),
-            summary=f"refund {released.refund_quantity} x {line.request.unit_price}",
-        )
-        book.refunds.append(refund)
+    charged: str | None = None
+    if book.payment is not None:
+        refund = await payment.settle_cancel(line, request.reason, released.refund_quantity)
+        charged = book.payment.money(book.payment.kept)
+    else:
+        refund = await _refund_prepaid(line, request.reason, released.refund_quantity)
     await line.send(
         MessageKind.CANCELLED_REFUNDED,
         "cancelled",
         refund_amount=refund.amount if refund else "0",
+        charged=charged,
         detail=f"Why: {request.reason}." if request.requested_by == "policy" else None,
     )
     book.cancel_result = CancelResult(
         state=LineState.CANCELLED, released_quantity=released.released_quantity, refund=refund
     )
+
+
+async def _refund_prepaid(line: LineRun, reason: str, unshipped: int) -> RefundRecord | None:
+    """A line paid in full at order: refund every unit that did not ship, less goodwill
+    refunds already paid."""
+    owed = line.book.refund_owed(line.request.unit_price, unshipped)
+    if unshipped <= 0 or owed <= 0:
+        return None
+    refund = await line.call(
+        REFUND,
+        RefundInput(
+            line_key=line.key,
+            request=line.request,
+            quantity=unshipped,
+            reason=reason,
+            amount=f"{owed:.2f}",
+        ),
+        summary=f"refund {unshipped} x {line.request.unit_price}",
+    )
+    line.book.refunds.append(refund)
+    return refund
 
 
 async def take_step(line: LineRun, step: Step) -> None:
@@ -207,12 +223,15 @@ async def take_step(line: LineRun, step: Step) -> None:
             links=[*links, line.link(LinkAction.WAIT), line.link(LinkAction.CANCEL)],
             deadline=line.policy.auto_cancel_at(line.line.ship_by),
         )
+    elif step.kind is StepKind.RENEW_HOLD:
+        async with line.lock:
+            await payment.renew(line)
     else:
-        reason = (
-            CANCEL_NO_CONSENT
-            if step.kind is StepKind.CANCEL_NO_CONSENT
-            else CANCEL_MARKETPLACE_DEADLINE
-        )
+        reason = {
+            StepKind.CANCEL_NO_CONSENT: CANCEL_NO_CONSENT,
+            StepKind.CANCEL_MARKETPLACE: CANCEL_MARKETPLACE_DEADLINE,
+            StepKind.CANCEL_NO_PAYMENT: CANCEL_NO_PAYMENT,
+        }[step.kind]
         # The only place a line is cancelled by the policy: its own deadline.
         line.book.cancel_request = CancelRequest(reason=reason, requested_by="policy")
         async with line.lock:

@@ -45,6 +45,8 @@ class LineRun:
     """Short calls go local-first (`workflows.calls`); decided as the run starts."""
     next: Step | None = None
     """The next deadline, as last shown."""
+    shown_payment: str | None = None
+    """The payment state ops last saw (search attribute `BackorderPaymentState`)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
     change what the line holds or is owed: one at a time, or stock could be counted twice."""
@@ -138,9 +140,22 @@ class LineRun:
             workflow.upsert_search_attributes([contract.SA_STATE.value_set(state.value)])
             self.show_details()
 
+    def show_payment(self) -> None:
+        """Ops find lines by their payment state (e.g. those that need a new payment method);
+        only lines with payment terms have one, so older runs never meet this command."""
+        payment = self.book.payment
+        if payment is None or payment.state.value == self.shown_payment:
+            return
+        self.shown_payment = payment.state.value
+        workflow.upsert_search_attributes(
+            [contract.SA_PAYMENT_STATE.value_set(payment.state.value)]
+        )
+        self.show_details()
+
     def show_next_step(self) -> Step | None:
-        """The next deadline of the line's promises; shown to ops when it changes."""
-        step = self.book.timeline.next_step(self.policy, fully_allocated=self.book.fully_allocated)
+        """The next deadline of the line's promises and its money; shown to ops when it
+        changes."""
+        step = self.book.next_step(self.policy)
         if step != self.next:
             self.next = step
             self.show_details()

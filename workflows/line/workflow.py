@@ -19,6 +19,7 @@ from domain.contract.lines import (
     ORDER_SHIPPED,
     STATUS,
     TAKE_SUBSTITUTE,
+    UPDATE_PAYMENT,
     line_key,
 )
 from domain.contract.stock import RECEIPT_PREFIX
@@ -27,6 +28,7 @@ from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
 from domain.line.effects import CancelRequest, CancelResult
 from domain.line.input import EtaUpdate, LineInput
 from domain.line.messages import MessageKind
+from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.line.timeline import Step
@@ -34,7 +36,7 @@ from domain.links import LinkAction
 from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
 from workflows.calls import local_first
-from workflows.line import choices, life, order
+from workflows.line import choices, life, order, payment
 from workflows.line.run import LineRun
 
 CANCEL_ROLES = frozenset({"customer", "order_system", "ops"})
@@ -69,6 +71,8 @@ class BackorderLineWorkflow:
         take_substitute(TakeSubstitute) -> LineStatus: move the line to an in-stock substitute
             from the catalog; its held units go back to the old SKU's queue. Refused when the
             SKU is not a substitute or not in stock for what the line still needs.
+        update_payment(NewPaymentMethod) -> PaymentView: another payment method after a declined
+            renewal of the hold; refused (PaymentDeclined) when the processor declines it too.
         cancel(CancelRequest) -> CancelResult: cancel whatever has not shipped, give held stock
             to the next lines in the queue, refund in full. Refused once the line is final, and
             for a role that may not cancel; fails with AlreadyShipped when the last units
@@ -82,7 +86,7 @@ class BackorderLineWorkflow:
         book = (
             line.carried.resumed(line.request)
             if line.carried is not None
-            else LineBook.open(line.request, line.ship_by)
+            else LineBook.open(line.request, line.ship_by, line.payment)
         )
         key = line_key(line.request.order_id, line.request.line_id)
         self._line = LineRun(line=line, book=book, key=key)
@@ -247,6 +251,22 @@ class BackorderLineWorkflow:
             raise ApplicationError(
                 "This is already the item you are waiting for.",
                 type=contract.ERROR_SUBSTITUTE_REFUSED,
+            )
+
+    @UPDATE_PAYMENT.handler
+    async def update_payment(self, request: NewPaymentMethod) -> PaymentView:
+        async with self._line.lock:
+            self._line.refuse_if_final()
+            view = await payment.new_method(self._line, request.reference)
+        self._wake = True
+        return view
+
+    @update_payment.validator
+    def _validate_payment(self, request: NewPaymentMethod) -> None:
+        self._line.refuse_if_final()
+        if self._line.book.payment is None:
+            raise ApplicationError(
+                "This item was paid in full at order.", type=contract.ERROR_INVALID_REQUEST
             )
 
     @CANCEL.handler
