@@ -18,7 +18,7 @@ from __future__ import annotations
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from api.auth import OptionalActorDep, Role, allow
@@ -27,6 +27,7 @@ from config.settings import Settings
 from domain import contract
 from domain.contract.lines import line_key
 from domain.links import LinkAction, LinkClaims, LinkError, verify
+from domain.values import IDENTIFIER_PATTERN
 
 router = APIRouter(tags=["customer"])
 
@@ -120,13 +121,15 @@ async def act_on_line(
 
 
 Token = Annotated[str | None, Query(description="the signed link's token")]
+IdPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN)]
+"""Ids in a customer's path are checked as everywhere else: they name a workflow."""
 
 
 @router.post("/v1/backorders/{order_id}/{line_id}/offers/{offer_id}/accept")
 async def accept_offer(
-    order_id: str,
-    line_id: str,
-    offer_id: str,
+    order_id: IdPath,
+    line_id: IdPath,
+    offer_id: IdPath,
     request: Request,
     actor: OptionalActorDep,
     token: Token = None,
@@ -145,9 +148,9 @@ async def accept_offer(
 
 @router.post("/v1/backorders/{order_id}/{line_id}/substitutes/{sku}/take")
 async def take_substitute(
-    order_id: str,
-    line_id: str,
-    sku: str,
+    order_id: IdPath,
+    line_id: IdPath,
+    sku: IdPath,
     request: Request,
     actor: OptionalActorDep,
     token: Token = None,
@@ -166,7 +169,11 @@ async def take_substitute(
 
 @router.post("/v1/backorders/{order_id}/{line_id}/wait")
 async def agree_to_wait(
-    order_id: str, line_id: str, request: Request, actor: OptionalActorDep, token: Token = None
+    order_id: IdPath,
+    line_id: IdPath,
+    request: Request,
+    actor: OptionalActorDep,
+    token: Token = None,
 ) -> dict[str, Any]:
     """The customer consents to the delay."""
     return await act_on_line(

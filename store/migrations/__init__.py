@@ -227,10 +227,10 @@ def _newer_message(engine: Engine, state: SchemaState) -> str:
     )
 
 
-def upgrade(engine: Engine) -> MigrationReport:
-    """Bring the store to this release's head (see the module's docstring); StoreSchemaError,
-    with nothing changed, when its revision is unknown or its pre-migration tables differ from
-    the baseline."""
+def upgrade(engine: Engine, *, target: str = "head") -> MigrationReport:
+    """Bring the store to this release's head, or to the revision `target` (see the module's
+    docstring); StoreSchemaError, with nothing changed, when its revision is unknown or its
+    pre-migration tables differ from the baseline."""
     with _locked(engine) as connection:
         before = _read_state(connection)
         if not before.known:
@@ -248,13 +248,14 @@ def upgrade(engine: Engine) -> MigrationReport:
                 )
             command.stamp(config, BASELINE_REVISION)
             start = BASELINE_REVISION
+        upper = before.head if target == "head" else target
         applied = [
             script.revision
-            for script in _scripts().iterate_revisions(before.head, start or "base")
+            for script in _scripts().iterate_revisions(upper, start or "base")
             if script.revision != start
         ]
         if applied:
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
     return MigrationReport(store=_display(engine), before=before, applied=applied[::-1])
 
 
