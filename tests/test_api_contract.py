@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from client import ConflictError
+from admission import Conflict, InvalidRequest
 from store.tables import LineRow, ReceiptRow, SkuRow
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 def count(stack: Stack, table: Any, *where: Any) -> int:
@@ -51,13 +52,14 @@ async def test_python_client_applies_the_same_idempotency(stack: Stack) -> None:
     await stack.put_sku(sku)
     body = backorder(order, sku)
 
-    first = await stack.client.start(body)
-    second = await stack.client.start(dict(body))
-    with pytest.raises(ConflictError):
-        await stack.client.start(body | {"quantity": 9})
+    client = stack.client()
+    first = await client.start(body)
+    second = await client.start(dict(body))
+    with pytest.raises(Conflict):
+        await client.start(body | {"quantity": 9})
 
     assert (first.created, second.created) == (True, False)
-    status = await stack.client.status(order, "1")
+    status = await client.status(order, "1")
     assert status.sku == sku
 
 
@@ -204,25 +206,16 @@ async def test_healthz_reports_store_and_temporal(stack: Stack) -> None:
 
 
 async def test_python_client_refuses_what_the_api_refuses(stack: Stack) -> None:
-    from pydantic import ValidationError
-
-    from client import BackorderClient, UnknownSkuError
-    from store import records
-
-    async def sku_exists(sku: str) -> bool:
-        return records.sku_exists(stack.db, sku)
-
-    client = BackorderClient(
-        stack.services.client, task_queue=stack.settings.task_queue, sku_exists=sku_exists
-    )
+    client = stack.client()
     order = new_id()
 
-    with pytest.raises(ValidationError) as invalid:
+    with pytest.raises(InvalidRequest) as invalid:
         await client.start(backorder(order, "any", quantity=0))
-    with pytest.raises(UnknownSkuError):
+    with pytest.raises(InvalidRequest) as unknown:
         await client.start(backorder(order, new_id("nosuch")))
 
-    assert invalid.value.errors()[0]["loc"] == ("quantity",)
+    assert invalid.value.field == "quantity"
+    assert unknown.value.field == "sku" and unknown.value.errors[0].type == "unknown_sku"
     assert count(stack, LineRow, LineRow.order_id == order) == 0
 
 

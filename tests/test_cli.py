@@ -9,25 +9,27 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from client.http import NO_RETRY, ApiClient, ApiError
 from config import settings as defaults
-from tests.conftest import free_port
+from tests.support.factories import backorder
+from tests.support.factories import receipt as receipt_body
+from tests.support.poll import eventually
+from tests.support.stack import free_port
 
 SCRIPT = Path(sys.executable).parent / "backorders"
-ORDER = {"Authorization": f"Bearer {defaults.DEFAULT_ORDER_SYSTEM_TOKEN}"}
-OPS = {"Authorization": f"Bearer {defaults.DEFAULT_OPS_TOKEN}"}
-SUPPLIER_TOKENS = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))
-ACME = {"Authorization": f"Bearer {SUPPLIER_TOKENS['acme']}"}
+ORDER_TOKEN = defaults.DEFAULT_ORDER_SYSTEM_TOKEN
+OPS_TOKEN = defaults.DEFAULT_OPS_TOKEN
+ACME_TOKEN = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))["acme"]
+ERRORS = (ApiError, httpx.TransportError)
+"""What a stack still starting answers."""
 
 
 @dataclass
@@ -92,25 +94,6 @@ def dev(stack_env: Env, tmp_path: Path) -> Iterator[Callable[[], subprocess.Pope
         print(f"---- {log.name}\n{log.read_text(errors='replace')}")
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    """Poll `check` until it returns something truthy; connection errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def healthy(http: httpx.Client) -> bool:
-    return http.get("/healthz").status_code == 200
-
-
 def stop(process: subprocess.Popen[bytes]) -> int:
     process.send_signal(signal.SIGINT)
     return process.wait(30)
@@ -141,51 +124,48 @@ def test_demo_starts_its_own_stack_and_accounts_for_every_line(stack_env: Env) -
     assert "/namespaces/default/workflows" in done.stdout
 
 
-def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
+async def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
     stack_env: Env, dev: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
     sku, order = f"cli-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
-    line = {
-        "order_id": order,
-        "line_id": "1",
-        "sku": sku,
-        "quantity": 2,
-        "unit_price": "12.50",
-        "currency": "USD",
-        "channel": "web",
-        "customer": {"id": "c1", "email": "c1@example.com", "tier": "standard"},
-        "ordered_at": datetime.now(UTC).isoformat(),
-    }
-    with httpx.Client(base_url=stack_env.api, timeout=30) as http:
+    line = backorder(order, sku, quantity=2, unit_price="12.50")
+    async with ApiClient(stack_env.api, timeout=30, retry=NO_RETRY) as api:
+        ops, orders = api.as_token(OPS_TOKEN), api.as_token(ORDER_TOKEN)
 
-        def read_line() -> dict[str, Any]:
-            body: dict[str, Any] = http.get(f"/v1/backorders/{order}/1", headers=ORDER).json()
-            return body
+        async def healthy() -> bool:
+            return (await api.health()).status == "ok"
 
         first = dev()
-        wait_until(lambda: healthy(http), "the API to answer /healthz")
-        put = http.put(f"/v1/skus/{sku}", json={"name": "Mug", "free_stock": 0}, headers=OPS)
-        assert put.status_code == 201, put.text
-        started = http.post("/v1/backorders", json=line, headers=ORDER)
-        assert started.status_code == 201, started.text
-        wait_until(lambda: read_line()["state"] == "waiting", "the line to wait for stock")
+        await eventually(healthy, within=45, what="the API to answer /healthz", ignoring=ERRORS)
+        created = await ops.put_sku(sku, {"name": "Mug", "free_stock": 0})
+        assert created.free_stock == 0
+        assert (await orders.start(line)).created
+        await eventually(
+            lambda: orders.line(order, "1"),
+            lambda found: found.state == "waiting",
+            within=45,
+            what="the line to wait for stock",
+        )
         assert stop(first) == 0
 
         second = dev()
-        wait_until(lambda: healthy(http), "the restarted API to answer /healthz")
-        assert read_line()["state"] == "waiting"
-        receipt = {"receipt_id": "r1", "sku": sku, "quantity": 2}
-        received = http.post("/v1/suppliers/acme/receipts", json=receipt, headers=ACME)
-        assert received.status_code == 201, received.text
+        await eventually(healthy, within=45, what="the restarted API", ignoring=ERRORS)
+        assert (await orders.line(order, "1")).state == "waiting"
+        receipt = await api.as_token(ACME_TOKEN).receive("acme", receipt_body(sku, 2, "r1"))
+        assert receipt.created
         # The state changes when the units ship; the message is told after: wait for both.
-        wait_until(lambda: len(read_line()["messages"]) == 2, "the line to ship after restart")
-        shipped = read_line()
-        assert shipped["state"] == "shipped" and shipped["shipped_quantity"] == 2
-        assert [m["kind"] for m in shipped["messages"]] == ["backorder_confirmation", "shipped"]
+        shipped = await eventually(
+            lambda: orders.line(order, "1"),
+            lambda found: len(found.messages) == 2,
+            within=45,
+            what="the line to ship after the restart",
+        )
+        assert shipped.state == "shipped" and shipped.shipped_quantity == 2
+        assert [m.kind for m in shipped.messages] == ["backorder_confirmation", "shipped"]
 
         # The worker's SDK metrics: its runtime serves them on their own port.
         sdk = f"http://{stack_env.variables['BACKORDERS_SDK_METRICS_ADDRESS']}/metrics"
-        scraped = httpx.get(sdk, timeout=10).text
+        scraped = (await api.http.get(sdk)).text
         assert 'task_queue="backorders"' in scraped
         for name in ("temporal_worker_task_slots_available", "temporal_workflow_completed"):
             assert name in scraped, f"{name} missing from {sdk}"

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import OPS_TOKEN, Stack, backorder, hours_ago, new_id
+from tests.support.factories import OPS_TOKEN, backorder, hours_ago, new_id
+from tests.support.stack import Stack
 
 SCRIPT = Path(sys.executable).parent / "backorders"
 

@@ -20,7 +20,8 @@ from domain.contract.lines import line_key
 from store import records
 from store.db import Database
 from store.tables import SkuRow
-from tests.conftest import OPS_TOKEN, ORDER_TOKEN, backorder, free_port, new_id
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, backorder, new_id
+from tests.support.stack import free_port
 
 
 @dataclass

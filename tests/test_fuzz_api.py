@@ -26,7 +26,6 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -52,7 +51,9 @@ from domain.contract.stock import receipt_workflow_id
 from domain.values import IDENTIFIER_PATTERN
 from store.audit import broken_rules
 from store.tables import LineRow, ReceiptRow, SkuRow
-from tests.conftest import OPS_TOKEN, ORDER_TOKEN, Stack, backorder
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, backorder
+from tests.support.poll import eventually
+from tests.support.stack import Stack
 
 T = TypeVar("T")
 
@@ -297,17 +298,6 @@ def _receipt_ids(exchanges: list[Exchange], accepted: bool) -> set[str]:
     return ids
 
 
-async def eventually(read: Callable[[], T], done: Callable[[T], bool], within: float = 30) -> T:
-    """What `read` (a blocking store read) returns once `done` holds, or after `within` s:
-    an accepted request's workflow acts a moment after the API answered."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await asyncio.to_thread(read)
-        if done(value) or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.2)
-
-
 def line_states(stack: Stack, keys: set[str]) -> dict[str, str]:
     with stack.db.reading() as session:
         rows = session.exec(select(LineRow).where(col(LineRow.key).in_(keys))).all()
@@ -363,7 +353,7 @@ async def test_fuzzed_requests_get_no_server_error_and_leave_nothing_half_writte
     for workflow_id in sorted(refused | turned_away):
         assert not await workflow_exists(stack, workflow_id), f"{workflow_id}: refused, started"
     lines_after, receipts_after = await eventually(
-        lambda: store_keys(stack),
+        lambda: asyncio.to_thread(store_keys, stack),
         lambda keys: accepted <= keys[0] and taken <= keys[1],
     )
     assert accepted - lines_after == set(), "accepted lines the store never recorded"
@@ -374,7 +364,7 @@ async def test_fuzzed_requests_get_no_server_error_and_leave_nothing_half_writte
     # A cancel the API accepted is carried out (or lost its race with the shipment).
     cancelled = _cancelled_lines(found.sent("POST", "/v1/backorders/{order_id}/{line_id}/cancel"))
     states = await eventually(
-        lambda: line_states(stack, cancelled),
+        lambda: asyncio.to_thread(line_states, stack, cancelled),
         lambda states: all(state in ("cancelled", "shipped") for state in states.values()),
     )
     assert {

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 async def test_a_refused_message_never_holds_back_the_shipment(stack: Stack) -> None:

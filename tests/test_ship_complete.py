@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 def order_line(order: str, line_id: str, sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
