@@ -59,20 +59,21 @@ def line_body(
 
 
 class Driver:
-    """Drives the stack as its users do: the order system, a supplier, ops."""
+    """Drives the stack as its users do, through the API's client: the order system, a
+    supplier, ops."""
 
     def __init__(self, stack: BenchStack) -> None:
         self.stack = stack
         settings = stack.settings
         self.supplier, supplier_token = next(iter(settings.supplier_token_map.items()))
-        self.headers = {
-            "order": {"Authorization": f"Bearer {settings.order_system_token}"},
-            "ops": {"Authorization": f"Bearer {settings.ops_token}"},
-            "supplier": {"Authorization": f"Bearer {supplier_token}"},
+        self.callers = {
+            "order": stack.api.as_token(settings.order_system_token),
+            "ops": stack.api.as_token(settings.ops_token),
+            "supplier": stack.api.as_token(supplier_token),
         }
 
     async def call(self, method: str, path: str, who: str, body: Any, ok: set[int]) -> None:
-        response = await self.stack.api.request(method, path, json=body, headers=self.headers[who])
+        response = await self.callers[who].request(method, path, json=body, repeatable=True)
         if response.status_code not in ok:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
 
