@@ -9,6 +9,9 @@ from typing import Any
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
 
+GIFT_WRAP = "gift-wrap"
+"""An in-stock line of the orders: a catalog SKU, as every SKU a line names must be."""
+
 
 def order_line(order: str, line_id: str, sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
     return backorder(
@@ -18,13 +21,14 @@ def order_line(order: str, line_id: str, sku: str, quantity: int, **extra: Any) 
         line_id=line_id,
         ship_policy="complete",
         order_lines=["1", "2"],
-        in_stock_lines=[{"sku": "gift-wrap", "quantity": 1}],
+        in_stock_lines=[{"sku": GIFT_WRAP, "quantity": 1}],
         **extra,
     )
 
 
 async def test_the_order_waits_for_its_last_line_then_ships_once(stack: Stack) -> None:
     first_sku, second_sku, order = new_id("sku"), new_id("sku"), new_id()
+    await stack.put_sku(GIFT_WRAP, free_stock=None)
     await stack.put_sku(first_sku)
     await stack.put_sku(second_sku)
     await stack.start(order_line(order, "1", first_sku, 1))
@@ -43,7 +47,7 @@ async def test_the_order_waits_for_its_last_line_then_ships_once(stack: Stack) -
     booked = await stack.requests("carrier", f"order:{order}")
     assert len(booked) == 1, "one shipment for the whole order"
     items = {item["sku"]: item["quantity"] for item in booked[0]["body"]["items"]}
-    assert items == {first_sku: 1, second_sku: 2, "gift-wrap": 1}
+    assert items == {first_sku: 1, second_sku: 2, GIFT_WRAP: 1}
     tracking = booked[0]["response"]["tracking_number"]
     assert [s["tracking_number"] for s in first["shipments"] + second["shipments"]] == [
         tracking,
@@ -58,6 +62,7 @@ async def test_cancelling_one_line_lets_the_rest_ship_and_tells_the_customer(
     stack: Stack,
 ) -> None:
     first_sku, second_sku, order = new_id("sku"), new_id("sku"), new_id()
+    await stack.put_sku(GIFT_WRAP, free_stock=None)
     await stack.put_sku(first_sku)
     await stack.put_sku(second_sku)
     await stack.start(order_line(order, "1", first_sku, 1))
@@ -79,7 +84,7 @@ async def test_cancelling_one_line_lets_the_rest_ship_and_tells_the_customer(
     assert "Line 2" in update["body"] and "cancelled" in update["body"]
     booked = await stack.requests("carrier", f"order:{order}")
     assert len(booked) == 1
-    assert {item["sku"] for item in booked[0]["body"]["items"]} == {first_sku, "gift-wrap"}
+    assert {item["sku"] for item in booked[0]["body"]["items"]} == {first_sku, GIFT_WRAP}
     assert len(await stack.requests("payments", f"backorder:{order}:2")) == 1
     stack.assert_rules(first_sku, second_sku)
 
