@@ -54,16 +54,10 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "PurchaseOrder": {"operationId": "put_purchase_order", "requestBody": {"sku": SKU_IN_PATH}},
         "Subscribe": {"operationId": "subscribe", "requestBody": {"sku": SKU_IN_PATH}},
     },
-    ("subscribe", "201"): {
-        "Unsubscribe": {
-            "operationId": "unsubscribe",
-            "parameters": {"path.subscription_id": "$response.body#/subscription_id"},
-        },
-    },
 }
 """OpenAPI links: which operation's answer gives the ids of the next. Stateful fuzzing
-(`schema.as_state_machine()`) follows them, so that its ETAs, cancels and choices reach real
-lines, and its starts and receipts real SKUs."""
+(`schema.as_state_machine()`) starts from a catalog entry or a line and follows them, so that
+its ETAs, cancels and choices reach real lines, and its starts and receipts real SKUs."""
 
 
 def operation_id(route: APIRoute) -> str:

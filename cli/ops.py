@@ -108,11 +108,10 @@ class Ops:
         tally = self.api.tally
         if tally.retries:
             why = ", ".join(f"{reason} x{count}" for reason, count in tally.reasons.items())
-            outcome = "failed" if tally.failed else "answered"
             print(
                 f"asked again {tally.retries} time{'s' if tally.retries != 1 else ''} ({why}); "
                 f"{tally.retried} request{'s' if tally.retried != 1 else ''} retried and "
-                f"{outcome}, {tally.failed} failed",
+                f"answered, {tally.failed} failed",
                 file=sys.stderr,
             )
 

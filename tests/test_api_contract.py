@@ -240,3 +240,35 @@ async def test_control_characters_in_free_text_are_refused_naming_the_field(stac
     ).status_code == 404
     sku_now = await stack.api.get(f"/v1/skus/{sku}", headers=stack.auth("ops"))
     assert sku_now.json()["name"] == f"Product {sku}"
+
+
+def _declared(media: str, schema: dict[str, Any]) -> bool:
+    """A response schema that says what comes back: a named model (or a list or a tagged union
+    of them) for JSON, a string for text and HTML; not an anonymous "any object"."""
+    if media != "application/json":
+        return schema.get("type") == "string"
+    if "$ref" in schema:
+        return True
+    if schema.get("type") == "array":
+        return "$ref" in schema.get("items", {})
+    variants = schema.get("oneOf") or schema.get("anyOf") or []
+    return bool(variants) and all("$ref" in variant for variant in variants)
+
+
+async def test_the_openapi_document_declares_a_response_schema_for_every_2xx(stack: Stack) -> None:
+    document = (await stack.api.get("/openapi.json")).json()
+
+    undeclared = [
+        f"{method.upper()} {path} {status} {media or '(no content)'}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+        for media, body in (response.get("content") or {"": {}}).items()
+        if not _declared(media, body.get("schema", {}))
+    ]
+
+    assert len(document["paths"]) >= 18
+    assert undeclared == []
+    links = document["paths"]["/v1/backorders"]["post"]["responses"]["201"]["links"]
+    assert {"GetLine", "CancelLine", "SetEta"} <= set(links)

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,15 +18,18 @@ import pytest
 
 from client.http import NO_RETRY, ApiClient, ApiError
 from config import settings as defaults
-from tests.support.factories import backorder
+from tests.support.busy import Rule, busy_front
+from tests.support.cli import SCRIPT, environment, run_cli
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
 from tests.support.factories import receipt as receipt_body
 from tests.support.poll import eventually
-from tests.support.stack import free_port
+from tests.support.stack import Stack, free_port
 
-SCRIPT = Path(sys.executable).parent / "backorders"
-ORDER_TOKEN = defaults.DEFAULT_ORDER_SYSTEM_TOKEN
-OPS_TOKEN = defaults.DEFAULT_OPS_TOKEN
-ACME_TOKEN = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))["acme"]
+DEV_ORDER_TOKEN = defaults.DEFAULT_ORDER_SYSTEM_TOKEN
+DEV_OPS_TOKEN = defaults.DEFAULT_OPS_TOKEN
+DEV_ACME_TOKEN = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))[
+    "acme"
+]
 ERRORS = (ApiError, httpx.TransportError)
 """What a stack still starting answers."""
 
@@ -130,7 +132,7 @@ async def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
     sku, order = f"cli-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
     line = backorder(order, sku, quantity=2, unit_price="12.50")
     async with ApiClient(stack_env.api, timeout=30, retry=NO_RETRY) as api:
-        ops, orders = api.as_token(OPS_TOKEN), api.as_token(ORDER_TOKEN)
+        ops, orders = api.as_token(DEV_OPS_TOKEN), api.as_token(DEV_ORDER_TOKEN)
 
         async def healthy() -> bool:
             return (await api.health()).status == "ok"
@@ -151,7 +153,7 @@ async def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
         second = dev()
         await eventually(healthy, within=45, what="the restarted API", ignoring=ERRORS)
         assert (await orders.line(order, "1")).state == "waiting"
-        receipt = await api.as_token(ACME_TOKEN).receive("acme", receipt_body(sku, 2, "r1"))
+        receipt = await api.as_token(DEV_ACME_TOKEN).receive("acme", receipt_body(sku, 2, "r1"))
         assert receipt.created
         # The state changes when the units ship; the message is told after: wait for both.
         shipped = await eventually(
@@ -181,3 +183,33 @@ def test_dev_refuses_a_taken_port_naming_the_setting(stack_env: Env) -> None:
         )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"port {stack_env.api_port} is already in use (BACKORDERS_API_PORT)" in done.stderr
+
+
+async def test_demo_asks_again_after_503s_and_counts_a_cancel_whose_answer_was_lost(
+    stack: Stack,
+) -> None:
+    """The API's 503 says "asking again is safe": the demo asks again, and a cancel that took
+    effect before its answer was lost (asked again: 409, the line is cancelled) is a cancel,
+    not a failure. Exit 0, retried and failed requests reported apart."""
+    held_start = Rule("POST", "/v1/backorders", times=2)
+    lost_cancel = Rule("POST", "/v1/backorders/demo-[^/]+/[^/]+/cancel", times=1, after=True)
+    tokens = ",".join(f"{supplier}={token}" for supplier, token in SUPPLIER_TOKENS.items())
+    env = environment(ops_token=OPS_TOKEN, order_system_token=ORDER_TOKEN, supplier_tokens=tokens)
+    async with busy_front(stack.api.base_url, held_start, lost_cancel) as front:
+        run = await run_cli(
+            "demo", "--lines", "12", "--api", front.url, "--no-keep", "--timeout", "90", env=env
+        )
+    output = run.out + run.err
+
+    def count(label: str) -> int:
+        found = re.search(rf"{label}\D+(\d+)", run.out)
+        assert found, f"no {label!r} in the summary:\n{output}"
+        return int(found.group(1))
+
+    lost = sum(1 for name in front.refused if name.endswith("/cancel"))
+    assert run.code == 0, output
+    assert lost >= 1
+    assert count("Retried") >= 2 + lost
+    assert count("Failed") == 0
+    assert count("Cancelled") == lost, output
+    assert "cancels came too late" in run.out and f"{lost} cancels came too late" not in run.out
