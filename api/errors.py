@@ -36,6 +36,7 @@ REFUSAL_STATUS = {
 """A line's refusals that are not 409: an offer it never made, one past its date."""
 
 _DESCRIPTIONS = {
+    400: "the body could not be read",
     401: "no bearer token, or an unknown one",
     403: "a known token (or link) outside its scope; a tampered link",
     404: "no such line, SKU, offer or subscription",
@@ -45,9 +46,14 @@ _DESCRIPTIONS = {
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers an operation may give, for its OpenAPI document."""
-    return {status: {"model": Problem, "description": _DESCRIPTIONS[status]} for status in statuses}
+def problems(*statuses: int, body: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation may give, for its OpenAPI document (with `body`, also
+    400 for a body that is not JSON). Always JSON, whatever the operation's own answer is."""
+    json = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        status: {"model": Problem, "description": _DESCRIPTIONS[status], "content": json}
+        for status in ((400, *statuses) if body else statuses)
+    }
 
 
 def unavailable(message: str) -> JSONResponse:

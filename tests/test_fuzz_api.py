@@ -160,7 +160,8 @@ def within_unstated_rules(body: dict[str, Any]) -> None:
     for item in [body, *(body.get("in_stock_lines") or [])]:
         if isinstance(item, dict) and isinstance(item.get("quantity"), float):
             item["quantity"] = int(item["quantity"])
-    body["in_stock_lines"] = []
+    if "in_stock_lines" in body:
+        body["in_stock_lines"] = []
     order_lines = body.get("order_lines")
     if isinstance(order_lines, list) and order_lines and body.get("line_id") not in order_lines:
         order_lines[-1] = body.get("line_id")

@@ -19,7 +19,7 @@ router = APIRouter()
     tags=["catalog"],
     responses={
         201: {"model": SkuAnswer, "description": "a new catalog entry"},
-        **problems(401, 403, 409, 503),
+        **problems(401, 403, 409, 503, body=True),
     },
 )
 async def put_sku(
@@ -53,7 +53,7 @@ async def get_availability(sku: IdPath, admission: AdmissionDep) -> Availability
     "/v1/subscriptions",
     status_code=201,
     tags=["storefront"],
-    responses=problems(401, 403, 409, 503),
+    responses=problems(401, 403, 409, 503, body=True),
 )
 async def subscribe(
     body: SubscriptionRequest,

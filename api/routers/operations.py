@@ -17,7 +17,10 @@ from domain.responses import EtaAnswer, Health, OutreachTask
 router = APIRouter(tags=["operations"])
 
 
-@router.post("/v1/backorders/{order_id}/{line_id}/eta", responses=problems(401, 403, 404, 409, 503))
+@router.post(
+    "/v1/backorders/{order_id}/{line_id}/eta",
+    responses=problems(401, 403, 404, 409, 503, body=True),
+)
 async def set_eta(
     order_id: IdPath,
     line_id: IdPath,

@@ -22,7 +22,7 @@ router = APIRouter(tags=["order system"])
     status_code=201,
     responses={
         200: {"model": StartAnswer, "description": "the same request again: nothing new"},
-        **problems(401, 403, 409, 503),
+        **problems(401, 403, 409, 503, body=True),
     },
 )
 async def start_backorder(
@@ -60,7 +60,7 @@ async def list_backorders(
     "/v1/backorders/{order_id}/{line_id}/cancel",
     responses={
         202: {"model": CancelAnswer, "description": "accepted; the refund is under way"},
-        **problems(401, 403, 404, 409, 410, 503),
+        **problems(401, 403, 404, 409, 410, 503, body=True),
     },
 )
 async def cancel_backorder(

@@ -18,7 +18,7 @@ router = APIRouter(tags=["supplier"])
     status_code=201,
     responses={
         200: {"model": ReceiptAnswer, "description": "this receipt was reported already"},
-        **problems(401, 403, 409, 503),
+        **problems(401, 403, 409, 503, body=True),
     },
 )
 async def post_receipt(
@@ -39,7 +39,7 @@ async def post_receipt(
     "/v1/suppliers/{supplier_id}/purchase-orders/{po_id}",
     responses={
         201: {"model": PurchaseOrderAnswer, "description": "a new purchase order"},
-        **problems(401, 403, 409, 503),
+        **problems(401, 403, 409, 503, body=True),
     },
 )
 async def put_purchase_order(
