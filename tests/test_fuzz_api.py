@@ -26,6 +26,7 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -334,21 +335,27 @@ def _all_broken_rules(stack: Stack) -> list[str]:
     return [problem for sku in skus for problem in broken_rules(stack.db, sku)]
 
 
-async def test_fuzzed_requests_get_no_server_error_and_leave_nothing_half_written(
-    stack: Stack,
-) -> None:
-    seeds = await seed(stack, f"fz{uuid.uuid4().hex[:6]}")
-    lines_before, receipts_before = await asyncio.to_thread(store_keys, stack)
+async def run(
+    fuzzer: Callable[[str, Seeds, ServerLog], Fuzzing], stack: Stack, prefix: str
+) -> Fuzzing:
+    """`fuzzer` against the stack's API, seeded, with what the server logs meanwhile; fails
+    with every failure it found."""
+    seeds = await seed(stack, f"{prefix}{uuid.uuid4().hex[:6]}")
     server_log = ServerLog()
     logging.getLogger("uvicorn.error").addHandler(server_log)
     try:
-        found = await asyncio.to_thread(
-            fuzz, str(stack.api.base_url).rstrip("/"), seeds, server_log
-        )
+        found = await asyncio.to_thread(fuzzer, stack.api.base_url, seeds, server_log)
     finally:
         logging.getLogger("uvicorn.error").removeHandler(server_log)
-
     assert not found.failures, "\n\n".join(found.failures)
+    return found
+
+
+async def test_fuzzed_requests_get_no_server_error_and_leave_nothing_half_written(
+    stack: Stack,
+) -> None:
+    lines_before, receipts_before = await asyncio.to_thread(store_keys, stack)
+    found = await run(fuzz, stack, "fz")
 
     # Nothing half-written. What the API accepted exists in Temporal and in the store (once its
     # workflow has recorded it); what it refused exists in neither.
@@ -569,17 +576,7 @@ async def test_stateful_fuzzing_along_the_links_accepts_only_usable_values_and_s
     with generated and odd values: no 5xx, answers as documented, every accepted value one a
     line can use, no line's workflow failing a task on what it was sent, and every cancel
     recorded as the caller's (ops), whatever the body said."""
-    seeds = await seed(stack, f"sf{uuid.uuid4().hex[:6]}")
-    server_log = ServerLog()
-    logging.getLogger("uvicorn.error").addHandler(server_log)
-    try:
-        found = await asyncio.to_thread(
-            fuzz_statefully, str(stack.api.base_url).rstrip("/"), seeds, server_log
-        )
-    finally:
-        logging.getLogger("uvicorn.error").removeHandler(server_log)
-
-    assert not found.failures, "\n\n".join(found.failures)
+    found = await run(fuzz_statefully, stack, "sf")
     started = _line_keys(found.sent("POST", "/v1/backorders"), accepted=True)
     operations = Counter((e.method, e.path, e.status // 100) for e in found.exchanges)
     assert started, f"no generated line was accepted: {operations}"
