@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import func, select
 
 from admission import Conflict, InvalidRequest
+from client import BackorderClient
 from store.tables import LineRow, ReceiptRow, SkuRow
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
@@ -272,3 +273,21 @@ async def test_the_openapi_document_declares_a_response_schema_for_every_2xx(sta
     assert undeclared == []
     links = document["paths"]["/v1/backorders"]["post"]["responses"]["201"]["links"]
     assert {"GetLine", "CancelLine", "SetEta"} <= set(links)
+
+
+async def test_the_python_client_opens_from_settings_and_answers_as_the_api(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    target = stack.services.client.service_client.config.target_host
+    settings = stack.settings.model_copy(update={"temporal_address": target})
+
+    async with BackorderClient.open(settings) as client:
+        started = await client.start(backorder(order, sku))
+        again = await client.start(backorder(order, sku))
+        line = await client.status(order, "1")
+    through_api = await stack.start(backorder(order, sku))
+
+    assert (started.created, again.created) == (True, False)
+    assert line.order_id == order and line.sku == sku
+    assert through_api.status_code == 200
+    assert through_api.json() == again.model_dump()

@@ -399,7 +399,7 @@ async def test_fuzzed_requests_get_no_server_error_and_leave_nothing_half_writte
 
 # ---- stateful: sequences of requests that follow the document's links ----------------------
 
-STATEFUL_EXAMPLES = 30
+STATEFUL_EXAMPLES = 20
 STEERED = {"start_backorder", "put_purchase_order"}
 """Operations whose generated valid bodies are brought within the rules the document cannot
 state, so that lines start and supply comes in, for the later steps to act on."""
@@ -563,6 +563,23 @@ def _workflow_task_failures(history: WorkflowHistory) -> list[str]:
     ]
 
 
+async def waiting_on(stack: Stack, keys: list[str]) -> str:
+    """What each line's workflow waits for: its status, pending activities and task."""
+    described = []
+    for key in keys:
+        raw = (await stack.services.client.get_workflow_handle(key).describe()).raw_description
+        activities = [
+            f"{a.activity_type.name} (attempt {a.attempt}: {a.last_failure.message or '-'})"
+            for a in raw.pending_activities
+        ]
+        task = raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else "-"
+        described.append(
+            f"  {key}: {raw.workflow_execution_info.status}, activities {activities or '-'}, "
+            f"workflow task attempt {task}"
+        )
+    return "\n".join(described)
+
+
 def cancelled_by(stack: Stack, keys: set[str]) -> dict[str, str | None]:
     with stack.db.reading() as session:
         rows = session.exec(select(LineRow).where(col(LineRow.key).in_(keys))).all()
@@ -589,11 +606,17 @@ async def test_stateful_fuzzing_along_the_links_accepts_only_usable_values_and_s
         history = await stack.services.client.get_workflow_handle(key).fetch_history()
         assert _workflow_task_failures(history) == [], f"{key} failed a workflow task"
     cancelled = _cancelled_lines(found.sent("POST", "/v1/backorders/{order_id}/{line_id}/cancel"))
-    await eventually(
-        lambda: asyncio.to_thread(line_states, stack, cancelled),
-        lambda states: all(state in ("cancelled", "shipped") for state in states.values()),
-        what="every accepted cancel carried out",
-    )
+    try:
+        await eventually(
+            lambda: asyncio.to_thread(line_states, stack, cancelled),
+            lambda states: all(state in ("cancelled", "shipped") for state in states.values()),
+            within=90,
+            what="every accepted cancel carried out",
+        )
+    except AssertionError as exc:
+        states = await asyncio.to_thread(line_states, stack, cancelled)
+        stuck = [key for key, state in states.items() if state not in ("cancelled", "shipped")]
+        raise AssertionError(f"{exc}\n{await waiting_on(stack, stuck)}") from None
     recorded = await asyncio.to_thread(cancelled_by, stack, cancelled)
     assert set(recorded.values()) <= {"ops"}, recorded
     assert await asyncio.to_thread(_all_broken_rules, stack) == []
