@@ -281,11 +281,12 @@ async def test_the_python_client_opens_from_settings_and_answers_as_the_api(stac
     target = stack.services.client.service_client.config.target_host
     settings = stack.settings.model_copy(update={"temporal_address": target})
 
+    body = backorder(order, sku)
     async with BackorderClient.open(settings) as client:
-        started = await client.start(backorder(order, sku))
-        again = await client.start(backorder(order, sku))
+        started = await client.start(body)
+        again = await client.start(body)
         line = await client.status(order, "1")
-    through_api = await stack.start(backorder(order, sku))
+    through_api = await stack.start(body)
 
     assert (started.created, again.created) == (True, False)
     assert line.order_id == order and line.sku == sku

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import serve
+from client.http import Retry
 from domain.contract.lines import line_key
 from simulators.app import FAULTS_ENV, FaultConfigError, create_app, faults_from_env
 from store.tables import MessageRow, ShipmentRow
@@ -52,6 +53,8 @@ FAULTS: dict[str, Any] = {"seed": 20261122, "all": FLAKY}
 """30 % of the calls to every outside service fail, a third each way."""
 
 SETTLE_SECONDS = 100.0
+PATIENT = Retry(attempts=40, first_delay=0.2, max_delay=2.0, within=SETTLE_SECONDS)
+"""An order system asks again after each 503 while the faults last."""
 """How long every line of a test may take to end, faults and retries included."""
 
 CHAOS_POLICY: dict[str, Any] = {**FAST_POLICY, "offer_valid_days": 60}
@@ -255,7 +258,9 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
         # Some customers cancel while they wait, others once stock has started to arrive.
         early = orders[3::6]
         late = [order for order in orders[5::10] if order not in early]
-        early_answers = await asyncio.gather(*(stack.cancel(order) for order in early))
+        early_answers = await asyncio.gather(
+            *(stack.cancel(order, retry=PATIENT) for order in early)
+        )
         # 202: accepted, the refund still under way.
         assert {r.status_code for r in early_answers} <= {200, 202}, [r.text for r in early_answers]
         parts = {sku: [demand[sku] // 3, demand[sku] // 3] for sku in skus}
@@ -271,7 +276,9 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
             assert {r.status_code for r in await asyncio.gather(*receipts)} <= {201}
             if step == 0:
                 await asyncio.sleep(0.5)
-                late_answers = list(await asyncio.gather(*(stack.cancel(order) for order in late)))
+                late_answers = list(
+                    await asyncio.gather(*(stack.cancel(order, retry=PATIENT) for order in late))
+                )
             await asyncio.sleep(0.5)
 
         await settle(

@@ -160,10 +160,18 @@ class Stack:
         )
 
     async def cancel(
-        self, order_id: str, line_id: str = "1", *, actor: str = "order", **body: Any
+        self,
+        order_id: str,
+        line_id: str = "1",
+        *,
+        actor: str = "order",
+        retry: Retry | None = None,
+        **body: Any,
     ) -> httpx.Response:
-        """Cancel as the order system (or `actor`) does; `body` as sent (`reason=...`)."""
-        return await self.api.post(
+        """Cancel as the order system (or `actor`) does, asking again after a 503 as `retry`
+        says (TEST_RETRY by default); `body` as sent (`reason=...`)."""
+        api = self.api if retry is None else self.api.with_retry(retry)
+        return await api.post(
             f"/v1/backorders/{order_id}/{line_id}/cancel",
             json=body or {"reason": "customer asked"},
             headers=self.auth(actor),
