@@ -96,6 +96,10 @@ class Exchange:
     body: Any
     status: int
 
+    @classmethod
+    def of(cls, case: schemathesis.Case[Any], status: int) -> Exchange:
+        return cls(case.method, case.path, dict(case.path_parameters or {}), case.body, status)
+
 
 @dataclass
 class Fuzzing:
@@ -228,15 +232,7 @@ def fuzz(base_url: str, seeds: Seeds, server_log: ServerLog) -> Fuzzing:
             steer(case, data, seeds)
             logged = len(server_log.lines)
             response = case.call(base_url=base_url, session=session, timeout=60)
-            found.exchanges.append(
-                Exchange(
-                    case.method,
-                    case.path,
-                    dict(case.path_parameters or {}),
-                    case.body,
-                    response.status_code,
-                )
-            )
+            found.exchanges.append(Exchange.of(case, response.status_code))
             try:
                 case.validate_response(response, checks=CHECKS)
             except FailureGroup as exc:
@@ -520,15 +516,7 @@ def fuzz_statefully(base_url: str, seeds: Seeds, server_log: ServerLog) -> Fuzzi
             }
 
         def after_call(self, response: Any, case: schemathesis.Case[Any]) -> None:
-            found.exchanges.append(
-                Exchange(
-                    case.method,
-                    case.path,
-                    dict(case.path_parameters or {}),
-                    case.body,
-                    response.status_code,
-                )
-            )
+            found.exchanges.append(Exchange.of(case, response.status_code))
 
         def validate_response(
             self, response: Any, case: schemathesis.Case[Any], **kwargs: Any
