@@ -1,4 +1,5 @@
-"""Bearer tokens per actor: the order system, operations, and each supplier.
+"""Bearer tokens per actor: the order system, operations, and each supplier; and the customers'
+signed links.
 
 401 means "we do not know who you are" (no token, or an unknown one); 403 means "we know, and
 this is not yours". Tokens are compared in constant time, every one of them, so the time taken
@@ -8,25 +9,12 @@ does not tell which token came close.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import HTTPException
 
+from admission.actors import Actor, Role
 from config.settings import Settings
-
-
-class Role(StrEnum):
-    ORDER_SYSTEM = "order_system"
-    OPS = "ops"
-    SUPPLIER = "supplier"
-
-
-@dataclass(frozen=True)
-class Actor:
-    role: Role
-    supplier_id: str | None = None
+from domain.links import LinkClaims, LinkError, verify
 
 
 def _tokens(settings: Settings) -> list[tuple[str, Actor]]:
@@ -41,47 +29,47 @@ def _tokens(settings: Settings) -> list[tuple[str, Actor]]:
     return tokens
 
 
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
 def identify(settings: Settings, authorization: str | None) -> Actor:
+    """The actor a bearer token belongs to; 401 for none or an unknown one."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise HTTPException(
-            401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise unauthorized("a bearer token is required")
     found: Actor | None = None
     for token, actor in _tokens(settings):
         if hmac.compare_digest(token.encode(), presented.encode()):
             found = actor
     if found is None:
-        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        raise unauthorized("unknown token")
     return found
 
 
-def current_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
-    settings: Settings = request.app.state.settings
-    return identify(settings, authorization)
-
-
-ActorDep = Annotated[Actor, Depends(current_actor)]
-
-
-def optional_actor(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Actor | None:
-    """For paths a customer reaches with a signed link instead of a token."""
-    return None if authorization is None else current_actor(request, authorization)
-
-
-OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
-
-
-def allow(actor: Actor, *roles: Role) -> None:
+def allow(actor: Actor, *roles: Role) -> Actor:
     if actor.role not in roles:
         raise HTTPException(403, f"the {actor.role.value} token may not do this")
+    return actor
 
 
-def allow_supplier(actor: Actor, supplier_id: str) -> None:
+def allow_supplier(actor: Actor, supplier_id: str) -> Actor:
     """Operations may act for any supplier; a supplier only for itself."""
     if actor.role is Role.OPS:
-        return
+        return actor
     if actor.role is not Role.SUPPLIER or actor.supplier_id != supplier_id:
         raise HTTPException(403, f"this token may not act for supplier {supplier_id!r}")
+    return actor
+
+
+def claims_of(settings: Settings, token: str) -> LinkClaims:
+    """A signed link's claims; 403 for a tampered or malformed link, 410 for an expired one."""
+    try:
+        return verify(settings.signing_key, token)
+    except LinkError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+
+
+def customer(claims: LinkClaims) -> Actor:
+    """The customer a link speaks for: the one of the line it names."""
+    return Actor(Role.CUSTOMER, line=claims.line)

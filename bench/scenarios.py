@@ -15,9 +15,9 @@ from sqlalchemy import bindparam, text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from admission import Workflows
 from bench.floor import FLOOR_SIGNAL, FLOOR_WORKFLOW
 from bench.stack import FLOOR_QUEUE, BenchStack, say, until
-from client import BackorderClient
 from domain.contract.lines import ALLOCATED, STATUS, line_key
 from domain.policy import DEFAULT_POLICY
 from domain.requests import BackorderRequest
@@ -59,20 +59,21 @@ def line_body(
 
 
 class Driver:
-    """Drives the stack as its users do: the order system, a supplier, ops."""
+    """Drives the stack as its users do, through the API's client: the order system, a
+    supplier, ops."""
 
     def __init__(self, stack: BenchStack) -> None:
         self.stack = stack
         settings = stack.settings
         self.supplier, supplier_token = next(iter(settings.supplier_token_map.items()))
-        self.headers = {
-            "order": {"Authorization": f"Bearer {settings.order_system_token}"},
-            "ops": {"Authorization": f"Bearer {settings.ops_token}"},
-            "supplier": {"Authorization": f"Bearer {supplier_token}"},
+        self.callers = {
+            "order": stack.api.as_token(settings.order_system_token),
+            "ops": stack.api.as_token(settings.ops_token),
+            "supplier": stack.api.as_token(supplier_token),
         }
 
     async def call(self, method: str, path: str, who: str, body: Any, ok: set[int]) -> None:
-        response = await self.stack.api.request(method, path, json=body, headers=self.headers[who])
+        response = await self.callers[who].request(method, path, json=body, repeatable=True)
         if response.status_code not in ok:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
 
@@ -239,7 +240,7 @@ async def starts(stack: BenchStack, count: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     sku = f"starts-{tag}"
     await driver.put_skus([sku])
-    raw_client = BackorderClient(
+    raw_client = Workflows(
         stack.client, task_queue=stack.settings.task_queue, policy=DEFAULT_POLICY
     )
     seconds = {"api": 0.0, "raw": 0.0}
@@ -256,7 +257,7 @@ async def starts(stack: BenchStack, count: int) -> dict[str, Any]:
 
             async def start(index: int, orders: list[tuple[str, str]] = orders) -> None:
                 order_id, line_sku = orders[index]
-                await raw_client.start(
+                await raw_client.start_line(
                     BackorderRequest.model_validate(line_body(order_id, line_sku))
                 )
 
@@ -286,14 +287,14 @@ async def memory(stack: BenchStack, waiting: int) -> dict[str, Any]:
     sku_ids = [f"memory-{tag}-{k}" for k in range(10)]
     await driver.put_skus(sku_ids)
     missing = max(0, waiting - already)
-    raw_client = BackorderClient(
+    raw_client = Workflows(
         stack.client, task_queue=stack.settings.task_queue, policy=DEFAULT_POLICY
     )
     say(f"memory: {already} lines wait; starting {missing} more")
 
     async def start(index: int) -> None:
         body = line_body(f"m{tag}-{index:06d}", sku_ids[index % len(sku_ids)])
-        await raw_client.start(BackorderRequest.model_validate(body))
+        await raw_client.start_line(BackorderRequest.model_validate(body))
 
     await bounded(missing, start, CONCURRENCY)
     await driver.until_recorded("memory: lines queued", sku_ids, missing)
@@ -312,7 +313,7 @@ async def escalations(stack: BenchStack) -> dict[str, Any]:
     """History events of the longest paths: a VIP line on each channel that no stock ever
     reaches, on a policy whose day lasts half a second, escalated until the policy cancels it."""
     policy = DEFAULT_POLICY.model_copy(update={"day_seconds": 0.5})
-    client = BackorderClient(stack.client, task_queue=stack.settings.task_queue, policy=policy)
+    client = Workflows(stack.client, task_queue=stack.settings.task_queue, policy=policy)
     driver = Driver(stack)
     tag = uuid.uuid4().hex[:6]
     sku = f"escalate-{tag}"
@@ -322,7 +323,7 @@ async def escalations(stack: BenchStack) -> dict[str, Any]:
     for channel in channels:
         order_id = f"e{tag}-{channel}"
         body = line_body(order_id, sku, tier="vip", channel=channel) | {"unit_price": "180.00"}
-        await client.start(BackorderRequest.model_validate(body))
+        await client.start_line(BackorderRequest.model_validate(body))
         ids[channel] = line_key(order_id, "1")
     say("history: five VIP lines escalate on a half-second policy day (up to 2 minutes)")
 

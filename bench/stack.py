@@ -19,6 +19,7 @@ from sqlalchemy import TextClause, text
 from temporalio.client import Client
 
 from cli.stack import TemporalDevServer
+from client.http import ApiClient
 from config.settings import Settings
 from store.db import Database
 
@@ -62,7 +63,7 @@ class BenchStack:
     server: TemporalDevServer
     client: Client
     db: Database
-    api: httpx.AsyncClient
+    api: ApiClient
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
@@ -80,11 +81,7 @@ class BenchStack:
         server = TemporalDevServer(settings)
         client = await server.start()
         db = Database(settings.store_url)
-        api = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            timeout=60,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
+        api = ApiClient(f"http://127.0.0.1:{settings.api_port}", timeout=60)
         stack = cls(root, settings, server, client, db, api)
         stack.spawn("worker", "-m", "worker.main")
         stack.spawn("api", "-m", "api.app")
@@ -136,7 +133,7 @@ class BenchStack:
         self.check_alive()
         url = f"http://127.0.0.1:{self.settings.simulator_port}/notifications/requests"
         try:
-            response = await self.api.get(url)
+            response = await self.api.http.get(url)
         except httpx.HTTPError as exc:
             return False, repr(exc)
         return response.status_code < 500, f"simulators {response.status_code}"

@@ -29,6 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from cli.dev import EmbeddedStack, api_url, configure_logging, stop_requested, ui_url
+from client.http import NO_RETRY, ApiClient, Retry
+from client.http import Tally as RequestTally
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -157,23 +159,29 @@ class Failure:
     detail: str
 
 
-class Api:
-    """The HTTP API with each actor's token; records every answer it did not expect."""
+DEMO_RETRY = Retry(attempts=6, first_delay=0.5, max_delay=5.0, within=90.0)
+"""A 503 says "asking again is safe" and when: the demo asks again, as an order system does."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
-        self.http = http
-        self.ops = settings.ops_token
-        self.order_system = settings.order_system_token
+
+class Api:
+    """The HTTP API with each actor's token, on one `ApiClient` (its connections, its retries
+    and its tally); records every answer it did not expect."""
+
+    def __init__(self, client: ApiClient, settings: Settings) -> None:
+        self.client = client
+        self.ops = client.as_token(settings.ops_token)
+        self.order_system = client.as_token(settings.order_system_token)
         # Operations may act for any supplier: the demo still runs with no supplier tokens.
-        self.suppliers = settings.supplier_token_map or {"acme": settings.ops_token}
+        tokens = settings.supplier_token_map or {"acme": settings.ops_token}
+        self.suppliers = {supplier: client.as_token(token) for supplier, token in tokens.items()}
         self.failures: list[Failure] = []
         self.gate = asyncio.Semaphore(CONCURRENCY)
 
     async def call(
         self,
+        caller: ApiClient,
         method: str,
         path: str,
-        token: str,
         *,
         expect: tuple[int, ...],
         json: Any = None,
@@ -182,25 +190,16 @@ class Api:
     ) -> httpx.Response | None:
         """The response if its status is one of `expect`, else None (and a failure noted).
 
-        A `repeatable` request (a read, or a write the API makes idempotent) is sent again once
-        when the connection fails, as any careful client does.
-        """
-        attempts = 2 if repeatable else 1
+        503s with Retry-After are asked again by the client; a `repeatable` request (a read, or
+        a write the API makes idempotent) is also sent again when the connection fails."""
         async with self.gate:
-            for attempt in range(1, attempts + 1):
-                try:
-                    response = await self.http.request(
-                        method,
-                        path,
-                        json=json,
-                        params=params,
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    break
-                except httpx.TransportError as exc:
-                    if attempt == attempts:
-                        self.failures.append(Failure(f"{method} {path}", None, repr(exc)))
-                        return None
+            try:
+                response = await caller.request(
+                    method, path, json=json, params=params, repeatable=repeatable
+                )
+            except httpx.TransportError as exc:
+                self.failures.append(Failure(f"{method} {path}", None, repr(exc)))
+                return None
         if response.status_code not in expect:
             self.failures.append(
                 Failure(f"{method} {path}", response.status_code, response.text[:300])
@@ -211,24 +210,22 @@ class Api:
     async def preflight(self) -> str | None:
         """What stops the demo before it starts (a refused token), found by requests that
         change nothing; None when all is well."""
-        supplier, token = next(iter(self.suppliers.items()))
+        supplier, caller = next(iter(self.suppliers.items()))
         probes = [
-            ("BACKORDERS_OPS_TOKEN", "GET", "/v1/skus/demo-token-probe", self.ops, None),
-            ("BACKORDERS_ORDER_SYSTEM_TOKEN", "GET", "/v1/backorders", self.order_system, None),
+            ("BACKORDERS_OPS_TOKEN", self.ops, "GET", "/v1/skus/demo-token-probe", None),
+            ("BACKORDERS_ORDER_SYSTEM_TOKEN", self.order_system, "GET", "/v1/backorders", None),
             # An unknown SKU is refused (422) after the token is accepted: nothing is written.
             (
                 "BACKORDERS_SUPPLIER_TOKENS",
+                caller,
                 "POST",
                 f"/v1/suppliers/{supplier}/receipts",
-                token,
                 {"receipt_id": "demo-token-probe", "sku": "demo-token-probe", "quantity": 1},
             ),
         ]
-        for setting, method, path, secret, body in probes:
+        for setting, who, method, path, body in probes:
             try:
-                response = await self.http.request(
-                    method, path, json=body, headers={"Authorization": f"Bearer {secret}"}
-                )
+                response = await who.request(method, path, json=body, repeatable=True)
             except httpx.TransportError as exc:
                 return f"the API did not answer {method} {path}: {exc!r}"
             if response.status_code in (401, 403):
@@ -255,7 +252,7 @@ class Tally:
 async def create_catalog(api: Api, plan: Plan) -> None:
     async def put(sku: SkuPlan) -> None:
         body = {"name": sku.product.name, "free_stock": sku.product.free_stock, "substitutes": []}
-        await api.call("PUT", f"/v1/skus/{sku.sku}", api.ops, json=body, expect=(200, 201))
+        await api.call(api.ops, "PUT", f"/v1/skus/{sku.sku}", json=body, expect=(200, 201))
 
     await asyncio.gather(*(put(sku) for sku in plan.skus.values()))
 
@@ -263,9 +260,9 @@ async def create_catalog(api: Api, plan: Plan) -> None:
 async def start_lines(api: Api, plan: Plan, tally: Tally, advance: Callable[[], None]) -> None:
     async def start(line: dict[str, Any]) -> None:
         response = await api.call(
+            api.order_system,
             "POST",
             "/v1/backorders",
-            api.order_system,
             json=line,
             expect=(200, 201),
             repeatable=True,  # the same line again is answered 200, not started twice
@@ -287,12 +284,23 @@ async def deliver(
 
     async def cancel(order_id: str, line_id: str) -> None:
         path = f"/v1/backorders/{order_id}/{line_id}/cancel"
-        body = {"reason": "customer changed their mind", "requested_by": "order_system"}
-        # 202: accepted, the refund still under way (a busy machine); 409: the line shipped in
-        # full before the cancel reached it. Both are fair outcomes.
-        response = await api.call("POST", path, api.order_system, json=body, expect=(200, 202, 409))
+        body = {"reason": "customer changed their mind"}
+        # 202: accepted, the refund still under way (a busy machine); 409: the line is final,
+        # either shipped in full before the cancel reached it, or cancelled by this very cancel
+        # when a 503 ("asking again is safe") came after it took effect. Fair outcomes all.
+        response = await api.call(
+            api.order_system, "POST", path, json=body, expect=(200, 202, 409), repeatable=True
+        )
         if response is not None and response.status_code == 409:
-            tally.cancels_too_late += 1
+            line = await api.call(
+                api.order_system,
+                "GET",
+                f"/v1/backorders/{order_id}/{line_id}",
+                expect=(200,),
+                repeatable=True,
+            )
+            if line is not None and line.json()["state"] != "cancelled":
+                tally.cancels_too_late += 1
         advance()
 
     # Customers cancel whenever they like: the deliveries do not wait for the answers.
@@ -303,10 +311,14 @@ async def deliver(
             await asyncio.sleep(rng.uniform(0.3, 1.0))  # a truck, not a batch file
             body = {"receipt_id": f"{sku.sku}-r{number}", "sku": sku.sku, "quantity": quantity}
             path = f"/v1/suppliers/{sku.supplier}/receipts"
-            token = api.suppliers[sku.supplier]
             # A receipt id reported again is counted once: safe to repeat.
             answer = await api.call(
-                "POST", path, token, json=body, expect=(200, 201), repeatable=True
+                api.suppliers[sku.supplier],
+                "POST",
+                path,
+                json=body,
+                expect=(200, 201),
+                repeatable=True,
             )
             if answer is not None:
                 tally.receipts += 1
@@ -368,7 +380,7 @@ async def read_lines(api: Api, sku: str) -> list[dict[str, Any]] | None:
     while True:
         params = {"sku": sku, "limit": page, "offset": len(lines)}
         response = await api.call(
-            "GET", "/v1/backorders", api.order_system, params=params, expect=(200,), repeatable=True
+            api.order_system, "GET", "/v1/backorders", params=params, expect=(200,)
         )
         if response is None:
             return None
@@ -438,6 +450,20 @@ def summary(plan: Plan, tally: Tally, watch: Watch, elapsed: float) -> Table:
     table.add_row("Shipments", f"{shipments}", f"{units_shipped} of {units} units ordered")
     table.add_row("Receipts", f"{tally.receipts}", f"{tally.units_received} units, in parts")
     table.add_row("Elapsed", f"{elapsed:.1f} s", f"{started / elapsed:.1f} lines/s")
+    return table
+
+
+def requests_table(tally: RequestTally, failures: int) -> Table:
+    """The demo's requests: how many were asked again after a 503 and answered in the end,
+    and how many failed (no answer, or not the one expected)."""
+    table = Table(title="requests")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_column("")
+    why = ", ".join(f"{reason} x{count}" for reason, count in tally.reasons.items()) or "-"
+    table.add_row("Sent", f"{tally.sent}", "")
+    table.add_row("Retried", f"{tally.retried}", f"succeeded when asked again ({why})")
+    table.add_row("Failed", f"{failures}", "no answer, or not the one expected")
     return table
 
 
@@ -516,6 +542,7 @@ async def run_burst(
         watch, timed_out = watcher.result()
     elapsed = time.monotonic() - began
     console.print(summary(plan, tally, watch, elapsed))
+    console.print(requests_table(api.client.tally, len(api.failures)))
     for text in inspect_hint(settings, watch):
         console.print(text, markup=False)
     code = 0
@@ -533,11 +560,11 @@ async def run_burst(
 async def stack_answers(url: str) -> bool | None:
     """True if a healthy stack answers at `url`, False if one answers unhealthy, None if none."""
     try:
-        async with httpx.AsyncClient(timeout=3) as http:
-            response = await http.get(f"{url}/healthz")
-    except httpx.TransportError:
+        async with ApiClient(url, retry=NO_RETRY, timeout=3) as api:
+            health = await api.health()
+    except (httpx.TransportError, ValueError):
         return None
-    return response.status_code == 200
+    return health.status == "ok"
 
 
 async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -574,12 +601,9 @@ async def run_demo(
             console.print(f"no stack answers at {url}: starting the embedded stack in this process")
             stack = await EmbeddedStack.start(settings)
         try:
-            # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so a
-            # request is never sent on a connection the server is closing.
-            limits = httpx.Limits(keepalive_expiry=2.0)
-            async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+            async with ApiClient(url, retry=DEMO_RETRY, timeout=60) as client:
                 code = await until_stopped(
-                    run_burst(Api(http, settings), settings, lines, wait_seconds, console), stop
+                    run_burst(Api(client, settings), settings, lines, wait_seconds, console), stop
                 )
             if code is None:
                 console.print("interrupted")

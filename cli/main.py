@@ -154,22 +154,28 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def run_ops(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_ops(args, settings))
+
+
+async def _ops(args: argparse.Namespace, settings: Settings) -> int:
     ops = Ops.from_settings(settings, args.api, as_json=args.json)
     try:
         if args.command == "status":
-            return ops.status(args.order_id, args.line_id)
+            return await ops.status(args.order_id, args.line_id)
         if args.command == "list":
             filters = {
                 key: getattr(args, key)
                 for key in ("sku", "state", "channel", "order_id", "overdue", "limit", "offset")
             }
-            return ops.list(filters)
+            return await ops.list(filters)
         if args.command == "cancel":
-            return ops.cancel(args.order_id, args.line_id, args.reason)
-        return ops.metrics()
+            return await ops.cancel(args.order_id, args.line_id, args.reason)
+        return await ops.metrics()
     except OpsError as exc:
         print(f"backorders {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        await ops.api.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,15 +1,17 @@
 """Operations commands: `status`, `list`, `cancel` and `metrics`, over the HTTP API.
 
 They go through the API (not the store or Temporal directly) so that they obey the same rules
-and the same credentials as every other caller: the ops token from `BACKORDERS_OPS_TOKEN`
-(an environment variable, never an argument, so it stays out of shell history and `ps`).
+and the same credentials as every other caller, with the one client of the API
+(`client.http.ApiClient`): the ops token from `BACKORDERS_OPS_TOKEN` (an environment variable,
+never an argument, so it stays out of shell history and `ps`). A 503 that says when to ask
+again is asked again, a few times, with backoff; the command says so on stderr.
 
 Tables for people; `--json` prints the API's own JSON for scripts. Exit codes:
 
 | code | meaning |
 |---|---|
 | 0 | done (a list may be empty) |
-| 1 | the API could not be reached, or failed (5xx) |
+| 1 | the API could not be reached, or failed (5xx, after the retries) |
 | 2 | usage or configuration error |
 | 3 | no such line |
 | 4 | the credentials were refused (401 or 403) |
@@ -19,6 +21,7 @@ Tables for people; `--json` prints the API's own JSON for scripts. Exit codes:
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +31,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from client.http import ApiClient, ApiError, Retry
 from config.settings import Settings
 
 EXIT_OK = 0
@@ -45,6 +49,9 @@ _EXIT_BY_STATUS = {
 }
 """The API's refusals and the exit code each becomes; any other error status is EXIT_UNAVAILABLE."""
 
+OPS_RETRY = Retry(attempts=5, first_delay=0.5, max_delay=5.0, within=30.0)
+"""A person is waiting: a few tries within half a minute."""
+
 
 class OpsError(Exception):
     """A command that cannot be done; the message is for the person at the terminal."""
@@ -56,38 +63,57 @@ class OpsError(Exception):
 
 @dataclass
 class Ops:
-    api: str
-    token: str
+    api: ApiClient
     console: Console
     as_json: bool = False
-    timeout: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, api: str | None, *, as_json: bool) -> Ops:
+    def from_settings(
+        cls, settings: Settings, api: str | None, *, as_json: bool, retry: Retry = OPS_RETRY
+    ) -> Ops:
         base = api or f"http://127.0.0.1:{settings.api_port}"
-        return cls(base.rstrip("/"), settings.ops_token, Console(), as_json)
+        client = ApiClient(base, settings.ops_token, retry=retry, timeout=60)
+        return cls(client, Console(), as_json)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"}
+    async def call(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """The API's 2xx answer; OpsError (with its exit code) for anything else."""
         try:
-            response = httpx.request(
-                method, f"{self.api}{path}", headers=headers, timeout=self.timeout, **kwargs
-            )
-        except httpx.HTTPError as exc:
-            raise OpsError(
-                f"the API at {self.api} did not answer ({type(exc).__name__}); is the stack "
+            response = await self.api.answered(method, path, **options)
+        except ApiError as exc:
+            raise self._error(exc) from exc
+        finally:
+            self._report_retries()
+        return response
+
+    def _error(self, error: ApiError) -> OpsError:
+        if error.status is None:
+            return OpsError(
+                f"the API at {self.api.base_url} did not answer ({error.detail}); is the stack "
                 "running? (--api URL, or BACKORDERS_API_PORT)",
                 EXIT_UNAVAILABLE,
-            ) from exc
-        if response.status_code < 400:
-            return response
-        detail = _detail(response)
-        code = _EXIT_BY_STATUS.get(response.status_code)
+            )
+        code = _EXIT_BY_STATUS.get(error.status)
         if code is None:
-            raise OpsError(f"the API answered {response.status_code}: {detail}", EXIT_UNAVAILABLE)
+            tries = self.api.tally.retries + 1
+            asked = f" (asked {tries} times)" if tries > 1 else ""
+            return OpsError(
+                f"the API answered {error.status}{asked}: {error.detail}", EXIT_UNAVAILABLE
+            )
+        detail = error.detail
         if code == EXIT_CREDENTIALS:
             detail += " (check BACKORDERS_OPS_TOKEN)"
-        raise OpsError(detail, code)
+        return OpsError(detail, code)
+
+    def _report_retries(self) -> None:
+        tally = self.api.tally
+        if tally.retries:
+            why = ", ".join(f"{reason} x{count}" for reason, count in tally.reasons.items())
+            print(
+                f"asked again {tally.retries} time{'s' if tally.retries != 1 else ''} ({why}); "
+                f"{tally.retried} request{'s' if tally.retried != 1 else ''} retried and "
+                f"answered, {tally.failed} failed",
+                file=sys.stderr,
+            )
 
     def emit(self, data: Any, render: Callable[[], None]) -> int:
         if self.as_json:
@@ -98,13 +124,13 @@ class Ops:
 
     # ---- commands -----------------------------------------------------------------------
 
-    def status(self, order_id: str, line_id: str) -> int:
-        line = self.call("GET", f"/v1/backorders/{order_id}/{line_id}").json()
+    async def status(self, order_id: str, line_id: str) -> int:
+        line = (await self.call("GET", f"/v1/backorders/{order_id}/{line_id}")).json()
         return self.emit(line, lambda: self.console.print(status_table(line)))
 
-    def list(self, filters: dict[str, Any]) -> int:
+    async def list(self, filters: dict[str, Any]) -> int:
         params = {key: value for key, value in filters.items() if value not in (None, False)}
-        lines = self.call("GET", "/v1/backorders", params=params).json()
+        lines = (await self.call("GET", "/v1/backorders", params=params)).json()
 
         def render() -> None:
             self.console.print(lines_table(lines))
@@ -114,9 +140,10 @@ class Ops:
 
         return self.emit(lines, render)
 
-    def cancel(self, order_id: str, line_id: str, reason: str) -> int:
-        body = {"reason": reason, "requested_by": "ops"}
-        response = self.call("POST", f"/v1/backorders/{order_id}/{line_id}/cancel", json=body)
+    async def cancel(self, order_id: str, line_id: str, reason: str) -> int:
+        path = f"/v1/backorders/{order_id}/{line_id}/cancel"
+        # Asking again after a 503 is safe: a cancel that took effect is not made twice.
+        response = await self.call("POST", path, json={"reason": reason}, repeatable=True)
         result = response.json()
 
         def render() -> None:
@@ -124,27 +151,13 @@ class Ops:
                 self.console.print(f"{order_id}/{line_id}: cancelling; the refund is under way")
             else:
                 self.console.print(f"{order_id}/{line_id}: cancelled")
-                self.console.print(status_table(result))
+                self.console.print(cancel_table(order_id, line_id, result))
 
         return self.emit(result, render)
 
-    def metrics(self) -> int:
-        figures = self.call("GET", "/v1/metrics").json()
+    async def metrics(self) -> int:
+        figures = (await self.call("GET", "/v1/metrics")).json()
         return self.emit(figures, lambda: self.console.print(metrics_table(figures)))
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, list):  # FastAPI's validation errors: name each field
-        return "; ".join(
-            f"{'.'.join(map(str, error.get('loc', [])[1:]))}: {error.get('msg')}"
-            for error in detail
-        )
-    return str(detail)
 
 
 def _when(value: str | None) -> str:
@@ -168,6 +181,25 @@ def _rate(rate: dict[str, Any]) -> str:
     if rate["rate"] is None:
         return f"- (0 of {rate['denominator']})"
     return f"{rate['rate'] * 100:.1f} % ({rate['numerator']} of {rate['denominator']})"
+
+
+def cancel_table(order_id: str, line_id: str, result: dict[str, Any]) -> Table:
+    """What a cancel did: the line's state, the units given back to the queue, the refund."""
+    table = Table(title=f"{order_id}/{line_id}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("state", str(result.get("state")))
+    table.add_row("released to the queue", f"{result.get('released_quantity') or 0} units")
+    refund = result.get("refund")
+    if refund:
+        table.add_row(
+            "refund",
+            f"{refund['amount']} {refund['currency']} for {refund['quantity']} units "
+            f"({refund['refund_id']})",
+        )
+    else:
+        table.add_row("refund", "none (nothing was charged for what is left)")
+    return table
 
 
 def status_table(line: dict[str, Any]) -> Table:

@@ -1,20 +1,39 @@
 """What enters the service: the bodies of the HTTP API, which the Python client and the CLI build
-too. Validated once, here; unknown fields are refused.
+too. Validated once, here, by every entry point; unknown fields are refused.
+
+Two kinds of rule:
+
+- a value's own rules (types, ranges, ASCII ids and digits, ISO 4217 currencies, a price within
+  its currency's minor units, ship-by not before ordered-at) hold wherever the model is read,
+  inside workflows and activities too;
+- rules relative to the moment a request arrives (an order is not placed in the future) hold at
+  the door only: they are checked when the model is validated with an `Arrival` as its context
+  (`admit`). A workflow decoding the same request months later must not judge it by its own
+  clock, nor read a clock at all.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    BaseModel,
     Field,
     StrictInt,
+    ValidationError,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from domain.line.state import LineState
 from domain.values import (
+    MINOR_UNITS,
     Channel,
+    Currency,
     CustomerTier,
     DecimalString,
     Identifier,
@@ -22,8 +41,38 @@ from domain.values import (
     ShipPolicy,
     Strict,
     Timestamp,
+    decimal_places,
     text,
 )
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of our clock a caller's may run: an order placed later than this is refused."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """The validation context of a request at the door: when it arrived."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def admit(model: type[M], data: BaseModel | Any, *, now: datetime | None = None) -> M:
+    """`data` (a body, a mapping, or a model already parsed without the door's rules) as
+    `model`, checked by every rule including those relative to now. Raises ValidationError."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    return model.model_validate(data, context=Arrival() if now is None else Arrival(now))
+
+
+def field_error(field: str, kind: str, message: str, value: Any) -> ValidationError:
+    """A ValidationError naming one field, raised from a model's own validator (pydantic then
+    prefixes the location of the model inside its parent)."""
+    return ValidationError.from_exception_data(
+        "request",
+        [InitErrorDetails(type=PydanticCustomError(kind, message), loc=(field,), input=value)],
+    )
 
 
 class Customer(Strict):
@@ -40,6 +89,7 @@ class Customer(Strict):
 
 class InStockLine(Strict):
     sku: Identifier
+    """A SKU of the catalog (the door checks that it exists)."""
     quantity: Quantity
 
 
@@ -51,11 +101,13 @@ class BackorderRequest(Strict):
     sku: Identifier
     quantity: Quantity
     unit_price: DecimalString
-    """Price of one unit in `currency`, as a decimal string ('19.99'): never a float."""
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    """Price of one unit in `currency`, as a decimal string ('19.99'): never a float, and with
+    no more decimals than the currency has (JPY none, USD 2, BHD 3)."""
+    currency: Currency
     channel: Channel
     customer: Customer
     ordered_at: Timestamp
+    """When the order was placed; not later than now (give or take CLOCK_SKEW) on arrival."""
     ship_by: Timestamp | None = None
     """The marketplace's ship-by date; when absent, ordered-at plus the channel's handling time."""
     ship_policy: ShipPolicy = ShipPolicy.PARTIAL
@@ -67,9 +119,23 @@ class BackorderRequest(Strict):
     the backordered ones."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> BackorderRequest:
+    def _consistent(self, info: ValidationInfo) -> BackorderRequest:
+        places = MINOR_UNITS.get(self.currency, 4)
+        if decimal_places(self.unit_price) > places:
+            raise field_error(
+                "unit_price",
+                "money_precision",
+                f"{self.currency} amounts have at most {places} decimals",
+                self.unit_price,
+            )
         if self.ship_by is not None and self.ship_by < self.ordered_at:
-            raise ValueError("ship_by must not be before ordered_at")
+            raise field_error(
+                "ship_by", "date_order", "must not be before ordered_at", self.ship_by.isoformat()
+            )
+        if isinstance(info.context, Arrival) and self.ordered_at > info.context.now + CLOCK_SKEW:
+            raise field_error(
+                "ordered_at", "date_in_future", "must not be in the future", self.ordered_at
+            )
         if self.order_lines and self.line_id not in self.order_lines:
             raise ValueError("order_lines must include this line's own line_id")
         if (
@@ -113,7 +179,8 @@ class PurchaseOrderRequest(Strict):
 
 class SkuRequest(Strict):
     """A catalog entry. `free_stock`, when given, sets the units on hand that no line holds (a
-    stock count); left out, the stock is unchanged. Arrivals are reported as receipts."""
+    stock count: a level, applied each time it is sent); left out, the stock is unchanged.
+    Arrivals are reported as receipts."""
 
     name: Annotated[str, text(200)]
     free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
@@ -123,7 +190,27 @@ class SkuRequest(Strict):
 
 
 class CancelBody(Strict):
-    """A cancel, as the order system or ops send it."""
+    """A cancel, as the order system or ops send it. Who asked is not part of it: it is taken
+    from the credential, never from the body."""
 
     reason: Annotated[str, text(200)] = "requested"
-    requested_by: Annotated[str, text(64)] = "order_system"
+
+
+class EtaRequest(Strict):
+    """The expected ship date of a waiting line moved (ops, or the supply side)."""
+
+    eta: Timestamp | None
+    """The new date, not before the line's ordered-at; null when no date can be given."""
+
+
+class LineQuery(Strict):
+    """The filters of a list of lines (`GET /v1/backorders`), newest first."""
+
+    sku: Identifier | None = None
+    state: LineState | None = None
+    order_id: Identifier | None = None
+    channel: Channel | None = None
+    overdue: bool = False
+    """Only open lines whose ship-by has passed."""
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0

@@ -1,13 +1,16 @@
 """What left the service (shipments, refunds, messages) and the read side of the store.
 
 Each effect is recorded under the idempotency key it was sent with, so a retried activity finds
-its earlier effect here before it calls the outside service again.
+its earlier effect here before it calls the outside service again. The reads are what
+`admission.reads` builds its answers from: they return domain models or rows, and take their
+values by keyword when they take several.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import asc, desc, text
 from sqlmodel import Session, col, select
@@ -214,6 +217,7 @@ def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
 
 
 def get_line_status(db: Database, line_key: str) -> LineStatus | None:
+    """The line as the store records it (None before its workflow has queued it)."""
     with db.reading() as session:
         line = session.get(LineRow, line_key)
         return _statuses(session, [line])[0] if line else None
@@ -223,6 +227,13 @@ def line_request_hash(db: Database, line_key: str) -> str | None:
     # One column, not the row: every start asks, and a row carries the whole request.
     with db.reading() as session:
         return session.exec(select(LineRow.request_hash).where(LineRow.key == line_key)).first()
+
+
+def line_ordered_at(db: Database, line_key: str) -> datetime | None:
+    """When the line's order was placed (an ETA may not come before it)."""
+    with db.reading() as session:
+        found = session.exec(select(LineRow.ordered_at).where(LineRow.key == line_key)).first()
+        return as_utc(found) if found is not None else None
 
 
 def list_lines(
@@ -277,7 +288,7 @@ def known_skus(db: Database, skus: list[str]) -> set[str]:
         return set(session.exec(select(SkuRow.sku).where(col(SkuRow.sku).in_(skus))).all())
 
 
-def get_receipt(db: Database, supplier_id: str, receipt_id: str) -> ReceiptRow | None:
+def get_receipt(db: Database, *, supplier_id: str, receipt_id: str) -> ReceiptRow | None:
     with db.reading() as session:
         return session.get(ReceiptRow, (supplier_id, receipt_id))
 
@@ -305,7 +316,7 @@ def list_outreach(
         )
 
 
-def get_purchase_order(db: Database, supplier_id: str, po_id: str) -> PurchaseOrderRow | None:
+def get_purchase_order(db: Database, *, supplier_id: str, po_id: str) -> PurchaseOrderRow | None:
     with db.reading() as session:
         return session.get(PurchaseOrderRow, (supplier_id, po_id))
 

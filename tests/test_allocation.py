@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from tests.conftest import Stack, backorder, hours_ago, new_id
+from tests.support.factories import backorder, hours_ago, new_id
+from tests.support.stack import Stack
 
 
 def shipped_all_of(quantity: int) -> Callable[[dict[str, Any]], bool]:

@@ -46,10 +46,11 @@ import tempfile
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +71,7 @@ from store import records, stock
 from store.audit import broken_rules
 from store.db import Database
 from store.tables import AllocationRow, LineRow, ShipmentRow, SkuRow
-from tests.conftest import _postgres_database
+from tests.support.stack import fresh_database
 
 THREADS = 4
 """Operations per batch, each on its own thread and connection."""
@@ -550,12 +551,8 @@ class Stores:
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
-    cleanup: Callable[[], None]
-    if request.param == "postgresql":
-        url, cleanup = _postgres_database()
-    else:
-        folder = tempfile.TemporaryDirectory(prefix="backorders-properties-")
-        url, cleanup = f"sqlite:///{folder.name}/store.db", folder.cleanup
+    folder = tempfile.TemporaryDirectory(prefix="backorders-properties-")
+    url, drop = fresh_database(request.param, Path(folder.name))
     dbs = [Database(url) for _ in range(THREADS)]
     dbs[0].create_schema()
     threads = ThreadPoolExecutor(THREADS, thread_name_prefix="allocation")
@@ -565,7 +562,8 @@ def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
         threads.shutdown()
         for db in dbs:
             db.dispose()
-        cleanup()
+        drop()
+        folder.cleanup()
 
 
 def run_batch(stores: Stores, calls: list[Call]) -> list[Outcome]:

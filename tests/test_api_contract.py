@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from client import ConflictError
+from admission import Conflict, InvalidRequest
+from client import BackorderClient
 from store.tables import LineRow, ReceiptRow, SkuRow
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 def count(stack: Stack, table: Any, *where: Any) -> int:
@@ -51,13 +53,14 @@ async def test_python_client_applies_the_same_idempotency(stack: Stack) -> None:
     await stack.put_sku(sku)
     body = backorder(order, sku)
 
-    first = await stack.client.start(body)
-    second = await stack.client.start(dict(body))
-    with pytest.raises(ConflictError):
-        await stack.client.start(body | {"quantity": 9})
+    client = stack.client()
+    first = await client.start(body)
+    second = await client.start(dict(body))
+    with pytest.raises(Conflict):
+        await client.start(body | {"quantity": 9})
 
     assert (first.created, second.created) == (True, False)
-    status = await stack.client.status(order, "1")
+    status = await client.status(order, "1")
     assert status.sku == sku
 
 
@@ -204,25 +207,16 @@ async def test_healthz_reports_store_and_temporal(stack: Stack) -> None:
 
 
 async def test_python_client_refuses_what_the_api_refuses(stack: Stack) -> None:
-    from pydantic import ValidationError
-
-    from client import BackorderClient, UnknownSkuError
-    from store import records
-
-    async def sku_exists(sku: str) -> bool:
-        return records.sku_exists(stack.db, sku)
-
-    client = BackorderClient(
-        stack.services.client, task_queue=stack.settings.task_queue, sku_exists=sku_exists
-    )
+    client = stack.client()
     order = new_id()
 
-    with pytest.raises(ValidationError) as invalid:
+    with pytest.raises(InvalidRequest) as invalid:
         await client.start(backorder(order, "any", quantity=0))
-    with pytest.raises(UnknownSkuError):
+    with pytest.raises(InvalidRequest) as unknown:
         await client.start(backorder(order, new_id("nosuch")))
 
-    assert invalid.value.errors()[0]["loc"] == ("quantity",)
+    assert invalid.value.field == "quantity"
+    assert unknown.value.field == "sku" and unknown.value.errors[0].type == "unknown_sku"
     assert count(stack, LineRow, LineRow.order_id == order) == 0
 
 
@@ -247,3 +241,54 @@ async def test_control_characters_in_free_text_are_refused_naming_the_field(stac
     ).status_code == 404
     sku_now = await stack.api.get(f"/v1/skus/{sku}", headers=stack.auth("ops"))
     assert sku_now.json()["name"] == f"Product {sku}"
+
+
+def _declared(media: str, schema: dict[str, Any]) -> bool:
+    """A response schema that says what comes back: a named model (or a list or a tagged union
+    of them) for JSON, a string for text and HTML; not an anonymous "any object"."""
+    if media != "application/json":
+        return schema.get("type") == "string"
+    if "$ref" in schema:
+        return True
+    if schema.get("type") == "array":
+        return "$ref" in schema.get("items", {})
+    variants = schema.get("oneOf") or schema.get("anyOf") or []
+    return bool(variants) and all("$ref" in variant for variant in variants)
+
+
+async def test_the_openapi_document_declares_a_response_schema_for_every_2xx(stack: Stack) -> None:
+    document = (await stack.api.get("/openapi.json")).json()
+
+    undeclared = [
+        f"{method.upper()} {path} {status} {media or '(no content)'}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+        for media, body in (response.get("content") or {"": {}}).items()
+        if not _declared(media, body.get("schema", {}))
+    ]
+
+    assert len(document["paths"]) >= 18
+    assert undeclared == []
+    links = document["paths"]["/v1/backorders"]["post"]["responses"]["201"]["links"]
+    assert {"GetLine", "CancelLine", "SetEta"} <= set(links)
+
+
+async def test_the_python_client_opens_from_settings_and_answers_as_the_api(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    target = stack.services.client.service_client.config.target_host
+    settings = stack.settings.model_copy(update={"temporal_address": target})
+
+    body = backorder(order, sku)
+    async with BackorderClient.open(settings) as client:
+        started = await client.start(body)
+        again = await client.start(body)
+        line = await client.status(order, "1")
+    through_api = await stack.start(body)
+
+    assert (started.created, again.created) == (True, False)
+    assert line.order_id == order and line.sku == sku
+    assert through_api.status_code == 200
+    assert through_api.json() == again.model_dump()

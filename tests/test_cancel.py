@@ -6,16 +6,8 @@ import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
-from tests.conftest import Stack, backorder, hours_ago, new_id
-
-
-async def cancel(stack: Stack, order: str, line_id: str = "1") -> tuple[int, dict[str, object]]:
-    response = await stack.api.post(
-        f"/v1/backorders/{order}/{line_id}/cancel",
-        json={"reason": "customer asked"},
-        headers=stack.auth("order"),
-    )
-    return response.status_code, response.json()
+from tests.support.factories import backorder, hours_ago, new_id
+from tests.support.stack import Stack
 
 
 async def test_cancel_of_a_waiting_line_refunds_in_full_once(stack: Stack) -> None:
@@ -24,12 +16,12 @@ async def test_cancel_of_a_waiting_line_refunds_in_full_once(stack: Stack) -> No
     await stack.start(backorder(order, sku, quantity=3, unit_price="12.50"))
     await stack.wait_line(order, lambda line: len(line["messages"]) == 1)
 
-    status, result = await cancel(stack, order)
-    again, _ = await cancel(stack, order)
+    cancelled = await stack.cancel(order)
+    again = await stack.cancel(order)
     line = await stack.finished(order)
 
-    assert status == 200, result
-    assert again == 409
+    assert cancelled.status_code == 200, cancelled.text
+    assert again.status_code == 409
     assert line["state"] == "cancelled"
     [refund] = line["refunds"]
     assert Decimal(refund["amount"]) == Decimal("37.50")
@@ -53,16 +45,16 @@ async def test_cancel_releases_held_stock_to_the_next_waiting_line(stack: Stack)
     await stack.receive(sku, 3)
     await stack.wait_state(first, "partially_allocated")  # holds 3, ships only complete
 
-    status, result = await cancel(stack, first)
+    cancelled = await stack.cancel(first)
 
-    assert status == 200, result
-    assert result["released_quantity"] == 3
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["released_quantity"] == 3
     line = await stack.finished(second)
     assert line["shipped_quantity"] == 3
-    cancelled = await stack.finished(first)
-    assert cancelled["state"] == "cancelled"
-    assert cancelled["allocated_quantity"] == 3
-    assert Decimal(cancelled["refunds"][0]["amount"]) == Decimal("19.99") * 4
+    final = await stack.finished(first)
+    assert final["state"] == "cancelled"
+    assert final["allocated_quantity"] == 3
+    assert Decimal(final["refunds"][0]["amount"]) == Decimal("19.99") * 4
 
 
 async def test_cancel_after_a_partial_shipment_refunds_only_the_rest(stack: Stack) -> None:
@@ -73,10 +65,10 @@ async def test_cancel_after_a_partial_shipment_refunds_only_the_rest(stack: Stac
     await stack.receive(sku, 2)
     await stack.wait_line(order, lambda line: line["shipped_quantity"] == 2)
 
-    status, result = await cancel(stack, order)
+    cancelled = await stack.cancel(order)
     line = await stack.finished(order)
 
-    assert status == 200, result
+    assert cancelled.status_code == 200, cancelled.text
     assert line["state"] == "cancelled"
     assert line["shipped_quantity"] == 2
     assert [refund["amount"] for refund in line["refunds"]] == ["30.00"]
@@ -88,9 +80,9 @@ async def test_cancel_of_a_shipped_line_is_refused(stack: Stack) -> None:
     await stack.start(backorder(order, sku))
     await stack.finished(order)
 
-    status, body = await cancel(stack, order)
+    refused = await stack.cancel(order)
 
-    assert status == 409, body
+    assert refused.status_code == 409, refused.text
     assert (await stack.line(order))["refunds"] == []
 
 
@@ -110,11 +102,11 @@ async def test_cancel_racing_an_arrival_loses_nothing_and_refunds_once(stack: St
         await stack.wait_state(order, "waiting")
 
     cancels, _receipts = await asyncio.gather(
-        asyncio.gather(*(cancel(stack, order) for order in racers)),
+        asyncio.gather(*(stack.cancel(order) for order in racers)),
         asyncio.gather(*(stack.receive(sku, 2) for _ in racers)),
     )
 
-    assert all(status in (200, 409) for status, _ in cancels), cancels
+    assert all(r.status_code in (200, 409) for r in cancels), [r.text for r in cancels]
     finals = [await stack.finished(order) for order in racers]
     # Each backup line ends shipped in full or untouched; none is left half-done.
     backup_lines = [

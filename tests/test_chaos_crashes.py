@@ -1,7 +1,8 @@
 """Chaos tests for crashes: `kill -9` of the worker during a surge, and a stop or `kill -9` of the
 Temporal dev server during a surge, each followed by a restart. Every line must end shipped or
 cancelled, with exactly one shipment per allocation step, one refund per cancellation and one
-message per event in the simulators' records (`tests/chaos.py` checks them against the store).
+message per event in the simulators' records (`tests/support/chaos.py` checks them against the
+store).
 
 Each test builds a stack of its own, on loopback only:
 
@@ -10,7 +11,7 @@ Each test builds a stack of its own, on loopback only:
 - the simulators and the API in the test process;
 - the worker as a separate process (`python -m worker.main`, configured by `BACKORDERS_*`), so
   that `kill -9` cuts it off mid-activity as a real crash does;
-- the store on PostgreSQL (a fresh database, `tests.conftest._postgres_database`): with the
+- the store on PostgreSQL (a fresh database, `tests.support.stack.postgres_database`): with the
   worker in its own process, the store is shared by two processes, which is the production
   shape (docker-compose runs the API and workers on PostgreSQL), and a killed worker leaves
   open transactions that PostgreSQL must roll back while the SKU row locks (`FOR UPDATE`) are
@@ -48,11 +49,12 @@ from temporalio.client import Client
 from api.app import create_app
 from cli.stack import RunningServer, TemporalDevServer, serve
 from config.settings import Settings
+from domain.contract.lines import line_key
 from domain.line.state import LineState
 from simulators.app import create_app as create_simulators
 from store.db import Database
 from store.tables import LineRow, ReceiptRow, ShipmentRow, SkuRow
-from tests.chaos import (
+from tests.support.chaos import (
     EffectFacts,
     LineFacts,
     Retries,
@@ -61,15 +63,10 @@ from tests.chaos import (
     find_problems,
     record_problems,
     send_until_answered,
+    settle,
 )
-from tests.conftest import (
-    OPS_TOKEN,
-    ORDER_TOKEN,
-    SUPPLIER_TOKENS,
-    _postgres_database,
-    backorder,
-    free_port,
-)
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
+from tests.support.stack import free_port, postgres_database
 
 LINES = 80
 SKU_COUNT = 4
@@ -143,7 +140,7 @@ class ChaosStack:
 
 @pytest.fixture
 async def chaos(tmp_path: Path) -> AsyncIterator[ChaosStack]:
-    url, drop = _postgres_database()
+    url, drop = postgres_database()
     settings = Settings(
         state_dir=tmp_path,
         database_url=url,
@@ -344,45 +341,6 @@ async def wait_for_the_moment(stack: ChaosStack, within: float = 60.0) -> int:
 # ---- the end state ----------------------------------------------------------------------------
 
 
-async def settle(stack: ChaosStack, surge: Surge, within: float) -> None:
-    """Until every line is final in the store and no workflow of the stack runs; fails listing
-    the lines (and then the workflows) that are not."""
-    keys = [f"backorder:{line['order_id']}:1" for line in surge.lines]
-    deadline = time.monotonic() + within
-
-    def open_lines() -> list[str]:
-        with stack.db.reading() as session:
-            rows = {row.key: row for row in session.exec(select(LineRow))}
-        described = []
-        for key in keys:
-            row = rows.get(key)
-            if row is None:
-                described.append(f"{key}: not in the store")
-            elif row.state not in (LineState.SHIPPED, LineState.CANCELLED):
-                described.append(
-                    f"{key}: {row.state}, allocated {row.allocated_quantity}, shipped "
-                    f"{row.shipped_quantity} of {row.quantity}"
-                )
-        return described
-
-    while pending := await asyncio.to_thread(open_lines):
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{len(pending)} lines not final within {within} s:\n"
-                + "\n".join(pending)
-                + f"\nrunning workflows:\n{await running_workflows(stack)}\n{stack.logs()}"
-            )
-        await asyncio.sleep(0.5)
-    running = f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"'
-    while (await stack.client.count_workflows(running)).count:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"workflows still running {within} s after the restart:\n"
-                f"{await running_workflows(stack)}\n{stack.logs()}"
-            )
-        await asyncio.sleep(0.5)
-
-
 async def running_workflows(stack: ChaosStack) -> str:
     """Each running workflow of the stack with its pending activities: what it waits for."""
     query = f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"'
@@ -471,7 +429,18 @@ async def play(
     async with asyncio.TaskGroup() as scenario:
         scenario.create_task(surge.drive(chaos, fault))
         scenario.create_task(inject)
-    await settle(chaos, surge, SETTLE_WITHIN)
+
+    async def explain() -> str:
+        return f"running workflows:\n{await running_workflows(chaos)}\n{chaos.logs()}"
+
+    await settle(
+        chaos.client,
+        chaos.db,
+        [line_key(line["order_id"], "1") for line in surge.lines],
+        within=SETTLE_WITHIN,
+        task_queue=chaos.settings.task_queue,
+        explain=explain,
+    )
     report["settled after the fault (s)"] = round(time.monotonic() - report.pop("fault at"), 1)
     report |= await assert_exactly_once(chaos, surge)
     report["requests retried"] = dict(surge.retries.reasons)

@@ -29,19 +29,14 @@ from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import serve
+from client.http import Retry
 from domain.contract.lines import line_key
 from simulators.app import FAULTS_ENV, FaultConfigError, create_app, faults_from_env
 from store.tables import MessageRow, ShipmentRow
-from tests.conftest import (
-    FAST_POLICY,
-    Stack,
-    backorder,
-    free_port,
-    hours_ago,
-    new_id,
-    running_stack,
-)
-from tests.test_promises import links, start_fast, wait_for_kind
+from tests.support.chaos import by_reference, repeated_keys, settle
+from tests.support.factories import FAST_POLICY, backorder, hours_ago, new_id
+from tests.support.messages import links, start_fast, wait_for_kind
+from tests.support.stack import Stack, free_port, running_stack
 
 HTTP_TIMEOUT_SECONDS = 1.0
 """The worker's timeout for each call to an outside service, on these stacks."""
@@ -58,6 +53,8 @@ FAULTS: dict[str, Any] = {"seed": 20261122, "all": FLAKY}
 """30 % of the calls to every outside service fail, a third each way."""
 
 SETTLE_SECONDS = 100.0
+PATIENT = Retry(attempts=40, first_delay=0.2, max_delay=2.0, within=SETTLE_SECONDS)
+"""An order system asks again after each 503 while the faults last."""
 """How long every line of a test may take to end, faults and retries included."""
 
 CHAOS_POLICY: dict[str, Any] = {**FAST_POLICY, "offer_valid_days": 60}
@@ -216,46 +213,7 @@ async def clear_faults(stack: Stack) -> dict[str, Any]:
     return snapshot
 
 
-async def cancel(stack: Stack, order: str) -> list[tuple[int, str]]:
-    """Cancel through the API as an order system does, asking again after a 503; returns every
-    answer (status, detail)."""
-    answers: list[tuple[int, str]] = []
-    while True:
-        response = await stack.api.post(
-            f"/v1/backorders/{order}/1/cancel",
-            json={"reason": "customer asked"},
-            headers=stack.auth("order"),
-        )
-        answers.append((response.status_code, response.text))
-        if response.status_code != 503:
-            assert response.status_code in (200, 202, 409), answers
-            return answers
-        await asyncio.sleep(0.2)
-
-
-async def settle(stack: Stack, orders: list[str], within: float = SETTLE_SECONDS) -> None:
-    """Wait until every line's workflow has ended; fail naming those still open."""
-    handles = [stack.services.client.get_workflow_handle(line_key(order, "1")) for order in orders]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), within)
-    except TimeoutError:
-        lines = await asyncio.gather(*(stack.line(order) for order in orders))
-        still = {line["order_id"]: line["state"] for line in lines if line["state"] not in FINAL}
-        raise AssertionError(f"lines still open after {within} s: {still}") from None
-
-
 FINAL = ("shipped", "cancelled")
-
-
-def by_reference(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        grouped.setdefault(row["body"].get("reference", ""), []).append(row)
-    return grouped
-
-
-def repeated_keys(rows: list[dict[str, Any]]) -> list[str]:
-    return [key for key, n in Counter(row["idempotency_key"] for row in rows).items() if n > 1]
 
 
 async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each(
@@ -300,13 +258,15 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
         # Some customers cancel while they wait, others once stock has started to arrive.
         early = orders[3::6]
         late = [order for order in orders[5::10] if order not in early]
-        early_answers = await asyncio.gather(*(cancel(stack, order) for order in early))
+        early_answers = await asyncio.gather(
+            *(stack.cancel(order, retry=PATIENT) for order in early)
+        )
         # 202: accepted, the refund still under way.
-        assert {answers[-1][0] for answers in early_answers} <= {200, 202}, early_answers
+        assert {r.status_code for r in early_answers} <= {200, 202}, [r.text for r in early_answers]
         parts = {sku: [demand[sku] // 3, demand[sku] // 3] for sku in skus}
         for sku in skus:
             parts[sku].append(demand[sku] - sum(parts[sku]))
-        late_answers: list[list[tuple[int, str]]] = []
+        late_answers: list[httpx.Response] = []
         for step in range(3):
             receipts = [
                 stack.receive(sku, parts[sku][step], receipt_id=f"r{step}-{sku}")
@@ -316,10 +276,17 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
             assert {r.status_code for r in await asyncio.gather(*receipts)} <= {201}
             if step == 0:
                 await asyncio.sleep(0.5)
-                late_answers = await asyncio.gather(*(cancel(stack, order) for order in late))
+                late_answers = list(
+                    await asyncio.gather(*(stack.cancel(order, retry=PATIENT) for order in late))
+                )
             await asyncio.sleep(0.5)
 
-        await settle(stack, orders)
+        await settle(
+            stack.services.client,
+            stack.db,
+            [line_key(order, "1") for order in orders],
+            within=SETTLE_SECONDS,
+        )
         # A call held past its timeout does its effect late: let every such one land first.
         await asyncio.sleep(FLAKY["timeout_seconds"] + 0.5)
         counts = (await stack.sims.get("/_faults")).json()["counts"]
@@ -348,7 +315,7 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
             assert line["state"] == "cancelled"
         # One carrier shipment per allocation step: the keys the line recorded, each once.
         shipped = sorted(carrier.get(key, []), key=lambda row: row["idempotency_key"])
-        assert repeated_keys(shipped) == []
+        assert repeated_keys(shipped) == {}
         assert {row["idempotency_key"] for row in shipped} == {
             f"{key}:shipment:{shipment['sequence']}" for shipment in line["shipments"]
         }
@@ -374,7 +341,7 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
             ]
         # One message per event: no key twice, and the same events the line recorded.
         sent = notifications.get(key, [])
-        assert repeated_keys(sent) == []
+        assert repeated_keys(sent) == {}
         sent_keys = {row["idempotency_key"] for row in sent}
         assert sent_keys == {message["idempotency_key"] for message in line["messages"]}
         assert sent_keys == {k for k in message_keys if k.startswith(f"{key}:")}
@@ -384,8 +351,8 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
         assert kinds[final_kind] == 1, kinds
         assert kinds["shipped"] + kinds["partially_shipped"] == len(line["shipments"]), kinds
     for order, answers in zip(late, late_answers, strict=True):
-        expected = {200: "cancelled", 409: "shipped"}.get(answers[-1][0])
-        assert expected is None or lines[order]["state"] == expected, (answers, lines[order])
+        expected = {200: "cancelled", 409: "shipped"}.get(answers.status_code)
+        assert expected is None or lines[order]["state"] == expected, (answers.text, lines[order])
     assert all(lines[order]["state"] == "shipped" for order in orders if order not in early + late)
     stack.assert_rules(*skus)
     # The faults really happened, every kind of them, to the busiest services too.
@@ -466,7 +433,7 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     carrier = await stack.requests("carrier")
     quantities = [row["body"]["quantity"] for row in carrier if row["body"].get("sku") == sku]
     assert sorted(quantities) == [1, 1, 1, 2]
-    assert repeated_keys(carrier) == []
+    assert repeated_keys(carrier) == {}
     assert len(await stack.requests("carrier", first_key)) == 1
     assert len(await stack.requests("carrier", second_key)) == 2
     sku_row = await stack.api.get(f"/v1/skus/{sku}", headers=stack.auth("ops"))

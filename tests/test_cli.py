@@ -8,26 +8,30 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from client.http import NO_RETRY, ApiClient, ApiError
 from config import settings as defaults
-from tests.conftest import free_port
+from tests.support.busy import Rule, busy_front
+from tests.support.cli import SCRIPT, environment, run_cli
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
+from tests.support.factories import receipt as receipt_body
+from tests.support.poll import eventually
+from tests.support.stack import Stack, free_port
 
-SCRIPT = Path(sys.executable).parent / "backorders"
-ORDER = {"Authorization": f"Bearer {defaults.DEFAULT_ORDER_SYSTEM_TOKEN}"}
-OPS = {"Authorization": f"Bearer {defaults.DEFAULT_OPS_TOKEN}"}
-SUPPLIER_TOKENS = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))
-ACME = {"Authorization": f"Bearer {SUPPLIER_TOKENS['acme']}"}
+DEV_ORDER_TOKEN = defaults.DEFAULT_ORDER_SYSTEM_TOKEN
+DEV_OPS_TOKEN = defaults.DEFAULT_OPS_TOKEN
+DEV_ACME_TOKEN = dict(entry.split("=") for entry in defaults.DEFAULT_SUPPLIER_TOKENS.split(","))[
+    "acme"
+]
+ERRORS = (ApiError, httpx.TransportError)
+"""What a stack still starting answers."""
 
 
 @dataclass
@@ -92,25 +96,6 @@ def dev(stack_env: Env, tmp_path: Path) -> Iterator[Callable[[], subprocess.Pope
         print(f"---- {log.name}\n{log.read_text(errors='replace')}")
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    """Poll `check` until it returns something truthy; connection errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def healthy(http: httpx.Client) -> bool:
-    return http.get("/healthz").status_code == 200
-
-
 def stop(process: subprocess.Popen[bytes]) -> int:
     process.send_signal(signal.SIGINT)
     return process.wait(30)
@@ -141,51 +126,48 @@ def test_demo_starts_its_own_stack_and_accounts_for_every_line(stack_env: Env) -
     assert "/namespaces/default/workflows" in done.stdout
 
 
-def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
+async def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
     stack_env: Env, dev: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
     sku, order = f"cli-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
-    line = {
-        "order_id": order,
-        "line_id": "1",
-        "sku": sku,
-        "quantity": 2,
-        "unit_price": "12.50",
-        "currency": "USD",
-        "channel": "web",
-        "customer": {"id": "c1", "email": "c1@example.com", "tier": "standard"},
-        "ordered_at": datetime.now(UTC).isoformat(),
-    }
-    with httpx.Client(base_url=stack_env.api, timeout=30) as http:
+    line = backorder(order, sku, quantity=2, unit_price="12.50")
+    async with ApiClient(stack_env.api, timeout=30, retry=NO_RETRY) as api:
+        ops, orders = api.as_token(DEV_OPS_TOKEN), api.as_token(DEV_ORDER_TOKEN)
 
-        def read_line() -> dict[str, Any]:
-            body: dict[str, Any] = http.get(f"/v1/backorders/{order}/1", headers=ORDER).json()
-            return body
+        async def healthy() -> bool:
+            return (await api.health()).status == "ok"
 
         first = dev()
-        wait_until(lambda: healthy(http), "the API to answer /healthz")
-        put = http.put(f"/v1/skus/{sku}", json={"name": "Mug", "free_stock": 0}, headers=OPS)
-        assert put.status_code == 201, put.text
-        started = http.post("/v1/backorders", json=line, headers=ORDER)
-        assert started.status_code == 201, started.text
-        wait_until(lambda: read_line()["state"] == "waiting", "the line to wait for stock")
+        await eventually(healthy, within=45, what="the API to answer /healthz", ignoring=ERRORS)
+        created = await ops.put_sku(sku, {"name": "Mug", "free_stock": 0})
+        assert created.free_stock == 0
+        assert (await orders.start(line)).created
+        await eventually(
+            lambda: orders.line(order, "1"),
+            lambda found: found.state == "waiting",
+            within=45,
+            what="the line to wait for stock",
+        )
         assert stop(first) == 0
 
         second = dev()
-        wait_until(lambda: healthy(http), "the restarted API to answer /healthz")
-        assert read_line()["state"] == "waiting"
-        receipt = {"receipt_id": "r1", "sku": sku, "quantity": 2}
-        received = http.post("/v1/suppliers/acme/receipts", json=receipt, headers=ACME)
-        assert received.status_code == 201, received.text
+        await eventually(healthy, within=45, what="the restarted API", ignoring=ERRORS)
+        assert (await orders.line(order, "1")).state == "waiting"
+        receipt = await api.as_token(DEV_ACME_TOKEN).receive("acme", receipt_body(sku, 2, "r1"))
+        assert receipt.created
         # The state changes when the units ship; the message is told after: wait for both.
-        wait_until(lambda: len(read_line()["messages"]) == 2, "the line to ship after restart")
-        shipped = read_line()
-        assert shipped["state"] == "shipped" and shipped["shipped_quantity"] == 2
-        assert [m["kind"] for m in shipped["messages"]] == ["backorder_confirmation", "shipped"]
+        shipped = await eventually(
+            lambda: orders.line(order, "1"),
+            lambda found: len(found.messages) == 2,
+            within=45,
+            what="the line to ship after the restart",
+        )
+        assert shipped.state == "shipped" and shipped.shipped_quantity == 2
+        assert [m.kind for m in shipped.messages] == ["backorder_confirmation", "shipped"]
 
         # The worker's SDK metrics: its runtime serves them on their own port.
         sdk = f"http://{stack_env.variables['BACKORDERS_SDK_METRICS_ADDRESS']}/metrics"
-        scraped = httpx.get(sdk, timeout=10).text
+        scraped = (await api.http.get(sdk)).text
         assert 'task_queue="backorders"' in scraped
         for name in ("temporal_worker_task_slots_available", "temporal_workflow_completed"):
             assert name in scraped, f"{name} missing from {sdk}"
@@ -201,3 +183,36 @@ def test_dev_refuses_a_taken_port_naming_the_setting(stack_env: Env) -> None:
         )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"port {stack_env.api_port} is already in use (BACKORDERS_API_PORT)" in done.stderr
+
+
+async def test_demo_asks_again_after_503s_and_counts_a_cancel_whose_answer_was_lost(
+    stack: Stack,
+) -> None:
+    """The API's 503 says "asking again is safe": the demo asks again, and a cancel that took
+    effect before its answer was lost (asked again: 409, the line is cancelled) is a cancel,
+    not a failure. Exit 0, retried and failed requests reported apart."""
+    held_start = Rule("POST", "/v1/backorders", times=2)
+    lost_cancel = Rule("POST", "/v1/backorders/demo-[^/]+/[^/]+/cancel", times=1, after=True)
+    tokens = ",".join(f"{supplier}={token}" for supplier, token in SUPPLIER_TOKENS.items())
+    env = environment(ops_token=OPS_TOKEN, order_system_token=ORDER_TOKEN, supplier_tokens=tokens)
+    async with busy_front(stack.api.base_url, held_start, lost_cancel) as front:
+        run = await run_cli(
+            "demo", "--lines", "12", "--api", front.url, "--no-keep", "--timeout", "90", env=env
+        )
+    output = run.out + run.err
+
+    def count(label: str) -> int:
+        found = re.search(rf"{label}\D+(\d+)", run.out)
+        assert found, f"no {label!r} in the summary:\n{output}"
+        return int(found.group(1))
+
+    lost = sum(1 for name in front.refused if name.endswith("/cancel"))
+    assert run.code == 0, output
+    assert lost >= 1
+    assert count("Retried") >= 2 + lost
+    assert count("Failed") == 0
+    # Each cancel was asked again after its lost answer: the line is cancelled (a cancel), or
+    # had shipped in full first (too late); never a failure, never counted twice.
+    too_late = re.search(r"(\d+) cancels came too late", run.out)
+    assert too_late, output
+    assert count("Cancelled") + int(too_late.group(1)) == lost, output

@@ -4,45 +4,17 @@ stack's HTTP API with the ops token from the environment; output and exit codes 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-from tests.conftest import OPS_TOKEN, Stack, backorder, hours_ago, new_id
-
-SCRIPT = Path(sys.executable).parent / "backorders"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
+from tests.support.busy import Rule, busy_front
+from tests.support.cli import Run, environment, run_cli
+from tests.support.factories import OPS_TOKEN, backorder, hours_ago, new_id
+from tests.support.stack import Stack
 
 
 async def cli(stack: Stack, *args: str, token: str = OPS_TOKEN, api: str | None = None) -> Run:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDERS_")}
-    env |= {"BACKORDERS_OPS_TOKEN": token, "COLUMNS": "200"}
-    base = api or str(stack.api.base_url).rstrip("/")
-    process = await asyncio.create_subprocess_exec(
-        str(SCRIPT),
-        *args,
-        "--api",
-        base,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+    base = api or stack.api.base_url
+    return await run_cli(*args, "--api", base, env=environment(ops_token=token))
 
 
 async def _lines(stack: Stack) -> dict[str, str]:
@@ -96,11 +68,61 @@ async def test_cancel_then_cancel_again_is_refused_with_its_own_exit_code(stack:
     ids = await _lines(stack)
     first = await cli(stack, "cancel", ids["web"], "1", "--reason", "ops test", "--json")
     assert first.code == 0, first.err
+    assert first.json()["state"] == "cancelled"
     line = await stack.wait_state(ids["web"], "cancelled")
-    assert line["cancel_reason"] == "ops test"
+    assert (line["cancel_reason"], line["cancelled_by"]) == ("ops test", "ops")
     again = await cli(stack, "cancel", ids["web"], "1")
     assert again.code == 5
     assert "cancel" in again.err
+
+
+async def test_cancel_prints_what_it_did_as_a_table(stack: Stack) -> None:
+    ids = await _lines(stack)
+    await stack.receive(ids["sku"], 1)  # the oldest line (overdue) holds it, the web line none
+    await stack.wait_state(ids["overdue"], "shipped")
+
+    table = await cli(stack, "cancel", ids["amazon"], "1", "--reason", "ops test")
+
+    assert table.code == 0, table.err
+    assert f"{ids['amazon']}/1: cancelled" in table.out
+    assert "state" in table.out and "cancelled" in table.out
+    assert "released to the queue" in table.out and "0 units" in table.out
+    assert "19.99 USD for 1 units" in table.out
+    assert table.err == ""
+
+
+async def test_a_command_asks_again_after_a_503_with_retry_after_and_says_so(
+    stack: Stack,
+) -> None:
+    ids = await _lines(stack)
+    held = Rule("GET", f"/v1/backorders/{ids['web']}/1", times=2)
+    lost = Rule("POST", f"/v1/backorders/{ids['amazon']}/1/cancel", times=1, after=True)
+    async with busy_front(stack.api.base_url, held, lost) as front:
+        status = await cli(stack, "status", ids["web"], "1", api=front.url)
+        cancel = await cli(stack, "cancel", ids["amazon"], "1", api=front.url)
+
+    assert status.code == 0, status.err
+    assert "waiting" in status.out
+    assert "asked again 2 times (503 x2); 1 request retried and answered, 0 failed" in status.err
+    # The cancel took effect before its answer was lost: asked again, the line says so (409).
+    assert cancel.code == 5, cancel.out + cancel.err
+    assert "asked again 1 time (503 x1)" in cancel.err
+    assert (await stack.line(ids["amazon"]))["state"] == "cancelled"
+
+
+async def test_a_503_that_never_ends_fails_with_exit_1_after_bounded_retries(
+    stack: Stack,
+) -> None:
+    held = Rule("GET", "/v1/metrics", times=100)
+    async with busy_front(stack.api.base_url, held) as front:
+        began = asyncio.get_running_loop().time()
+        run = await cli(stack, "metrics", api=front.url)
+        took = asyncio.get_running_loop().time() - began
+
+    assert run.code == 1
+    assert "the API answered 503 (asked 5 times)" in run.err
+    assert "0 requests retried and answered, 1 failed" in run.err
+    assert took < 40
 
 
 async def test_exit_codes_scripts_can_trust(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
-from client.backorders import _within
+from admission.workflows import within
 
 
 async def _slow_update_result(seconds: float) -> str:
@@ -26,9 +26,9 @@ async def _slow_update_result(seconds: float) -> str:
 
 
 async def test_a_wait_that_passes_gives_none_even_when_the_sdk_converts_the_cancellation() -> None:
-    assert await _within(_slow_update_result(5), timedelta(seconds=0.05)) is None
+    assert await within(_slow_update_result(5), timedelta(seconds=0.05)) is None
 
 
 async def test_an_answer_within_the_wait_is_returned() -> None:
-    assert await _within(_slow_update_result(0.01), timedelta(seconds=5)) == "cancelled"
-    assert await _within(_slow_update_result(0.01), None) == "cancelled"
+    assert await within(_slow_update_result(0.01), timedelta(seconds=5)) == "cancelled"
+    assert await within(_slow_update_result(0.01), None) == "cancelled"

@@ -47,14 +47,8 @@ from client.codec import (
 from config.settings import Settings
 from domain.contract.lines import line_key
 from store.db import Database
-from tests.conftest import (
-    OPS_TOKEN,
-    ORDER_TOKEN,
-    SUPPLIER_TOKENS,
-    backorder,
-    free_port,
-    new_id,
-)
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder, new_id
+from tests.support.stack import free_port
 
 KEY_1 = base64.b64encode(os.urandom(32)).decode()
 KEY_2 = base64.b64encode(os.urandom(32)).decode()

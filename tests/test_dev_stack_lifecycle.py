@@ -31,7 +31,7 @@ from cli.processes import ProcessIdentity, identify
 from cli.stack import TemporalDevServer
 from cli.state_folder import StackRecord
 from config.settings import Settings
-from tests.conftest import free_port
+from tests.support.stack import free_port
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 async def test_restart_of_the_worker_mid_wait_loses_nothing(stack: Stack) -> None:

@@ -7,37 +7,31 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from cli.stack import serve, temporal_binary
+from cli.stack import serve
+from client.http import NO_RETRY, ApiClient
 from config.settings import Settings
-from domain import contract
 from domain.contract.lines import line_key
 from store import records
 from store.db import Database
 from store.tables import SkuRow
-from tests.conftest import OPS_TOKEN, ORDER_TOKEN, backorder, free_port, new_id
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, backorder, new_id
+from tests.support.stack import free_port, start_temporal
 
 
 @dataclass
 class Api:
-    http: httpx.AsyncClient
+    http: ApiClient
     db: Database
 
 
 @pytest.fixture
 async def temporal_gone(tmp_path: Path) -> AsyncIterator[Api]:
     """An API whose Temporal server has stopped (its client was connected while it ran)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        search_attributes=contract.SEARCH_ATTRIBUTE_KEYS,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await start_temporal()
     client = env.client
     await env.shutdown()
     settings = Settings(
@@ -50,7 +44,8 @@ async def temporal_gone(tmp_path: Path) -> AsyncIterator[Api]:
     db.create_schema()
     server = await serve(create_app(settings, temporal=client, db=db), "127.0.0.1", free_port())
     port = server.server.config.port
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+    # No retries: the 503 itself is what is checked.
+    async with ApiClient(f"http://127.0.0.1:{port}", retry=NO_RETRY) as http:
         yield Api(http, db)
     await server.stop()
     db.dispose()
@@ -92,7 +87,7 @@ async def test_a_read_while_the_store_is_down_is_a_503(
         create_app(settings, temporal=temporal_env.client, db=db), "127.0.0.1", free_port()
     )
     base = f"http://127.0.0.1:{server.server.config.port}"
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+    async with ApiClient(base, retry=NO_RETRY) as http:
         listed = await http.get("/v1/backorders", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
         health = await http.get("/healthz")
     await server.stop()

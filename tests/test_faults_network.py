@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import backorder, new_id
 from tests.support.cluster import Cluster, running_cluster
+from tests.support.factories import backorder, new_id
 from tests.support.proxy import Connection, Proxy
 from tests.support.surge import (
     ORDER,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL, missing
 from tests.support.proxy import Connection, PgTransactionWatch, Proxy
+from tests.support.stack import POSTGRES_ADMIN_URL, missing
 
 
 @dataclass

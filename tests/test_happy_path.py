@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 async def test_line_waits_for_a_receipt_then_ships_with_tracking(stack: Stack) -> None:

@@ -36,7 +36,7 @@ from domain.values import Channel
 from store import health
 from store.db import Database
 from store.tables import LineRow, ShipmentRow
-from tests.conftest import _postgres_database
+from tests.support.stack import postgres_database as _postgres_database
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

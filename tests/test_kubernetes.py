@@ -29,7 +29,7 @@ import yaml
 
 from config.settings import Settings
 from domain.policy import load_policy
-from tests.conftest import missing
+from tests.support.stack import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -28,7 +28,8 @@ from domain.contract.lines import (
     ORDER_SHIPPED,
     TAKE_SUBSTITUTE,
 )
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 T = TypeVar("T")
 

@@ -20,7 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain import contract
 from domain.contract.lines import line_key
-from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
+from tests.support.factories import apology_policy, backorder, new_id
+from tests.support.stack import Stack, running_stack
 
 LIMIT = 60
 SLACK = 30

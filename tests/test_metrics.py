@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Stack, apology_policy, backorder, hours_ago, new_id, running_stack
+from tests.support.factories import apology_policy, backorder, hours_ago, new_id
+from tests.support.stack import Stack, running_stack
 
 HOUR = 3600.0
 SLACK = 600.0
@@ -49,15 +50,6 @@ async def _start(stack: Stack, body: dict[str, Any], *, fast: bool = False) -> N
     api = stack.fast if fast else stack.api
     response = await api.post("/v1/backorders", json=body, headers=stack.auth("order"))
     assert response.status_code == 201, response.text
-
-
-async def _cancel(stack: Stack, order: str) -> None:
-    response = await stack.api.post(
-        f"/v1/backorders/{order}/1/cancel",
-        json={"reason": "customer asked", "requested_by": "order_system"},
-        headers=stack.auth("order"),
-    )
-    assert response.status_code in (200, 202), response.text
 
 
 async def _metrics(stack: Stack) -> dict[str, Any]:
@@ -97,7 +89,8 @@ async def _run_scenario(stack: Stack) -> dict[str, str]:
 
     for name in ("A3", "A5"):
         await stack.wait_state(ids[name], "waiting")
-        await _cancel(stack, ids[name])
+        cancelled = await stack.cancel(ids[name])
+        assert cancelled.status_code in (200, 202), cancelled.text
         await stack.finished(ids[name])
     assert (await stack.receive(skus["A"], 3, receipt_id=new_id("r1"))).status_code == 201
     assert (await stack.receive(skus["B"], 2, receipt_id=new_id("r2"))).status_code == 201

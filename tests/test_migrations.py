@@ -30,7 +30,7 @@ from config.settings import Settings
 from store import migrations
 from store.db import Database, migrates_itself, normalize_url, open_store
 from store.migrations import baseline
-from tests.conftest import _postgres_database
+from tests.support.stack import fresh_database, postgres_database
 
 SCRIPT = Path(sys.executable).parent / "backorders"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,13 +49,10 @@ class Stores:
     drops: list[Callable[[], None]] = field(default_factory=list)
 
     def new(self) -> str:
-        if self.backend == "sqlite":
-            self.urls.append(f"sqlite:///{self.folder / f'store-{len(self.urls)}.db'}")
-        else:
-            url, drop = _postgres_database()
-            self.urls.append(url)
-            self.drops.append(drop)
-        return self.urls[-1]
+        url, drop = fresh_database(self.backend, self.folder)
+        self.urls.append(url)
+        self.drops.append(drop)
+        return url
 
     def open(self, url: str | None = None) -> Database:
         self.opened.append(Database(url or self.new()))
@@ -293,7 +290,7 @@ def test_two_migrations_at_once_take_turns(stores: Stores) -> None:
 def test_the_worker_and_the_api_refuse_an_unmigrated_postgresql_store(
     module: str, tmp_path: Path
 ) -> None:
-    url, drop = _postgres_database()
+    url, drop = postgres_database()
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDERS_")}
         env |= {

@@ -36,8 +36,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from config.settings import Settings
-from tests.conftest import free_port, missing
 from tests.metric_names import known_names, names_in, sdk_families
+from tests.support.stack import free_port, missing
 from worker.main import sdk_runtime
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"

@@ -1,76 +1,16 @@
-"""Promises kept, on the real dev server with policies in seconds (tests/conftest.FAST_POLICY:
+"""Promises kept, on the real dev server with policies in seconds (tests.support FAST_POLICY:
 a policy day is one second, the notice lead 2 s, offers valid 4 s, Amazon cancels 7 s after
 ship-by). Times are asserted from the simulators' records of what left the service."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from tests.conftest import Stack, backorder, new_id
-
-LINK = re.compile(r"http://\S+/v1/links/(\S+)")
-
-
-async def start_fast(
-    stack: Stack, order: str, sku: str, *, ship_in: float, eta_in: float | None = None, **extra: Any
-) -> datetime:
-    """A line on the fast policy whose ship-by is `ship_in` seconds away; returns ship-by."""
-    now = datetime.now(UTC)
-    ship_by = now + timedelta(seconds=ship_in)
-    body = backorder(order, sku, ordered_at=now, ship_by=ship_by, **extra)
-    response = await stack.fast.post("/v1/backorders", json=body, headers=stack.auth("order"))
-    assert response.status_code == 201, response.text
-    await stack.wait_line(order, lambda line: len(line["messages"]) >= 1)
-    if eta_in is not None:
-        await set_eta(stack, order, now + timedelta(seconds=eta_in))
-    return ship_by
-
-
-async def set_eta(stack: Stack, order: str, eta: datetime | None) -> None:
-    response = await stack.api.post(
-        f"/v1/backorders/{order}/1/eta",
-        json={"eta": eta.isoformat() if eta else None},
-        headers=stack.auth("ops"),
-    )
-    assert response.status_code == 200, response.text
-
-
-async def sent(stack: Stack, order: str) -> list[dict[str, Any]]:
-    """Messages the notification service accepted for the line, in order."""
-    return await stack.requests("notifications", f"backorder:{order}:1")
-
-
-def kinds(messages: list[dict[str, Any]]) -> list[str]:
-    return [message["body"]["kind"] for message in messages]
-
-
-def at(message: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(message["received_at"])
-
-
-async def wait_for_kind(stack: Stack, order: str, kind: str, within: float = 20) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        for message in await sent(stack, order):
-            if message["body"]["kind"] == kind:
-                return message
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {kind} message for {order}: {kinds(await sent(stack, order))}")
-
-
-def links(message: dict[str, Any]) -> dict[tuple[str, str | None], str]:
-    """The signed links in a message, by (action, offer id), read from their claims."""
-    found = {}
-    for token in LINK.findall(message["body"]["body"]):
-        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-        found[(claims["action"], claims["offer"])] = token
-    return found
+from tests.support.factories import new_id
+from tests.support.messages import at, kinds, links, sent, set_eta, start_fast, wait_for_kind
+from tests.support.stack import Stack
 
 
 async def test_no_date_notice_then_rung_then_cancel_at_the_deadline_each_once(

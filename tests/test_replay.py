@@ -17,7 +17,8 @@ from temporalio.worker import Replayer
 
 from domain.contract.lines import line_key
 from domain.contract.stock import receipt_workflow_id
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 from worker.main import workflow_runner
 from workflows.registry import WORKFLOWS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 
 async def test_a_refused_message_never_holds_back_the_shipment(stack: Stack) -> None:
@@ -24,7 +25,11 @@ async def test_a_refused_message_never_holds_back_the_shipment(stack: Stack) -> 
     stack.assert_rules(sku)
 
 
-async def test_the_same_catalog_update_twice_sets_the_stock_once(stack: Stack) -> None:
+async def test_the_same_stock_count_twice_is_applied_twice_and_once_under_one_key(
+    stack: Stack,
+) -> None:
+    """A stock count is a level: sent again (a line took the units meanwhile) it sets them
+    again; the same request under one Idempotency-Key is applied once."""
     sku, tag = new_id("sku"), new_id("")
     await stack.put_sku(sku)
     for index in range(2):
@@ -32,22 +37,25 @@ async def test_the_same_catalog_update_twice_sets_the_stock_once(stack: Stack) -
         await stack.wait_state(f"k{index}{tag}", "waiting")
     body = {"name": "Kettle", "free_stock": 3}
 
-    first = await stack.api.put(f"/v1/skus/{sku}", json=body, headers=stack.auth("ops"))
-    again = await stack.api.put(f"/v1/skus/{sku}", json=body, headers=stack.auth("ops"))
+    ops = stack.as_("ops")
+    first = await ops.put(f"/v1/skus/{sku}", json=body, idempotency_key=f"count-1{tag}")
+    retried = await ops.put(f"/v1/skus/{sku}", json=body, idempotency_key=f"count-1{tag}")
     await stack.finished(f"k0{tag}")
-    renamed = await stack.api.put(
-        f"/v1/skus/{sku}", json={"name": "Blue kettle"}, headers=stack.auth("ops")
-    )
-
-    assert (first.status_code, again.status_code) == (200, 200)
-    assert first.json()["allocated_to_waiting_lines"] == 3
-    assert again.json()["allocated_to_waiting_lines"] == 3, "answered as the first time"
     assert (await stack.line(f"k1{tag}"))["allocated_quantity"] == 0
+    again = await ops.put(f"/v1/skus/{sku}", json=body)
+    await stack.finished(f"k1{tag}")
+    renamed = await ops.put(f"/v1/skus/{sku}", json={"name": "Blue kettle"})
+
+    assert (first.status_code, retried.status_code, again.status_code) == (200, 200, 200)
+    assert first.json()["allocated_to_waiting_lines"] == 3
+    assert retried.json() == first.json(), "answered as the first time, not applied again"
+    assert again.json()["allocated_to_waiting_lines"] == 3, "a count sent again is applied"
     assert renamed.json() | {"allocated_to_waiting_lines": 0} == {
         "sku": sku,
         "name": "Blue kettle",
         "free_stock": 0,
         "substitutes": [],
+        "price": None,
         "allocated_to_waiting_lines": 0,
     }
     stack.assert_rules(sku)
@@ -91,4 +99,5 @@ async def test_out_of_range_dates_are_refused_naming_the_field(stack: Stack) -> 
     before_order = backorder(new_id(), sku, ordered_at=now, ship_by=now - timedelta(days=1))
     response = await stack.start(before_order)
     assert response.status_code == 422
-    assert "ship_by must not be before ordered_at" in response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "ship_by"]
+    assert "must not be before ordered_at" in response.text

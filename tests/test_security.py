@@ -18,8 +18,9 @@ from api.app import create_app
 from cli.stack import serve
 from config import settings as defaults
 from config.settings import Settings
-from tests.conftest import SUPPLIER_TOKENS, Stack, backorder, free_port, new_id
-from tests.test_promises import links, wait_for_kind
+from tests.support.factories import SUPPLIER_TOKENS, backorder, new_id
+from tests.support.messages import links, wait_for_kind
+from tests.support.stack import Stack, free_port
 
 SCRIPT = Path(sys.executable).parent / "backorders"
 STRONG = "s" * 40

@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import Stack, backorder, new_id
+import pytest
+
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
+
+GIFT_WRAP = "gift-wrap"
+"""An in-stock line of the orders: a catalog SKU, as every SKU a line names must be."""
 
 
 def order_line(order: str, line_id: str, sku: str, quantity: int, **extra: Any) -> dict[str, Any]:
@@ -17,13 +23,14 @@ def order_line(order: str, line_id: str, sku: str, quantity: int, **extra: Any) 
         line_id=line_id,
         ship_policy="complete",
         order_lines=["1", "2"],
-        in_stock_lines=[{"sku": "gift-wrap", "quantity": 1}],
+        in_stock_lines=[{"sku": GIFT_WRAP, "quantity": 1}],
         **extra,
     )
 
 
 async def test_the_order_waits_for_its_last_line_then_ships_once(stack: Stack) -> None:
     first_sku, second_sku, order = new_id("sku"), new_id("sku"), new_id()
+    await stack.put_sku(GIFT_WRAP, free_stock=None)
     await stack.put_sku(first_sku)
     await stack.put_sku(second_sku)
     await stack.start(order_line(order, "1", first_sku, 1))
@@ -42,7 +49,7 @@ async def test_the_order_waits_for_its_last_line_then_ships_once(stack: Stack) -
     booked = await stack.requests("carrier", f"order:{order}")
     assert len(booked) == 1, "one shipment for the whole order"
     items = {item["sku"]: item["quantity"] for item in booked[0]["body"]["items"]}
-    assert items == {first_sku: 1, second_sku: 2, "gift-wrap": 1}
+    assert items == {first_sku: 1, second_sku: 2, GIFT_WRAP: 1}
     tracking = booked[0]["response"]["tracking_number"]
     assert [s["tracking_number"] for s in first["shipments"] + second["shipments"]] == [
         tracking,
@@ -57,6 +64,7 @@ async def test_cancelling_one_line_lets_the_rest_ship_and_tells_the_customer(
     stack: Stack,
 ) -> None:
     first_sku, second_sku, order = new_id("sku"), new_id("sku"), new_id()
+    await stack.put_sku(GIFT_WRAP, free_stock=None)
     await stack.put_sku(first_sku)
     await stack.put_sku(second_sku)
     await stack.start(order_line(order, "1", first_sku, 1))
@@ -78,7 +86,7 @@ async def test_cancelling_one_line_lets_the_rest_ship_and_tells_the_customer(
     assert "Line 2" in update["body"] and "cancelled" in update["body"]
     booked = await stack.requests("carrier", f"order:{order}")
     assert len(booked) == 1
-    assert {item["sku"] for item in booked[0]["body"]["items"]} == {first_sku, "gift-wrap"}
+    assert {item["sku"] for item in booked[0]["body"]["items"]} == {first_sku, GIFT_WRAP}
     assert len(await stack.requests("payments", f"backorder:{order}:2")) == 1
     stack.assert_rules(first_sku, second_sku)
 
@@ -92,3 +100,26 @@ async def test_order_lines_need_ship_complete_and_their_own_line(stack: Stack) -
 
     assert partial.status_code == 422 and "ship_policy" in partial.text
     assert foreign.status_code == 422 and "order_lines" in foreign.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect for workflows/ (found by the stateful fuzzing): a cancel of a line "
+    "whose ship-complete order names a line that never started is accepted (202) and never "
+    "carried out; remove this mark, and the fuzzing's `order_lines` steering, once it is fixed",
+)
+async def test_a_line_whose_order_partner_never_started_can_still_be_cancelled(
+    stack: Stack,
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(GIFT_WRAP, free_stock=None)
+    await stack.put_sku(sku)
+    body = backorder(order, sku, ship_policy="complete", order_lines=["1", "2"])
+    assert (await stack.start(body)).status_code == 201
+    await stack.wait_state(order, "waiting")
+
+    cancelled = await stack.cancel(order)
+    line = await stack.wait_line(order, lambda line: line["state"] == "cancelled", within=15)
+
+    assert cancelled.status_code in (200, 202)
+    assert line["cancelled_by"] == "order_system"

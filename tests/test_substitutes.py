@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from tests.conftest import Stack, backorder, hours_ago, new_id
+from tests.support.factories import backorder, hours_ago, new_id
+from tests.support.stack import Stack
 
 
 async def test_a_substitute_is_taken_only_when_in_stock_and_frees_the_old_queue(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)

@@ -33,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from client.backorders import connect, temporal_tls
 from config.settings import Settings
-from tests.test_deploy import resolved
+from tests.support.compose import resolved
 
 SERVER_NAME = "temporal.test"
 """The only name in the terminator's certificate: dialled as 127.0.0.1, it must be named."""

@@ -34,7 +34,8 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary
 from domain import contract
 from domain.contract.lines import line_key
-from tests.conftest import Stack, backorder, free_port, missing, new_id, running_stack
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack, free_port, missing, running_stack
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

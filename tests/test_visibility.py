@@ -10,7 +10,7 @@ and the static summary, the built-in `__temporal_workflow_metadata` query for cu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,9 @@ from temporalio.common import SearchAttributeKey
 from domain import contract
 from domain.contract.lines import STATUS, line_key
 from domain.line.status import LineStatus
-from tests.conftest import Stack, backorder, new_id
+from tests.support.factories import backorder, new_id
+from tests.support.poll import eventually
+from tests.support.stack import Stack
 
 METADATA_QUERY = "__temporal_workflow_metadata"
 """The query the Temporal UI sends to show a workflow's current details."""
@@ -52,24 +54,6 @@ async def look(handle: WorkflowHandle[Any, Any]) -> Seen:
             return Seen(description, metadata.current_details, after)
         await asyncio.sleep(0.05)
     raise AssertionError(f"{handle.id} never held still long enough to be read")
-
-
-async def until(
-    handle: WorkflowHandle[Any, Any],
-    condition: Callable[[Seen], bool],
-    what: str,
-    within: float = 20.0,
-) -> Seen:
-    """Poll the line until what ops see meets the condition; fail with the last look."""
-    deadline = asyncio.get_running_loop().time() + within
-    seen = await look(handle)
-    while not condition(seen):
-        if asyncio.get_running_loop().time() > deadline:
-            attributes = seen.description.typed_search_attributes
-            raise AssertionError(f"{handle.id}: never {what}; last: {attributes}, {seen.details!r}")
-        await asyncio.sleep(0.1)
-        seen = await look(handle)
-    return seen
 
 
 def assert_matches_line(seen: Seen, *, state: str, receipt: str | None = None) -> None:
@@ -134,10 +118,11 @@ async def waiting_with_confirmation(
 ) -> tuple[WorkflowHandle[Any, Any], Seen]:
     """The line's handle, and a reading once it waits with its confirmation sent."""
     handle = stack.services.client.get_workflow_handle(line_key(order, "1"))
-    seen = await until(
-        handle,
+    seen = await eventually(
+        lambda: look(handle),
         lambda s: s.attribute(contract.SA_STATE) == "waiting" and bool(s.status.messages),
-        "waiting with its confirmation sent",
+        what="waiting with its confirmation sent",
+        within=20,
     )
     return handle, seen
 
@@ -177,10 +162,11 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
 
     # Partially allocated by a receipt: the line carries the receipt's id.
     await ok(stack.receive(sku, 1, receipt_id=first))
-    seen = await until(
-        handle,
+    seen = await eventually(
+        lambda: look(handle),
         lambda s: s.attribute(contract.SA_STATE) == "partially_allocated",
-        "partially allocated",
+        what="partially allocated",
+        within=20,
     )
     assert_matches_line(seen, state="partially_allocated", receipt=first)
     assert seen.details.startswith("**partially_allocated**: 1 allocated, 0 shipped of 3")
@@ -188,20 +174,22 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
     # Escalated: the customer agreed to wait (no delay notice, no cancel deadline), so the next
     # deadline is the apology rung; when it fires the escalation level rises to 1.
     await ok(stack.api.post(f"/v1/backorders/{order}/1/wait", headers=stack.auth("order")))
-    seen = await until(
-        handle,
+    seen = await eventually(
+        lambda: look(handle),
         lambda s: s.status.next_action == "apologise with a goodwill offer",
-        "showing the apology as its next deadline",
+        what="showing the apology as its next deadline",
+        within=20,
     )
     assert_matches_line(seen, state="partially_allocated", receipt=first)
     assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 0
-    seen = await until(
-        handle,
+    seen = await eventually(
+        lambda: look(handle),
         lambda s: (
             s.attribute(contract.SA_ESCALATION_LEVEL) == 1
             and s.status.messages[-1].kind.value == "apology_offer"
         ),
-        "escalated",
+        what="escalated",
+        within=20,
     )
     assert_matches_line(seen, state="partially_allocated", receipt=first)
     assert "last message: apology_offer" in seen.details

@@ -26,7 +26,8 @@ from domain import contract
 from domain.contract.lines import line_key
 from domain.contract.orders import order_workflow_id
 from domain.contract.stock import PURCHASE_ORDER_WORKFLOW, SKU_UPDATE_WORKFLOW, receipt_workflow_id
-from tests.conftest import Stack, apology_policy, backorder, new_id, running_stack
+from tests.support.factories import apology_policy, backorder, new_id
+from tests.support.stack import Stack, running_stack
 
 HERE = Path(__file__).parent
 

@@ -38,13 +38,13 @@ from cli.stack import RunningServer, TemporalDevServer, serve
 from config.settings import Settings
 from simulators.app import create_app as create_simulators
 from store.db import Database
-from tests import conftest
-from tests.chaos import PROJECT_ROOT, WorkerProcess, worker_environment
-from tests.conftest import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, free_port
 from tests.support import netns, postgres
+from tests.support.chaos import PROJECT_ROOT, WorkerProcess, worker_environment
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS
 from tests.support.netns import Lab, Link, Namespace
 from tests.support.postgres import PrivatePostgres
 from tests.support.proxy import PgTransactionWatch, Proxy
+from tests.support.stack import free_port, missing
 
 PARTS = ("temporal", "store", "services")
 HTTP_TIMEOUT_SECONDS = 3.0
@@ -55,7 +55,7 @@ def require_namespaces_and_postgres() -> None:
     """Fail in CI, skip elsewhere (saying why), when this machine cannot run these tests."""
     reason = netns.unavailable() or postgres.unavailable()
     if reason is not None:
-        conftest.missing("root, iproute2 and the PostgreSQL server programs", reason)
+        missing("root, iproute2 and the PostgreSQL server programs", reason)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 
 from cli.processes import die_with_parent
-from tests.conftest import free_port
+from tests.support.stack import free_port
 
 PREFIX = "bofault-pg-"
 SETTINGS = [

@@ -27,9 +27,9 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from domain.line.state import LineState
 from store.tables import LineRow, ReceiptRow, ShipmentRow, SkuRow
-from tests.chaos import Retries, record_problems, send_until_answered
-from tests.conftest import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
+from tests.support.chaos import Retries, record_problems, send_until_answered
 from tests.support.cluster import Cluster
+from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
 
 ORDER = {"Authorization": f"Bearer {ORDER_TOKEN}"}
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}

@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 from sqlmodel import col, select
+from temporalio.client import Client
 
 from config.settings import Settings
 from domain.line.messages import MessageKind
@@ -44,6 +45,7 @@ from domain.line.state import LineState
 from store.audit import broken_rules
 from store.db import Database
 from store.tables import AllocationRow, LineRow, MessageRow, RefundRow, ShipmentRow
+from tests.support.poll import eventually
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORDED_SERVICES = ("carrier", "payments", "notifications")
@@ -208,6 +210,74 @@ async def send_until_answered(
     raise AssertionError(f"{what}: no answer in {accept} within {within} s; last: {last}")
 
 
+# ---- the end of a surge -------------------------------------------------------------------------
+
+
+def open_lines(db: Database, keys: Collection[str]) -> list[str]:
+    """The lines among `keys` not final in the store, each described."""
+    with db.reading() as session:
+        rows = {
+            row.key: row
+            for row in session.exec(select(LineRow).where(col(LineRow.key).in_(list(keys))))
+        }
+    described = []
+    for key in keys:
+        row = rows.get(key)
+        if row is None:
+            described.append(f"{key}: not in the store")
+        elif row.state not in (LineState.SHIPPED, LineState.CANCELLED):
+            described.append(
+                f"{key}: {row.state}, allocated {row.allocated_quantity}, shipped "
+                f"{row.shipped_quantity} of {row.quantity}"
+            )
+    return described
+
+
+async def settle(
+    temporal: Client,
+    db: Database,
+    keys: Collection[str],
+    *,
+    within: float,
+    task_queue: str | None = None,
+    explain: Callable[[], Awaitable[str]] | None = None,
+) -> None:
+    """Until every line of `keys` is final in the store and its workflow has ended (every
+    effect done); with `task_queue`, until no workflow of that queue runs at all. Fails listing
+    what is still open, and what `explain` adds (logs, pending activities)."""
+    deadline = time.monotonic() + within
+
+    async def failing(what: str) -> AssertionError:
+        more = await explain() if explain is not None else ""
+        return AssertionError(f"{what} within {within} s\n{more}")
+
+    try:
+        await eventually(
+            lambda: asyncio.to_thread(open_lines, db, keys),
+            lambda pending: not pending,
+            within=within,
+            every=0.3,
+            what="every line final in the store",
+        )
+        left = max(1.0, deadline - time.monotonic())
+        handles = [temporal.get_workflow_handle(key) for key in keys]
+        await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), left)
+        if task_queue is not None:
+            running = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
+            await eventually(
+                lambda: temporal.count_workflows(running),
+                lambda found: found.count == 0,
+                within=max(1.0, deadline - time.monotonic()),
+                every=0.3,
+                what=f"no workflow running on {task_queue}",
+            )
+    except AssertionError as exc:
+        pending = await asyncio.to_thread(open_lines, db, keys)
+        raise await failing(f"{exc}; still open: {pending}") from None
+    except TimeoutError:
+        raise await failing("the lines' workflows did not all end") from None
+
+
 # ---- the records checker ---------------------------------------------------------------------
 
 
@@ -316,17 +386,24 @@ async def fetch_records(simulators_url: str) -> dict[str, list[dict[str, Any]]]:
     return records
 
 
-def _by_reference(rows: Sequence[Mapping[str, Any]]) -> defaultdict[str, list[Mapping[str, Any]]]:
+def by_reference(rows: Sequence[Mapping[str, Any]]) -> defaultdict[str, list[Mapping[str, Any]]]:
+    """A service's records by the line (or order) they are for."""
     grouped: defaultdict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         grouped[str(row["body"].get("reference", ""))].append(row)
     return grouped
 
 
-def _keys_twice(service: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def repeated_keys(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Idempotency keys a service recorded more than once, and how often."""
     counts = Counter(str(row["idempotency_key"]) for row in rows)
+    return {key: n for key, n in counts.items() if n > 1}
+
+
+def _keys_twice(service: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
-        f"{service}: idempotency key {key} recorded {n} times" for key, n in counts.items() if n > 1
+        f"{service}: idempotency key {key} recorded {n} times"
+        for key, n in repeated_keys(rows).items()
     ]
 
 
@@ -338,9 +415,9 @@ def find_problems(
     problems: list[str] = []
     for service in RECORDED_SERVICES:
         problems += _keys_twice(service, records.get(service, []))
-    carrier = _by_reference(records.get("carrier", []))
-    payments = _by_reference(records.get("payments", []))
-    notifications = _by_reference(records.get("notifications", []))
+    carrier = by_reference(records.get("carrier", []))
+    payments = by_reference(records.get("payments", []))
+    notifications = by_reference(records.get("notifications", []))
     order_shipments = {
         str(row["response"].get("shipment_id")): row
         for reference, rows in carrier.items()

@@ -1,0 +1,143 @@
+"""What the service answers: the response bodies of the HTTP API, which the Python client returns
+too. Beside the requests they answer; never a table object.
+
+A line's full status is `domain.line.status.LineStatus`, the metrics `domain.metrics.Metrics`, a
+product page's label `domain.stock.Availability`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.line.choices import Offer
+from domain.line.effects import RefundRecord
+from domain.line.state import LineState
+
+
+class StartAnswer(BaseModel):
+    """A line's workflow: started now (`created`), or already by the same request."""
+
+    workflow_id: str
+    order_id: str
+    line_id: str
+    created: bool
+
+
+class ReceiptAnswer(BaseModel):
+    workflow_id: str
+    receipt_id: str
+    created: bool
+    """False when this receipt id had been reported already, with the same values."""
+
+
+class PurchaseOrderAnswer(BaseModel):
+    supplier_id: str
+    po_id: str
+    sku: str
+    quantity: int
+    received_quantity: int
+    inbound: int
+    """Units still to come: quantity minus what arrived on receipts naming the PO."""
+    expected_at: datetime
+
+
+class SkuView(BaseModel):
+    """A catalog entry and its free stock."""
+
+    sku: str
+    name: str
+    free_stock: int
+    substitutes: list[str]
+    price: str | None = None
+
+
+class SkuAnswer(SkuView):
+    allocated_to_waiting_lines: int
+    """Units the update's stock count gave to waiting lines at once."""
+
+
+class EtaAnswer(BaseModel):
+    workflow_id: str
+    eta: datetime | None
+
+
+class CancelAnswer(BaseModel):
+    """A cancel: done (`state` cancelled, with what was released and refunded), or accepted and
+    still under way (`state` cancelling, 202)."""
+
+    state: LineState | Literal["cancelling"]
+    released_quantity: int | None = None
+    refund: RefundRecord | None = None
+    detail: str | None = None
+
+
+class OfferAccepted(BaseModel):
+    result: Literal["offer_accepted"] = "offer_accepted"
+    offer: Offer
+
+
+class Substituted(BaseModel):
+    result: Literal["substituted"] = "substituted"
+    sku: str
+    state: LineState
+
+
+class Waiting(BaseModel):
+    result: Literal["waiting"] = "waiting"
+    consent: str | None
+    eta: datetime | None
+
+
+class Cancelled(BaseModel):
+    result: Literal["cancelled"] = "cancelled"
+    state: LineState
+    released_quantity: int
+    refund: RefundRecord | None
+
+
+class Cancelling(BaseModel):
+    result: Literal["cancelling"] = "cancelling"
+    detail: str = "accepted; the refund is under way"
+
+
+ChoiceAnswer = Annotated[
+    OfferAccepted | Substituted | Waiting | Cancelled | Cancelling, Field(discriminator="result")
+]
+"""What a customer's choice did (a signed link, or the order system acting for the customer)."""
+
+
+class SubscriptionAnswer(BaseModel):
+    subscription_id: str
+    sku: str
+    status: str
+    """`active`, then `notified` (once) or `cancelled`."""
+
+
+class OutreachTask(BaseModel):
+    """A personal-outreach task for customer service (top-tier customers kept waiting)."""
+
+    key: str
+    line_key: str
+    order_id: str
+    customer_id: str
+    customer_email: str
+    reason: str
+    status: str
+    created_at: datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    store: str
+    temporal: str
+
+
+class Problem(BaseModel):
+    """An error answer: what went wrong, in words for the caller."""
+
+    detail: str
+    kind: str | None = None
+    """For a refusal by the line: the contract's error type (`LineFinal`, `OfferUsed`...)."""
