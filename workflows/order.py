@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from domain.contract.lines import ORDER_CHANGED, ORDER_SHIPPED, line_key
 from domain.contract.orders import (
@@ -108,11 +108,16 @@ class ShipCompleteOrderWorkflow:
         self._ready.pop(request.line_id, None)
         release = not self._order.keep_together_on_cancel
         for line in sorted(self._remaining()):
-            await signal(
-                self._line(line),
-                ORDER_CHANGED,
-                OrderChange(cancelled_line=request.line_id, released=release),
-            )
+            try:
+                await signal(
+                    self._line(line),
+                    ORDER_CHANGED,
+                    OrderChange(cancelled_line=request.line_id, released=release),
+                )
+            except FailureError:
+                # A line the order named that never started, or that already ended, has
+                # nothing to hear; the withdrawal must not fail for it.
+                workflow.logger.info("line %s of order %s not told", line, self._order.order_id)
         self._released = self._released or release
         return True
 

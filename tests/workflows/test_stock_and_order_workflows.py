@@ -264,3 +264,31 @@ async def test_an_order_ships_once_every_remaining_line_is_ready_and_tells_each(
     assert (status.withdrawn, status.tracking_number) == (["3"], "TRACK-ORDER")
     assert heard["1"] == heard["2"] == [ORDER_CHANGED.name, ORDER_SHIPPED.name, "done"]
     assert heard["3"] == ["done"]
+
+
+async def test_a_line_can_leave_an_order_that_names_a_line_never_started(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Found by fuzzing: withdrawing told every other line, and one that never started made
+    the withdrawal fail, so the cancel of the line that asked never happened."""
+    stub = StubStock()
+    order_id = f"ord-{uuid.uuid4().hex[:8]}"
+    queue = f"order-test-{uuid.uuid4().hex[:8]}"
+    client = temporal_env.client
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ShipCompleteOrderWorkflow, StubLine],
+        activities=[stub.create_order_shipment],
+    ):
+        order = await client.start_workflow(
+            ORDER_WORKFLOW.name,
+            OrderInput(order_id=order_id, line_ids=["1", "2"], in_stock_lines=[], customer_id="c"),
+            id=order_workflow_id(order_id),
+            task_queue=queue,
+        )
+        assert await order.execute_update(
+            WITHDRAW.name, Withdraw(order_id=order_id, line_id="1"), result_type=bool
+        )
+        status = await order.query(ORDER_STATUS.name, result_type=OrderStatus)
+    assert status.withdrawn == ["1"]
