@@ -482,7 +482,10 @@ class Admission:
     async def outreach(self, status: str | None = "open") -> list[OutreachTask]:
         """Personal-outreach tasks for customer service, oldest first."""
         rows = await self._store(lambda: records.list_outreach(self.db, status=status))
-        return [OutreachTask.model_validate(row.model_dump()) for row in rows]
+        return [
+            OutreachTask.model_validate(row.model_dump() | {"created_at": as_utc(row.created_at)})
+            for row in rows
+        ]
 
     async def metrics(self) -> Metrics:
         """Business figures from the store; definitions in the README."""

@@ -147,7 +147,7 @@ def within_unstated_rules(body: dict[str, Any]) -> None:
     """Bring a body the document calls valid within the rules it cannot state, so that it can be
     accepted: ordered-at not in the future and ship-by not before it, a price within its
     currency's minor units, integers sent as integers (JSON Schema's "integer" also admits
-    2.0), no in-stock line of a SKU the catalog lacks, no order of several lines. A timestamp
+    2.0), no in-stock line of a SKU the catalog lacks. A timestamp
     that is no instant at all is left to be refused."""
     now = datetime.now(UTC)
     ordered = _aware(body.get("ordered_at"))
@@ -168,13 +168,6 @@ def within_unstated_rules(body: dict[str, Any]) -> None:
         if isinstance(item, dict) and isinstance(item.get("quantity"), float):
             item["quantity"] = int(item["quantity"])
     if "in_stock_lines" in body:
-        body["in_stock_lines"] = []
-    # A ship-complete order naming lines that never start: a known defect of the workflows
-    # (tests/test_ship_complete.py, the xfail test) leaves its lines' cancels undone; until it
-    # is fixed, accepted starts are of lines alone.
-    if body.get("order_lines"):
-        body["order_lines"] = []
-    if body.get("ship_policy") == "complete" and "in_stock_lines" in body:
         body["in_stock_lines"] = []
 
 

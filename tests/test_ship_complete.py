@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
 
@@ -102,12 +100,6 @@ async def test_order_lines_need_ship_complete_and_their_own_line(stack: Stack) -
     assert foreign.status_code == 422 and "order_lines" in foreign.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect for workflows/ (found by the stateful fuzzing): a cancel of a line "
-    "whose ship-complete order names a line that never started is accepted (202) and never "
-    "carried out; remove this mark, and the fuzzing's `order_lines` steering, once it is fixed",
-)
 async def test_a_line_whose_order_partner_never_started_can_still_be_cancelled(
     stack: Stack,
 ) -> None:
