@@ -145,7 +145,7 @@ class PaymentActivities:
                 PaymentRow(
                     idempotency_key=key,
                     line_key=request.line_key,
-                    kind="void",
+                    kind="renewal_void" if request.replaced else "void",
                     outcome="succeeded",
                     amount=request.amount,
                     currency=request.currency,

@@ -43,6 +43,7 @@ from domain.contract.lines import line_key
 from domain.line.choices import AgreeToWait
 from domain.line.effects import CancelRequest
 from domain.line.input import EtaUpdate
+from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.status import LineStatus
 from domain.links import LinkAction
 from domain.metrics import Metrics
@@ -52,6 +53,7 @@ from domain.requests import (
     CancelBody,
     EtaRequest,
     LineQuery,
+    PaymentMethodBody,
     PurchaseOrderRequest,
     ReceiptRequest,
     SkuRequest,
@@ -89,7 +91,15 @@ T = TypeVar("T")
 WAIT_FOR_WORKFLOW = timedelta(seconds=10)
 """How long a cancel waits for the line's answer before saying it is still under way (202)."""
 
-LIVE_FIELDS = ("eta", "escalation_level", "next_deadline", "next_action", "consent", "offers")
+LIVE_FIELDS = (
+    "eta",
+    "escalation_level",
+    "next_deadline",
+    "next_action",
+    "consent",
+    "offers",
+    "payment",
+)
 """Status fields a running line's workflow knows better than the store."""
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
@@ -260,6 +270,18 @@ class Admission:
             state=done.answer.state,
             released_quantity=done.answer.released_quantity or 0,
             refund=done.answer.refund,
+        )
+
+    async def update_payment(
+        self, actor: Actor, order_id: str, line_id: str, body: BaseModel | Mapping[str, Any]
+    ) -> PaymentView:
+        """Another payment method for a line whose hold renewal was declined (the storefront
+        collected the card; this is its reference): the line holds what remains on it.
+        Refused (PaymentDeclined) when the processor declines it too."""
+        order_id, line_id = _ids(order_id=order_id, line_id=line_id)
+        method = _admit(PaymentMethodBody, body)
+        return await self.workflows.update_payment(
+            order_id, line_id, NewPaymentMethod(reference=method.reference)
         )
 
     async def set_eta(

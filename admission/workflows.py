@@ -42,6 +42,7 @@ from domain.contract.lines import (
     LINE_WORKFLOW,
     STATUS,
     TAKE_SUBSTITUTE,
+    UPDATE_PAYMENT,
     line_key,
 )
 from domain.contract.stock import (
@@ -55,6 +56,7 @@ from domain.contract.stock import (
 from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
 from domain.line.effects import CancelRequest, CancelResult
 from domain.line.input import EtaUpdate, LineInput, line_summary
+from domain.line.payment import NewPaymentMethod, PaymentView, payment_of
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.policy import DEFAULT_POLICY, ServicePolicy
@@ -129,9 +131,19 @@ class Workflows:
         request_hash = canonical_hash(request)
         policy = self.policy.for_channel(request.channel)
         ship_by = request.ship_by or policy.ship_by(request.ordered_at)
+        payment = payment_of(request, policy.days(policy.payment.hold_days))
+        money = (
+            [SearchAttributePair(contract.SA_PAYMENT_STATE, payment.state.value)] if payment else []
+        )
         return await self._start_once(
             LINE_WORKFLOW.name,
-            LineInput(request=request, ship_by=ship_by, request_hash=request_hash, policy=policy),
+            LineInput(
+                request=request,
+                ship_by=ship_by,
+                request_hash=request_hash,
+                policy=policy,
+                payment=payment,
+            ),
             workflow_id=line_key(request.order_id, request.line_id),
             request_hash=request_hash,
             search_attributes=TypedSearchAttributes(
@@ -143,6 +155,7 @@ class Workflows:
                     SearchAttributePair(contract.SA_SHIP_BY, ship_by),
                     SearchAttributePair(contract.SA_ESCALATION_LEVEL, 0),
                     SearchAttributePair(contract.SA_CUSTOMER_TIER, request.customer.tier.value),
+                    *money,
                 ]
             ),
             static_summary=line_summary(request, ship_by),
@@ -224,6 +237,11 @@ class Workflows:
         return await self._choose(
             order_id, line_id, TAKE_SUBSTITUTE.name, TakeSubstitute(sku=sku), LineStatus
         )
+
+    async def update_payment(
+        self, order_id: str, line_id: str, method: NewPaymentMethod
+    ) -> PaymentView:
+        return await self._choose(order_id, line_id, UPDATE_PAYMENT.name, method, PaymentView)
 
     async def set_eta(self, order_id: str, line_id: str, update: EtaUpdate) -> None:
         handle = self._line(order_id, line_id)

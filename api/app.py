@@ -26,6 +26,7 @@ from api.routers import catalog, customers, operations, orders, suppliers
 from client.backorders import connect
 from config.settings import Settings
 from domain.policy import load_policy
+from domain.requests import PaymentMethodBody
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
 
@@ -104,6 +105,9 @@ def create_app(
     return app
 
 
+BODIES_READ_BY_HAND = (PaymentMethodBody,)
+
+
 def openapi_with_links(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with `LINKS` added to the answers they start from."""
     if app.openapi_schema is None:
@@ -116,6 +120,11 @@ def openapi_with_links(app: FastAPI) -> dict[str, Any]:
                     links = LINKS.get((operation.get("operationId", ""), status))
                     if links:
                         response["links"] = links
+        # Bodies read by hand (a form or JSON, `routers.customers.use_link`) still have a schema.
+        for model in BODIES_READ_BY_HAND:
+            document["components"]["schemas"][model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
         app.openapi_schema = document
     return app.openapi_schema
 

@@ -32,13 +32,16 @@ RETRY_AFTER_SECONDS = 5
 REFUSAL_STATUS = {
     contract.ERROR_OFFER_UNKNOWN: 404,
     contract.ERROR_OFFER_EXPIRED: 410,
+    contract.ERROR_PAYMENT_DECLINED: 402,
 }
-"""A line's refusals that are not 409: an offer it never made, one past its date."""
+"""A line's refusals that are not 409: an offer it never made, one past its date, a payment
+method the processor declined."""
 
 _DESCRIPTIONS = {
     400: "the body could not be read",
     401: "no bearer token, or an unknown one",
     403: "a known token (or link) outside its scope; a tampered link",
+    402: "the payment method was declined by the payment processor",
     404: "no such line, SKU, offer or subscription",
     409: "the ids are taken by another request, or the line's state refuses it",
     410: "the link or the offer has expired",

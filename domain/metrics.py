@@ -23,6 +23,24 @@ class Rate(BaseModel):
     """numerator / denominator; None while the denominator is zero."""
 
 
+class MoneyFigures(BaseModel):
+    """Money moved for lines with payment terms, by currency (decimal strings)."""
+
+    captured: dict[str, str]
+    """Charged at shipment (captures)."""
+    voided: dict[str, str]
+    """Holds given up on a cancel (never charged)."""
+    refunded: dict[str, str]
+    """Every refund, lines paid at order included."""
+    reauthorizations: int
+    """Holds renewed before they lapsed."""
+    reauthorizations_declined: int
+    cancelled_for_payment: int
+    """Lines cancelled because no payment method came after a declined renewal."""
+    cancel_to_money_back: Percentiles
+    """From a cancel to its refund or void (16 CFR 435: at most 7 working days on cards)."""
+
+
 class Metrics(BaseModel):
     """Business figures from the store; definitions in `store.metrics` and the README."""
 
@@ -36,3 +54,4 @@ class Metrics(BaseModel):
     sla_breach_rate: Rate
     offer_acceptance_rate: Rate
     messages_sent: dict[str, int]
+    money: MoneyFigures | None = None

@@ -31,6 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from domain.line.state import LineState
 from domain.values import (
+    ADDED_LATER,
     MINOR_UNITS,
     Channel,
     Currency,
@@ -66,12 +67,15 @@ def admit(model: type[M], data: BaseModel | Any, *, now: datetime | None = None)
     return model.model_validate(data, context=Arrival() if now is None else Arrival(now))
 
 
-def field_error(field: str, kind: str, message: str, value: Any) -> ValidationError:
-    """A ValidationError naming one field, raised from a model's own validator (pydantic then
-    prefixes the location of the model inside its parent)."""
+def field_error(
+    field: str | tuple[str | int, ...], kind: str, message: str, value: Any
+) -> ValidationError:
+    """A ValidationError naming one field (or a path to it), raised from a model's own
+    validator (pydantic then prefixes the location of the model inside its parent)."""
+    loc = field if isinstance(field, tuple) else (field,)
     return ValidationError.from_exception_data(
         "request",
-        [InitErrorDetails(type=PydanticCustomError(kind, message), loc=(field,), input=value)],
+        [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)],
     )
 
 
@@ -91,6 +95,29 @@ class InStockLine(Strict):
     sku: Identifier
     """A SKU of the catalog (the door checks that it exists)."""
     quantity: Quantity
+
+
+class PaymentTerms(Strict):
+    """How a line is paid when it is not paid in full at order (`domain.line.payment`)."""
+
+    reference: Annotated[str, text(120)]
+    """The payment processor's id of the authorization or charge made at checkout."""
+    amount: DecimalString | None = None
+    """The line's total; default the unit price times the quantity."""
+    captured_amount: DecimalString | None = None
+    """Already charged at order: the amount (prepaid, the default), "0" (authorized only) or a
+    part (a deposit)."""
+    authorized_at: Timestamp | None = None
+    """Default: the order's `ordered_at`."""
+    expires_at: Timestamp | None = None
+    """When the hold lapses; default `authorized_at` plus the policy's `payment.hold_days`."""
+
+
+class PaymentMethodBody(Strict):
+    """Another payment method for a line, from the customer's update-payment link."""
+
+    reference: Annotated[str, text(120)]
+    """The processor's reference of the card or account the storefront collected."""
 
 
 class BackorderRequest(Strict):
@@ -117,6 +144,9 @@ class BackorderRequest(Strict):
     in_stock_lines: list[InStockLine] = Field(default_factory=list, max_length=100)
     """The ship-complete order's lines that were in stock at checkout: held and shipped with
     the backordered ones."""
+    payment: PaymentTerms | None = Field(default=None, json_schema_extra={ADDED_LATER: True})
+    """Absent: paid in full at order. Given: an authorization (a hold) captured as the line
+    ships, or a deposit and a hold for the rest."""
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> BackorderRequest:
@@ -136,6 +166,8 @@ class BackorderRequest(Strict):
             raise field_error(
                 "ordered_at", "date_in_future", "must not be in the future", self.ordered_at
             )
+        if self.payment is not None:
+            self._check_payment(self.payment, places)
         if self.order_lines and self.line_id not in self.order_lines:
             raise ValueError("order_lines must include this line's own line_id")
         if (
@@ -143,6 +175,33 @@ class BackorderRequest(Strict):
         ) and self.ship_policy is not ShipPolicy.COMPLETE:
             raise ValueError("order_lines and in_stock_lines need ship_policy 'complete'")
         return self
+
+    def _check_payment(self, payment: PaymentTerms, places: int) -> None:
+        for name in ("amount", "captured_amount"):
+            value = getattr(payment, name)
+            if value is not None and decimal_places(value) > places:
+                raise field_error(
+                    ("payment", name),
+                    "money_precision",
+                    f"{self.currency} amounts have at most {places} decimals",
+                    value,
+                )
+        total = Decimal(payment.amount) if payment.amount is not None else self.line_total()
+        if payment.captured_amount is not None and Decimal(payment.captured_amount) > total:
+            raise field_error(
+                ("payment", "captured_amount"),
+                "money_order",
+                "must not be more than the line's amount",
+                payment.captured_amount,
+            )
+        authorized = payment.authorized_at or self.ordered_at
+        if payment.expires_at is not None and payment.expires_at <= authorized:
+            raise field_error(
+                ("payment", "expires_at"),
+                "date_order",
+                "must be after the authorization",
+                payment.expires_at.isoformat(),
+            )
 
     @property
     def ships_with_order(self) -> bool:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from domain.line.choices import Offer
 from domain.line.effects import RefundRecord
+from domain.line.payment import PaymentView
 from domain.line.state import LineState
 
 
@@ -103,8 +104,14 @@ class Cancelling(BaseModel):
     detail: str = "accepted; the refund is under way"
 
 
+class PaymentUpdated(BaseModel):
+    result: Literal["payment_updated"] = "payment_updated"
+    payment: PaymentView
+
+
 ChoiceAnswer = Annotated[
-    OfferAccepted | Substituted | Waiting | Cancelled | Cancelling, Field(discriminator="result")
+    OfferAccepted | Substituted | Waiting | Cancelled | Cancelling | PaymentUpdated,
+    Field(discriminator="result"),
 ]
 """What a customer's choice did (a signed link, or the order system acting for the customer)."""
 

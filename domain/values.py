@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    TypeAdapter,
     WithJsonSchema,
 )
 
@@ -165,7 +166,35 @@ class ShipPolicy(StrEnum):
     """Hold allocated units until the whole quantity is allocated, then ship once."""
 
 
+ADDED_LATER = "added_later"
+"""Marks a field a request model gained after its first release: `Field(..., json_schema_extra=
+{ADDED_LATER: True})`. Left at its default, it stays out of the request's hash, so a request
+sent before the field existed hashes as it did then (its repeat is still a repeat, not a
+conflict)."""
+
+
+def _hashed(model: BaseModel) -> dict[str, Any]:
+    dumped: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        extra = field.json_schema_extra
+        later = isinstance(extra, dict) and bool(extra.get(ADDED_LATER))
+        if later and value == field.get_default(call_default_factory=True):
+            continue
+        dumped[name] = _plain(value)
+    return dumped
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _hashed(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return TypeAdapter(type(value)).dump_python(value, mode="json")
+
+
 def canonical_hash(model: BaseModel) -> str:
-    """A stable hash of a request: equal bodies hash equal whatever their key order."""
-    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable hash of a request: equal bodies hash equal whatever their key order, and a
+    field added later and left at its default counts as absent (`ADDED_LATER`)."""
+    text = json.dumps(_hashed(model), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

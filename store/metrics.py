@@ -21,8 +21,11 @@ Prometheus scrape through prometheus_client, negotiating OpenMetrics.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import (
@@ -32,21 +35,23 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, or_
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from domain.contract.lines import DEADLINE_CANCEL_REASONS
+from domain.contract.lines import CANCEL_NO_PAYMENT, DEADLINE_CANCEL_REASONS
 from domain.contract.stock import RECEIPT_PREFIX
 from domain.health import MarketplaceHealth
 from domain.line.messages import MessageKind
 from domain.line.state import LineState
-from domain.metrics import Metrics, Percentiles, Rate
+from domain.metrics import Metrics, MoneyFigures, Percentiles, Rate
 from store.db import Database
 from store.tables import (
     AllocationRow,
     LineRow,
     MessageRow,
     OfferRow,
+    PaymentRow,
     ReceiptRow,
+    RefundRow,
     ShipmentRow,
     as_utc,
     utcnow,
@@ -131,6 +136,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         messages = dict(
             session.exec(select(MessageRow.kind, func.count()).group_by(MessageRow.kind)).all()
         )
+        money = _money(session)
 
     shipped_late = sum(
         1 for _, ship_by, last in shipped if last is not None and as_utc(last) > as_utc(ship_by)
@@ -152,6 +158,60 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         sla_breach_rate=rate(shipped_late + int(deadline_cancels), closed),
         offer_acceptance_rate=rate(int(accepted), int(offered)),
         messages_sent={kind.value: messages.get(kind, 0) for kind in MessageKind},
+        money=money,
+    )
+
+
+def _money(session: Session) -> MoneyFigures:
+    """Sums by currency in the database, as decimals (amounts are kept as decimal strings, to
+    the cent, so they are summed as numbers of the currency's minor units)."""
+
+    def by_currency(rows: Iterable[tuple[str, str]]) -> dict[str, str]:
+        sums: dict[str, Decimal] = defaultdict(Decimal)
+        for currency, amount in rows:
+            sums[currency] += Decimal(amount)
+        return {currency: str(total) for currency, total in sorted(sums.items())}
+
+    def moved(kind: str, outcome: str = "succeeded") -> Any:
+        return select(PaymentRow.currency, PaymentRow.amount).where(
+            PaymentRow.kind == kind, PaymentRow.outcome == outcome
+        )
+
+    authorizations = dict(
+        session.exec(
+            select(PaymentRow.outcome, func.count())
+            .where(PaymentRow.kind == "authorization")
+            .group_by(PaymentRow.outcome)
+        ).all()
+    )
+    # From each cancel to the first money back for it (a refund or the void of the hold).
+    cancelled = session.exec(
+        select(LineRow.key, LineRow.cancelled_at).where(col(LineRow.cancelled_at).is_not(None))
+    ).all()
+    back: dict[str, datetime] = {}
+    for key, at in session.exec(
+        select(RefundRow.line_key, RefundRow.created_at).where(
+            col(RefundRow.idempotency_key).endswith(":refund")
+        )
+    ).all():
+        back[key] = min(as_utc(at), back.get(key, as_utc(at)))
+    for key, at in session.exec(
+        select(PaymentRow.line_key, PaymentRow.created_at).where(PaymentRow.kind == "void")
+    ).all():
+        back[key] = min(as_utc(at), back.get(key, as_utc(at)))
+    waits = [back[key] - as_utc(at) for key, at in cancelled if key in back and at is not None]
+    return MoneyFigures(
+        captured=by_currency(session.exec(moved("capture")).all()),
+        voided=by_currency(session.exec(moved("void")).all()),
+        refunded=by_currency(session.exec(select(RefundRow.currency, RefundRow.amount)).all()),
+        reauthorizations=int(authorizations.get("succeeded", 0)),
+        reauthorizations_declined=int(authorizations.get("declined", 0)),
+        cancelled_for_payment=int(
+            session.exec(
+                select(func.count()).where(LineRow.cancel_reason == CANCEL_NO_PAYMENT)
+            ).one()
+        ),
+        cancel_to_money_back=percentiles(waits),
     )
 
 
@@ -159,6 +219,18 @@ TEXT_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The content type of `prometheus()`'s text: `text/plain; version=0.0.4; charset=utf-8`."""
 HEALTH_LABELS = ("channel", "figure", "window", "direction")
 """Labels of every marketplace-health family: one series per channel, target and window."""
+
+
+def _summary(name: str, spread: Percentiles, help_text: str) -> Metric:
+    """Quantiles computed in the store: a summary whose quantile samples are added as they are
+    (prometheus_client's SummaryMetricFamily takes only the count and sum)."""
+    summary = Metric(name, help_text, "summary")
+    for quantile, value in (("0.5", spread.p50_seconds), ("0.9", spread.p90_seconds)):
+        if value is not None:  # Prometheus has no "unknown": an absent sample is honest.
+            summary.add_sample(name, {"quantile": quantile}, value)
+    summary.add_sample(f"{name}_sum", {}, spread.sum_seconds)
+    summary.add_sample(f"{name}_count", {}, spread.count)
+    return summary
 
 
 class Figures(Collector):
@@ -191,27 +263,14 @@ class Figures(Collector):
         for state, count in metrics.closed_lines.items():
             closed.add_metric([state], count)
         yield closed
-        for name, spread, help_text in (
-            (
-                "backorders_backorder_age_seconds",
-                metrics.backorder_age,
-                "Age of open lines since the order.",
-            ),
-            (
-                "backorders_time_to_ship_seconds",
-                metrics.time_to_ship,
-                "From order to last shipment.",
-            ),
-        ):
-            # Quantiles computed in the store: a summary whose quantile samples are added as
-            # they are (prometheus_client's SummaryMetricFamily takes only the count and sum).
-            summary = Metric(name, help_text, "summary")
-            for quantile, value in (("0.5", spread.p50_seconds), ("0.9", spread.p90_seconds)):
-                if value is not None:  # Prometheus has no "unknown": an absent sample is honest.
-                    summary.add_sample(name, {"quantile": quantile}, value)
-            summary.add_sample(f"{name}_sum", {}, spread.sum_seconds)
-            summary.add_sample(f"{name}_count", {}, spread.count)
-            yield summary
+        yield _summary(
+            "backorders_backorder_age_seconds",
+            metrics.backorder_age,
+            "Age of open lines since the order.",
+        )
+        yield _summary(
+            "backorders_time_to_ship_seconds", metrics.time_to_ship, "From order to last shipment."
+        )
         for name, figure, help_text in (
             (
                 "backorders_arrival_fill_ratio",
@@ -244,6 +303,38 @@ class Figures(Collector):
         for kind, count in metrics.messages_sent.items():
             messages.add_metric([kind], count)
         yield messages
+        if metrics.money is not None:
+            yield from self._money(metrics.money)
+
+    def _money(self, money: MoneyFigures) -> Iterator[Metric]:
+        for name, sums, help_text in (
+            ("backorders_money_captured", money.captured, "Charged at shipment, by currency."),
+            ("backorders_money_voided", money.voided, "Holds given up on a cancel, by currency."),
+            ("backorders_money_refunded", money.refunded, "Refunded, by currency."),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=["currency"])
+            for currency, amount in sums.items():
+                family.add_metric([currency], float(amount))
+            yield family
+        renewals = CounterMetricFamily(
+            "backorders_reauthorizations",
+            "Payment holds renewed (or a new method authorized), by outcome.",
+            labels=["outcome"],
+        )
+        renewals.add_metric(["succeeded"], money.reauthorizations)
+        renewals.add_metric(["declined"], money.reauthorizations_declined)
+        yield renewals
+        cancelled = GaugeMetricFamily(
+            "backorders_lines_cancelled_for_payment",
+            "Lines cancelled for want of a payment method after a declined renewal.",
+        )
+        cancelled.add_metric([], money.cancelled_for_payment)
+        yield cancelled
+        yield _summary(
+            "backorders_cancel_to_money_back_seconds",
+            money.cancel_to_money_back,
+            "From a cancel to its refund or the void of its hold.",
+        )
 
     def _health(self, health: MarketplaceHealth) -> Iterator[Metric]:
         def family(name: str, help_text: str, *extra: str) -> GaugeMetricFamily:

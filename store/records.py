@@ -9,8 +9,9 @@ values by keyword when they take several.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import asc, desc, text
 from sqlmodel import Session, col, select
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 from domain.line.choices import Offer
 from domain.line.effects import RefundRecord, ShipmentRecord
 from domain.line.messages import MessageKind, MessageRecord
+from domain.line.payment import Payment, PaymentState, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.requests import BackorderRequest
@@ -185,6 +187,7 @@ def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
         .order_by(asc(col(MessageRow.sent_at)))
     ):
         messages[message.line_key].append(message_record(message))
+    payments = _payment_views(session, lines, refunds)
     statuses = []
     for line in lines:
         request = BackorderRequest.model_validate_json(line.request_json)
@@ -211,9 +214,86 @@ def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
                 refunds=refunds[line.key],
                 cancel_reason=line.cancel_reason,
                 cancelled_by=line.cancelled_by,
+                payment=payments.get(line.key),
             )
         )
     return statuses
+
+
+def _payment_views(
+    session: Session, lines: Sequence[LineRow], refunds: Mapping[str, list[RefundRecord]]
+) -> dict[str, PaymentView]:
+    """The money of lines with payment terms, as the store recorded it: the terms at start,
+    then every capture, void and authorization (one query), and the refunds already read."""
+    started = {
+        line.key: (line, Payment.model_validate_json(line.payment_json))
+        for line in lines
+        if line.payment_json
+    }
+    if not started:
+        return {}
+    moved: dict[str, list[PaymentRow]] = defaultdict(list)
+    for row in session.exec(
+        select(PaymentRow)
+        .where(col(PaymentRow.line_key).in_(list(started)))
+        .order_by(asc(col(PaymentRow.created_at)))
+    ):
+        moved[row.line_key].append(row)
+    views = {}
+    for key, (line, payment) in started.items():
+        rows = moved[key]
+        views[key] = _payment_view(
+            LineState(line.state), payment, rows, [Decimal(r.amount) for r in refunds[key]]
+        )
+    return views
+
+
+def _payment_view(
+    state: LineState, payment: Payment, rows: Sequence[PaymentRow], refunds: Sequence[Decimal]
+) -> PaymentView:
+    def total(kind: str) -> Decimal:
+        return sum((Decimal(r.amount) for r in rows if r.kind == kind), Decimal(0))
+
+    captured = Decimal(payment.captured) + total("capture")
+    refunded = sum(refunds, Decimal(0))
+    granted = [r for r in rows if r.kind == "authorization" and r.outcome == "succeeded"]
+    declined_since = [
+        r
+        for r in rows
+        if r.kind == "authorization"
+        and r.outcome == "declined"
+        and all(g.created_at <= r.created_at for g in granted)
+    ]
+    hold = payment.hold
+    reference = granted[-1].hold if granted else (hold.reference if hold else payment.method)
+    expires_at = (
+        as_utc(granted[-1].expires_at)
+        if granted and granted[-1].expires_at
+        else (hold.expires_at if hold else None)
+    )
+    kept = captured - refunded
+    paid = PaymentState.CAPTURED if total("capture") > 0 else PaymentState.PAID
+    if state is LineState.CANCELLED:
+        if kept <= 0:
+            money = PaymentState.REFUNDED if refunded > 0 else PaymentState.VOIDED
+        else:
+            money = PaymentState.REFUNDED if refunded > 0 else paid
+    elif state is LineState.SHIPPED or not payment.holds:
+        money = paid
+    elif declined_since:
+        money = PaymentState.NEEDS_NEW_METHOD
+    else:
+        money = PaymentState.PARTIALLY_CAPTURED if total("capture") > 0 else PaymentState.AUTHORIZED
+    return PaymentView(
+        reference=reference,
+        amount=payment.amount,
+        captured=payment.money(captured),
+        voided=payment.money(total("void")),
+        refunded=payment.money(refunded),
+        currency=payment.currency,
+        expires_at=None if state.is_final else expires_at,
+        state=money,
+    )
 
 
 def get_line_status(db: Database, line_key: str) -> LineStatus | None:

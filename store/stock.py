@@ -135,6 +135,7 @@ def record_line(
                 customer_tier=request.customer.tier,
                 request_json=request.model_dump_json(),
                 request_hash=line_input.request_hash,
+                payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
             )
             session.add(line)
             session.flush()

@@ -96,6 +96,9 @@ class LineRow(SQLModel, table=True):
     `ops`) or `policy` for a cancel at one of the line's own deadlines; never from a body."""
     cancelled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     """When the store cancelled the line: the clock of "cancel to money back" starts here."""
+    payment_json: str | None = None
+    """The line's money as it started (`domain.line.payment.Payment`), for lines with payment
+    terms; what moved since is in `payments` and `refunds`."""
 
     @property
     def held_quantity(self) -> int:
@@ -182,7 +185,8 @@ class PaymentRow(SQLModel, table=True):
     idempotency_key: str = Field(primary_key=True, max_length=200)
     line_key: str = Field(index=True, max_length=160)
     kind: str = Field(index=True, max_length=16)
-    """`authorization`, `capture` or `void`."""
+    """`authorization`, `capture`, `void` (a hold given up: a cancel) or `renewal_void` (a hold
+    replaced by its renewal)."""
     outcome: str = Field(max_length=16)
     """`succeeded`, or `declined` for an authorization the processor refused."""
     amount: str = Field(max_length=32)

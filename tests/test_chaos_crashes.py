@@ -50,6 +50,7 @@ from api.app import create_app
 from cli.stack import RunningServer, TemporalDevServer, serve
 from config.settings import Settings
 from domain.contract.lines import line_key
+from domain.line.payment import open_payment
 from domain.line.state import LineState
 from simulators.app import create_app as create_simulators
 from store.db import Database
@@ -65,7 +66,13 @@ from tests.support.chaos import (
     send_until_answered,
     settle,
 )
-from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
+from tests.support.factories import (
+    OPS_TOKEN,
+    ORDER_TOKEN,
+    SUPPLIER_TOKENS,
+    backorder,
+    payment_terms,
+)
 from tests.support.stack import free_port, postgres_database
 
 LINES = 80
@@ -212,17 +219,20 @@ class Surge:
         for n in range(LINES):
             order = f"cx-{tag}-{n:03d}"
             tier = "vip" if rng.random() < 0.2 else "standard"
+            quantity, price = rng.randint(1, 3), f"{rng.randint(500, 9999) / 100:.2f}"
             lines.append(
                 backorder(
                     order,
                     skus[n % SKU_COUNT],
-                    rng.randint(1, 3),
+                    quantity,
                     # Every 9th line ships only whole: it holds its parts until complete.
                     ship_policy="complete" if n % 9 == 4 else "partial",
                     ordered_at=base + timedelta(seconds=n),
                     channel=rng.choice(CHANNELS),
-                    unit_price=f"{rng.randint(500, 9999) / 100:.2f}",
+                    unit_price=price,
                     customer={"id": f"c-{order}", "email": f"{order}@example.com", "tier": tier},
+                    # Captures, voids and refunds ride through the crash too.
+                    **payment_terms(order, n, price, quantity),
                 )
             )
         demand = Counter[str]()
@@ -510,15 +520,15 @@ def _healthy_records() -> tuple[dict[str, list[dict[str, Any]]], StoreFacts]:
     cancelled while it waited and refunded in full."""
     a, b = "backorder:o-a:1", "backorder:o-b:1"
 
-    def row(seq: int, key: str, **body: Any) -> dict[str, Any]:
-        return {"seq": seq, "idempotency_key": key, "body": body, "response": {}}
+    def row(seq: int, key: str, path: str = "/", **body: Any) -> dict[str, Any]:
+        return {"seq": seq, "path": path, "idempotency_key": key, "body": body, "response": {}}
 
     records = {
         "carrier": [
             row(1, f"{a}:shipment:1", reference=a, quantity=2),
             row(2, f"{a}:shipment:2", reference=a, quantity=1),
         ],
-        "payments": [row(1, f"{b}:refund", reference=b, amount="20.00")],
+        "payments": [row(1, f"{b}:refund", "/refunds", reference=b, amount="20.00")],
         "notifications": [
             row(1, f"{a}:message:confirmation", reference=a, kind="backorder_confirmation"),
             row(2, f"{b}:message:confirmation", reference=b, kind="backorder_confirmation"),
@@ -569,7 +579,9 @@ def test_the_records_checker_finds_effects_doubled_lost_or_unrecorded() -> None:
 
     def refund_twice(records: dict[str, list[dict[str, Any]]], _: StoreFacts) -> None:
         body = {"reference": b, "amount": "20.00"}
-        records["payments"].append({"seq": 2, "idempotency_key": f"{b}:refund:2", "body": body})
+        records["payments"].append(
+            {"seq": 2, "path": "/refunds", "idempotency_key": f"{b}:refund:2", "body": body}
+        )
 
     def no_refund(records: dict[str, list[dict[str, Any]]], store: StoreFacts) -> None:
         records["payments"].clear()
@@ -613,3 +625,105 @@ def test_the_records_checker_finds_effects_doubled_lost_or_unrecorded() -> None:
         problems = _doctored(change)
         for text in expected:
             assert any(p.startswith(text) for p in problems), (change.__name__, problems)
+
+
+def _line_with_payment_terms() -> tuple[dict[str, list[dict[str, Any]]], StoreFacts]:
+    """A line of 2 x 10.00 authorized at order (nothing charged): one unit shipped and was
+    captured, then the line was cancelled and the rest of its hold given up."""
+    c = "backorder:o-c:1"
+    now = datetime.now(UTC)
+    payment = open_payment(
+        method="card",
+        currency="USD",
+        places=2,
+        amount=Decimal("20.00"),
+        captured=Decimal(0),
+        authorized_at=now,
+        expires_at=now + timedelta(days=7),
+    )
+
+    def row(seq: int, key: str, path: str, **body: Any) -> dict[str, Any]:
+        return {"seq": seq, "path": path, "idempotency_key": key, "body": body, "response": {}}
+
+    records = {
+        "carrier": [row(1, f"{c}:shipment:1", "/shipments", reference=c, quantity=1)],
+        "payments": [
+            row(
+                1,
+                f"{c}:capture:1",
+                "/captures",
+                reference=c,
+                authorization_id="card",
+                amount="10.00",
+            ),
+            row(
+                2,
+                f"{c}:void:1",
+                "/voids",
+                reference=c,
+                authorization_id="card",
+                amount="10.00",
+                reason="too slow",
+            ),
+        ],
+        "notifications": [
+            row(
+                1,
+                f"{c}:message:confirmation",
+                "/messages",
+                reference=c,
+                kind="backorder_confirmation",
+            ),
+            row(2, f"{c}:message:shipment:1", "/messages", reference=c, kind="partially_shipped"),
+            row(3, f"{c}:message:cancelled", "/messages", reference=c, kind="cancelled_refunded"),
+        ],
+    }
+    store = StoreFacts(
+        lines={c: LineFacts(c, "S", 2, Decimal("10.00"), "cancelled", False, 1, 1, 0, 1, payment)},
+        shipments=[
+            EffectFacts(f"{c}:shipment:1", c, quantity=1, sequence=1, carrier_shipment_id="s1")
+        ],
+        refunds=[],
+        messages=[EffectFacts(str(r["idempotency_key"]), c) for r in records["notifications"]],
+        audit={"S": []},
+    )
+    return records, store
+
+
+def test_the_records_checker_finds_money_taken_or_kept_wrongly() -> None:
+    c = "backorder:o-c:1"
+    assert find_problems(*_line_with_payment_terms()) == []
+
+    def change(edit: Callable[[list[dict[str, Any]]], None]) -> list[str]:
+        records, store = _line_with_payment_terms()
+        edit(records["payments"])
+        return find_problems(records, store)
+
+    def capture_without_shipment(rows: list[dict[str, Any]]) -> None:
+        rows.append(
+            {
+                "seq": 3,
+                "path": "/captures",
+                "idempotency_key": f"{c}:capture:2",
+                "body": {"reference": c, "authorization_id": "card", "amount": "10.00"},
+            }
+        )
+
+    def nothing_given_up(rows: list[dict[str, Any]]) -> None:
+        rows.pop()
+
+    def refund_never_charged(rows: list[dict[str, Any]]) -> None:
+        rows.append(
+            {
+                "seq": 3,
+                "path": "/refunds",
+                "idempotency_key": f"{c}:refund",
+                "body": {"reference": c, "amount": "10.00"},
+            }
+        )
+
+    assert any("never left" in problem for problem in change(capture_without_shipment))
+    assert any("what shipped is worth" in problem for problem in change(capture_without_shipment))
+    assert any("0 voids gave it up" in problem for problem in change(nothing_given_up))
+    found = change(refund_never_charged)
+    assert any("what shipped is worth 10.00" in problem for problem in found)

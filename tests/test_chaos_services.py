@@ -33,8 +33,15 @@ from client.http import Retry
 from domain.contract.lines import line_key
 from simulators.app import FAULTS_ENV, FaultConfigError, create_app, faults_from_env
 from store.tables import MessageRow, ShipmentRow
-from tests.support.chaos import by_reference, repeated_keys, settle
-from tests.support.factories import FAST_POLICY, backorder, hours_ago, new_id
+from tests.support.chaos import (
+    by_reference,
+    fetch_records,
+    find_problems,
+    read_store,
+    repeated_keys,
+    settle,
+)
+from tests.support.factories import FAST_POLICY, backorder, hours_ago, new_id, payment_terms
 from tests.support.messages import links, start_fast, wait_for_kind
 from tests.support.stack import Stack, free_port, running_stack
 
@@ -233,6 +240,7 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
         quantity[order] = draw.randint(1, 3)
         demand[sku] += quantity[order]
         orders.append(order)
+        price = f"{draw.randint(5, 40)}.{draw.randint(0, 99):02d}"
         bodies.append(
             backorder(
                 order,
@@ -241,7 +249,9 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
                 ship_policy="complete" if n % 6 == 5 else "partial",
                 ordered_at=hours_ago(48 - n + draw.random()),
                 channel=draw.choice(["web", "amazon", "ebay"]),
-                unit_price=f"{draw.randint(5, 40)}.{draw.randint(0, 99):02d}",
+                unit_price=price,
+                # Captures, voids and refunds under the same faults, lost answers included.
+                **payment_terms(order, n, price, quantity[order]),
             )
         )
     try:
@@ -326,12 +336,13 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
             shipment["tracking_number"] for shipment in line["shipments"]
         )
         assert sum(row["body"]["quantity"] for row in shipped) == line["shipped_quantity"]
-        # One refund per cancellation, in full for what did not ship; none for a shipped line.
-        refunds = payments.get(key, [])
-        if line["state"] == "shipped":
+        # Paid in full at order: one refund per cancellation, in full for what did not ship;
+        # none for a shipped line. Lines with payment terms: the money checker below.
+        refunds = [row for row in payments.get(key, []) if row["path"] == "/refunds"]
+        if line["payment"] is None and line["state"] == "shipped":
             assert line["shipped_quantity"] == quantity[order]
             assert refunds == []
-        else:
+        elif line["payment"] is None:
             assert line["shipped_quantity"] < quantity[order]
             assert [row["idempotency_key"] for row in refunds] == [f"{key}:refund"]
             owed = Decimal(line["unit_price"]) * (quantity[order] - line["shipped_quantity"])
@@ -355,6 +366,14 @@ async def test_thirty_percent_faults_on_every_service_still_give_one_effect_each
         assert expected is None or lines[order]["state"] == expected, (answers.text, lines[order])
     assert all(lines[order]["state"] == "shipped" for order in orders if order not in early + late)
     stack.assert_rules(*skus)
+    # Money to the cent for the lines with payment terms: one capture per shipment, a hold given
+    # up once on a cancel, charged less refunded equal to the value of what shipped.
+    records = await fetch_records(str(stack.sims.base_url).rstrip("/"))
+    store = await asyncio.to_thread(read_store, stack.db, keys)
+    assert find_problems(records, store) == []
+    assert any(
+        payments.get(key) and lines[o]["payment"] for o, key in zip(orders, keys, strict=True)
+    )
     # The faults really happened, every kind of them, to the busiest services too.
     injected = {
         service: {kind: counts[service][kind] - before[service][kind] for kind in counts[service]}

@@ -18,8 +18,9 @@ their tokens. Refusals are written for the customer and change nothing:
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from api import auth
@@ -27,7 +28,7 @@ from api.deps import AdmissionDep, CallerDep, IdPath, LinkToken, SettingsDep
 from api.errors import problems
 from domain.contract.lines import line_key
 from domain.links import LinkAction, LinkClaims
-from domain.responses import ChoiceAnswer
+from domain.responses import ChoiceAnswer, PaymentUpdated
 
 router = APIRouter(tags=["customer"])
 
@@ -36,6 +37,7 @@ _ACTION_TEXT = {
     LinkAction.WAIT: "keep waiting for this item",
     LinkAction.ACCEPT_OFFER: "accept this offer and keep waiting",
     LinkAction.SUBSTITUTE: "take this alternative instead, shipped now",
+    LinkAction.UPDATE_PAYMENT: "give another payment method for this item",
 }
 REFUSALS = problems(401, 403, 404, 409, 410, 503)
 
@@ -115,22 +117,68 @@ async def show_link(token: LinkToken, settings: SettingsDep) -> HTMLResponse:
     order_id, line_id = _line_of(claims)
     what = escape(_ACTION_TEXT[claims.action])
     offer = f" (offer {escape(claims.offer)})" if claims.offer else ""
+    # The storefront collects the card and hands its reference to this form.
+    field = (
+        '<label for="reference">Payment method reference</label>'
+        '<input id="reference" name="reference" required maxlength="120">'
+        if claims.action is LinkAction.UPDATE_PAYMENT
+        else ""
+    )
     page = (
         f"<!doctype html><title>Your order {escape(order_id)}</title>"
         f"<h1>Order {escape(order_id)}, line {escape(line_id)}</h1>"
         f"<p>Do you want to {what}{offer}?</p>"
-        f'<form method="post"><button type="submit">Yes, {what}</button></form>'
+        f'<form method="post">{field}<button type="submit">Yes, {what}</button></form>'
     )
     return HTMLResponse(page)
 
 
-@router.post("/v1/links/{token}", response_model=ChoiceAnswer, responses=REFUSALS)
+@router.post(
+    "/v1/links/{token}",
+    response_model=ChoiceAnswer,
+    responses={
+        **REFUSALS,
+        **problems(402),
+        422: {
+            "description": "the new payment method's reference is refused, named",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+            },
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                media: {"schema": {"$ref": "#/components/schemas/PaymentMethodBody"}}
+                for media in ("application/json", "application/x-www-form-urlencoded")
+            },
+        }
+    },
+)
 async def use_link(
-    token: LinkToken, settings: SettingsDep, admission: AdmissionDep
+    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
 ) -> ChoiceAnswer:
-    """Do what the signed link says, once; refusals say why, in the customer's words."""
+    """Do what the signed link says, once; refusals say why, in the customer's words. An
+    update-payment link takes the new method's `reference` (a form, or JSON)."""
     claims = auth.claims_of(settings, token)
     order_id, line_id = _line_of(claims)
-    return await admission.choose(
-        auth.customer(claims), order_id, line_id, claims.action, claims.offer
-    )
+    customer = auth.customer(claims)
+    if claims.action is LinkAction.UPDATE_PAYMENT:
+        view = await admission.update_payment(
+            customer, order_id, line_id, await _payment_method(request)
+        )
+        return PaymentUpdated(payment=view)
+    return await admission.choose(customer, order_id, line_id, claims.action, claims.offer)
+
+
+async def _payment_method(request: Request) -> dict[str, Any]:
+    """The new method's fields, from a plain HTML form (no JavaScript needed) or JSON."""
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {"reference": body}

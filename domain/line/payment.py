@@ -29,7 +29,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from domain.values import text
+from domain.requests import BackorderRequest
+from domain.values import MINOR_UNITS, text
 
 ZERO = Decimal(0)
 
@@ -342,6 +343,8 @@ class VoidInput(BaseModel):
     currency: str
     number: int
     reason: str
+    replaced: bool = False
+    """The hold is released because a renewal replaced it (not money given up)."""
 
 
 class VoidResult(BaseModel):
@@ -380,3 +383,24 @@ class PaymentView(BaseModel):
             expires_at=payment.expires_at,
             state=payment.state,
         )
+
+
+def payment_of(request: BackorderRequest, hold: timedelta) -> Payment | None:
+    """The line's money at start from the order system's payment terms, defaults resolved (the
+    amount is the line's total, all of it captured at order, the hold authorized at the order
+    and lasting `hold`); None for a line paid in full at order that gave no terms."""
+    terms = request.payment
+    if terms is None:
+        return None
+    amount = Decimal(terms.amount) if terms.amount is not None else request.line_total()
+    captured = Decimal(terms.captured_amount) if terms.captured_amount is not None else amount
+    authorized_at = terms.authorized_at or request.ordered_at
+    return open_payment(
+        method=terms.reference,
+        currency=request.currency,
+        places=MINOR_UNITS[request.currency],
+        amount=amount,
+        captured=captured,
+        authorized_at=authorized_at,
+        expires_at=terms.expires_at or authorized_at + hold,
+    )

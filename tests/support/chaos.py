@@ -41,6 +41,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from domain.line.messages import MessageKind
+from domain.line.payment import Payment
 from domain.line.state import LineState
 from store.audit import broken_rules
 from store.db import Database
@@ -294,6 +295,8 @@ class LineFacts:
     released: int
     net_allocated: int
     """The sum of the line's allocation rows (returns are negative)."""
+    payment: Payment | None = None
+    """The line's money at start, for a line with payment terms."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,7 @@ def read_store(db: Database, line_keys: Collection[str] | None = None) -> StoreF
             shipped=row.shipped_quantity,
             released=row.released_quantity,
             net_allocated=net[row.key],
+            payment=Payment.model_validate_json(row.payment_json) if row.payment_json else None,
         )
         for row in rows
     }
@@ -431,7 +435,11 @@ def find_problems(
         line = store.lines[key]
         problems += _line_problems(line)
         problems += _carrier_problems(line, carrier.get(key, []), shipments[key], order_shipments)
-        problems += _payment_problems(line, payments.get(key, []), refunds[key])
+        if line.payment is None:
+            problems += _payment_problems(line, payments.get(key, []))
+        else:
+            problems += _money_problems(line, line.payment, payments.get(key, []), shipments[key])
+        problems += _refunds_recorded(line, payments.get(key, []), refunds[key])
         problems += _message_problems(
             line, notifications.get(key, []), messages[key], shipments[key]
         )
@@ -512,9 +520,8 @@ def _carrier_problems(
     return problems
 
 
-def _payment_problems(
-    line: LineFacts, sent: Sequence[Mapping[str, Any]], recorded: Sequence[EffectFacts]
-) -> list[str]:
+def _payment_problems(line: LineFacts, sent: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A line paid in full at order: one cancellation refund for what did not ship."""
     key, problems = line.key, []
     cancel_key = f"{key}:refund"
     cancel_refunds = [row for row in sent if row["idempotency_key"] == cancel_key]
@@ -534,6 +541,61 @@ def _payment_problems(
             )
     elif cancel_refunds:
         problems.append(f"{key}: {line.state}, yet refunded as cancelled: {_describe(sent)}")
+    return problems
+
+
+def _money_problems(
+    line: LineFacts,
+    payment: Payment,
+    sent: Sequence[Mapping[str, Any]],
+    shipments: Sequence[EffectFacts],
+) -> list[str]:
+    """A line with payment terms: one capture per shipment and none without one, no hold voided
+    twice, a cancel that gives up what was still held, and the money to the cent: charged at
+    order plus captured, less refunded, is the value of what shipped (nothing else kept)."""
+    key, problems = line.key, []
+    paths = defaultdict(list)
+    for row in sent:
+        paths[str(row["path"])].append(row)
+    shipped = {shipment.sequence for shipment in shipments}
+    for capture in paths["/captures"]:
+        sequence = int(str(capture["idempotency_key"]).rsplit(":", 1)[-1])
+        if sequence not in shipped:
+            problems.append(f"{key}: captured for shipment {sequence}, which never left")
+    captured = Decimal(payment.captured) + sum(
+        (Decimal(str(row["body"]["amount"])) for row in paths["/captures"]), Decimal(0)
+    )
+    refunded = sum((Decimal(str(row["body"]["amount"])) for row in paths["/refunds"]), Decimal(0))
+    value = min(line.unit_price * line.shipped, Decimal(payment.amount))
+    if captured - refunded != value:
+        problems.append(
+            f"{key}: charged {payment.captured} at order + captured, less refunded = "
+            f"{captured - refunded}, but what shipped is worth {value}: {_describe(sent)}"
+        )
+    if refunded > captured:
+        problems.append(f"{key}: refunded {refunded}, more than was ever charged ({captured})")
+    voids = Counter(str(row["body"]["authorization_id"]) for row in paths["/voids"])
+    problems += [f"{key}: hold {hold} voided {n} times" for hold, n in voids.items() if n > 1]
+    given_up = [
+        row for row in paths["/voids"] if not str(row["body"]["reason"]).startswith("replaced")
+    ]
+    held_at_cancel = captured < Decimal(payment.amount)
+    if line.state == LineState.CANCELLED and held_at_cancel and len(given_up) != 1:
+        problems.append(
+            f"{key}: cancelled with money still held, and {len(given_up)} voids gave it up: "
+            f"{_describe(sent)}"
+        )
+    if line.state != LineState.CANCELLED and given_up:
+        problems.append(f"{key}: {line.state}, yet a hold was given up: {_describe(sent)}")
+    return problems
+
+
+def _refunds_recorded(
+    line: LineFacts, sent: Sequence[Mapping[str, Any]], recorded: Sequence[EffectFacts]
+) -> list[str]:
+    """Every refund payments got is in the store under its key, with the same amount."""
+    key, problems = line.key, []
+    sent = [row for row in sent if row["path"] == "/refunds"]
     by_key = {str(row["idempotency_key"]): row for row in sent}
     stored = {refund.key: refund for refund in recorded}
     for missing in sorted(set(by_key) - set(stored)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 ORDER_TOKEN = "test-order-token"
@@ -47,6 +48,17 @@ def backorder(
         body["ship_by"] = ship_by.isoformat()
     body.update(overrides)
     return body
+
+
+def payment_terms(order_id: str, n: int, unit_price: str, quantity: int) -> dict[str, Any]:
+    """Money for the n-th line of a surge: a third authorized only, a third with a deposit of
+    about half, a third paid in full at order with no terms (`{}`: add nothing)."""
+    if n % 3 == 0:
+        return {"payment": {"reference": f"card_{order_id}", "captured_amount": "0"}}
+    if n % 3 == 1:
+        deposit = (Decimal(unit_price) * quantity / 2).quantize(Decimal("0.01"))
+        return {"payment": {"reference": f"card_{order_id}", "captured_amount": str(deposit)}}
+    return {}
 
 
 def receipt(sku: str, quantity: int, receipt_id: str | None = None, **extra: Any) -> dict[str, Any]:

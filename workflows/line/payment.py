@@ -68,6 +68,7 @@ async def _void(line: LineRun, hold: Hold, reason: str, *, replaced: bool = Fals
             currency=payment.currency,
             number=hold.number,
             reason=reason,
+            replaced=replaced,
         ),
         summary=f"void hold {hold.number}: {reason}",
     )

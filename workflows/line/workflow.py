@@ -89,7 +89,8 @@ class BackorderLineWorkflow:
             else LineBook.open(line.request, line.ship_by, line.payment)
         )
         key = line_key(line.request.order_id, line.request.line_id)
-        self._line = LineRun(line=line, book=book, key=key)
+        shown = book.payment.state.value if book.payment is not None else None
+        self._line = LineRun(line=line, book=book, key=key, shown_payment=shown)
         self._wake = False
         """Something arrived that may change what to do next."""
 

@@ -36,10 +36,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table("lines", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("payment_json", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("lines", schema=None) as batch_op:
+        batch_op.drop_column("payment_json")
         batch_op.drop_column("cancelled_at")
 
     with op.batch_alter_table("payments", schema=None) as batch_op:
