@@ -54,14 +54,16 @@ from domain.line.payment import open_payment
 from domain.line.state import LineState
 from simulators.app import create_app as create_simulators
 from store.db import Database
-from store.tables import LineRow, ReceiptRow, ShipmentRow, SkuRow
+from store.tables import LineRow, PaymentRow, ReceiptRow, ShipmentRow, SkuRow
 from tests.support.chaos import (
     EffectFacts,
     LineFacts,
     Retries,
     StoreFacts,
     WorkerProcess,
+    fetch_records,
     find_problems,
+    read_store,
     record_problems,
     send_until_answered,
     settle,
@@ -73,6 +75,7 @@ from tests.support.factories import (
     backorder,
     payment_terms,
 )
+from tests.support.poll import eventually
 from tests.support.stack import free_port, postgres_database
 
 LINES = 80
@@ -136,6 +139,11 @@ class ChaosStack:
     @property
     def simulators_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.simulator_port}"
+
+    async def simulator_faults(self, faults: dict[str, Any]) -> httpx.Response:
+        """Put the simulators' faults in force (`{}`: none)."""
+        async with httpx.AsyncClient(base_url=self.simulators_url) as sims:
+            return await sims.put("/_faults", json=faults)
 
     def logs(self) -> str:
         """The worker's logs and the end of the dev server's, for a failure message."""
@@ -727,3 +735,77 @@ def test_the_records_checker_finds_money_taken_or_kept_wrongly() -> None:
     assert any("0 voids gave it up" in problem for problem in change(nothing_given_up))
     found = change(refund_never_charged)
     assert any("what shipped is worth 10.00" in problem for problem in found)
+
+
+async def test_kill_9_between_a_shipment_and_its_capture_charges_once(chaos: ChaosStack) -> None:
+    """Lines authorized at order (nothing charged); captures slowed down, so that a shipment is
+    in the store before its capture is. The worker is killed at that moment, then restarted:
+    every shipment is captured exactly once, for what it carried."""
+    tag = uuid.uuid4().hex[:6]
+    sku = f"cap-{tag}"
+    assert (
+        await chaos.api.put(
+            f"/v1/skus/{sku}", json={"name": "Kettle", "free_stock": 0}, headers=OPS
+        )
+    ).status_code in (200, 201)
+    orders = [f"cap-{tag}-{n}" for n in range(6)]
+    for order in orders:
+        body = backorder(
+            order,
+            sku,
+            2,
+            unit_price="15.00",
+            payment={"reference": f"card_{order}", "captured_amount": "0"},
+        )
+        assert (await chaos.api.post("/v1/backorders", json=body, headers=ORDER)).status_code == 201
+    keys = [line_key(order, "1") for order in orders]
+    slow = {"payments": {"latency_ms": 1500}}
+    assert (await chaos.simulator_faults(slow)).status_code == 200
+
+    def shipped_not_captured() -> list[str]:
+        with chaos.db.reading() as session:
+            shipped = set(
+                session.exec(
+                    select(ShipmentRow.line_key).where(col(ShipmentRow.line_key).in_(keys))
+                )
+            )
+            captured = set(
+                session.exec(
+                    select(PaymentRow.line_key).where(
+                        col(PaymentRow.line_key).in_(keys), PaymentRow.kind == "capture"
+                    )
+                )
+            )
+        return sorted(shipped - captured)
+
+    for order in orders:
+        await eventually(
+            lambda order=order: chaos.api.get(f"/v1/backorders/{order}/1", headers=ORDER),  # type: ignore[misc]
+            lambda response: response.json().get("state") == "waiting",
+            within=30,
+            what=f"{order} waiting",
+        )
+    receipt = {"receipt_id": f"r-{tag}", "sku": sku, "quantity": 12}
+    assert (
+        await chaos.api.post("/v1/suppliers/acme/receipts", json=receipt, headers=ACME)
+    ).status_code == 201
+    caught = await eventually(
+        lambda: asyncio.to_thread(shipped_not_captured),
+        bool,
+        within=30,
+        what="a shipment ahead of its capture",
+    )
+    chaos.worker.kill()
+    await asyncio.sleep(1.0)
+    await chaos.simulator_faults({})
+    chaos.worker.start()
+    await chaos.worker.wait_ready()
+    await settle(
+        chaos.client, chaos.db, keys, within=SETTLE_WITHIN, task_queue=chaos.settings.task_queue
+    )
+    records = await fetch_records(chaos.simulators_url)
+    store = await asyncio.to_thread(read_store, chaos.db, keys)
+    assert find_problems(records, store) == []
+    captures = [row for row in records["payments"] if row["path"] == "/captures"]
+    assert sorted(row["body"]["reference"] for row in captures) == sorted(keys)
+    assert caught, "the kill came between a shipment and its capture"
