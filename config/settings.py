@@ -67,10 +67,15 @@ class Settings(BaseSettings):
     """Bearer token sent to the outside services."""
     http_timeout_seconds: float = 10.0
     worker_cached_workflows: int = Field(default=250, ge=0, le=100_000)
-    """Workflows a worker keeps in memory between their tasks. Each costs about 0.3 MB (the
-    sandbox's own copy of the workflow modules); a line evicted from the cache replays its short
-    history when it next wakes. 250 keeps a worker near 200 MB however many lines wait
-    (README: Performance); raise it on a worker with memory to spare for fewer replays."""
+    """Workflows a worker keeps in memory between their tasks; a line evicted from the cache
+    replays its short history when it next wakes. 250 keeps a worker near 200 MB however many
+    lines wait (docs/performance.md); raise it on a worker with memory to spare."""
+    workflow_sandbox: bool = False
+    """Run workflow code in the Temporal SDK's sandbox. The sandbox re-imports the workflow
+    modules for every workflow instance and proxies their calls: about half of a worker's CPU per
+    line. Off, the same guarantees come from the replay tests and the determinism check
+    (`tests/test_workflow_determinism.py`), which run with it on; turn it on to diagnose a
+    non-determinism error in a running service."""
 
     order_system_token: str = Field(default=DEFAULT_ORDER_SYSTEM_TOKEN, repr=False)
     ops_token: str = Field(default=DEFAULT_OPS_TOKEN, repr=False)

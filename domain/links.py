@@ -81,6 +81,6 @@ def verify(key: str, token: str, now: datetime | None = None) -> LinkClaims:
         claims = LinkClaims.model_validate_json(body)
     except ValidationError as exc:
         raise LinkError(INVALID, 403) from exc
-    if (now or datetime.now(UTC)).timestamp() >= claims.expires:
+    if (now or datetime.now(UTC)).timestamp() >= claims.expires:  # determinism: edge only
         raise LinkError("This link has expired. Please contact us and we will help.", 410)
     return claims

@@ -56,7 +56,7 @@ M = TypeVar("M", bound=BaseModel)
 class Arrival:
     """The validation context of a request at the door: when it arrived."""
 
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))  # determinism: edge only
 
 
 def admit(model: type[M], data: BaseModel | Any, *, now: datetime | None = None) -> M:

@@ -4,6 +4,7 @@ Helpers live in `tests.support`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,11 @@ from temporalio.testing import WorkflowEnvironment
 from tests.support.stack import Stack, running_stack, start_temporal
 
 pytest_plugins = ["tests.support.task_failures"]
+
+# Production runs workflows without the SDK's sandbox (config.settings says why); every worker
+# the tests start, in this process or in a child, runs them inside it, so that the suite still
+# catches what the sandbox catches (a clock, a random number, I/O in workflow code).
+os.environ.setdefault("BACKORDERS_WORKFLOW_SANDBOX", "true")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.orders import OrderActivities
@@ -34,8 +34,11 @@ from workflows.registry import WORKFLOWS
 log = logging.getLogger("backorders.worker")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, told that `domain` (pure models and names) need not be re-imported per run."""
+def workflow_runner(sandbox: bool = True) -> WorkflowRunner:
+    """The sandbox, told that `domain` (pure models and names) need not be re-imported per run;
+    or no sandbox (`BACKORDERS_WORKFLOW_SANDBOX`, off by default: see that setting)."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "pydantic")
     )
@@ -111,7 +114,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 task_queue=task_queue,
                 workflows=WORKFLOWS,
                 activities=activities,
-                workflow_runner=workflow_runner(),
+                workflow_runner=workflow_runner(settings.workflow_sandbox),
                 max_concurrent_activities=activity_slots,
                 max_cached_workflows=cached,
                 # Let running activities finish on Ctrl-C instead of being retried after restart.

@@ -70,6 +70,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
         # Empty serves no SDK metrics: the default port may be taken by another stack.
         "SDK_METRICS_ADDRESS": settings.sdk_metrics_address or "",
+        "WORKFLOW_SANDBOX": str(settings.workflow_sandbox).lower(),
         "API_HOST": settings.api_host,
         "API_PORT": str(settings.api_port),
         "PUBLIC_URL": settings.public_url,
