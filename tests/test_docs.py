@@ -48,9 +48,7 @@ def test_the_slug_of_a_heading_is_githubs() -> None:
 
 def test_every_relative_link_in_the_docs_resolves() -> None:
     assert len(PAGES) > 3, "the docs pages are missing"
-    broken = {
-        str(page.relative_to(ROOT)): found for page in PAGES if (found := broken_links(page))
-    }
+    broken = {str(page.relative_to(ROOT)): found for page in PAGES if (found := broken_links(page))}
     assert not broken, broken
 
 
