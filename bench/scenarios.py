@@ -247,12 +247,15 @@ async def starts(stack: BenchStack, count: int) -> dict[str, Any]:
     done = {"api": 0, "raw": 0}
     quarter = max(1, count // 4)
     recorded = 0
+    api_cpu_seconds = 0.0
     for round_number, kind in enumerate(("raw", "api", "api", "raw")):
         orders = [(f"{kind}{tag}-{round_number}-{i:06d}", sku) for i in range(quarter)]
         say(f"starts: {quarter} through the {'API' if kind == 'api' else 'client'}")
         began = time.monotonic()
         if kind == "api":
+            api_cpu = stack.cpu_seconds()["api"]
             await driver.start_lines(orders)
+            api_cpu_seconds += stack.cpu_seconds()["api"] - api_cpu
         else:
 
             async def start(index: int, orders: list[tuple[str, str]] = orders) -> None:
@@ -274,6 +277,7 @@ async def starts(stack: BenchStack, count: int) -> dict[str, Any]:
         "api_per_second": round(api, 2),
         "raw_per_second": round(raw, 2),
         "ratio": round(api / raw, 3),
+        "api_cpu_ms_per_start": round(api_cpu_seconds * 1000 / done["api"], 2),
         "sku": sku,
     }
 

@@ -67,7 +67,8 @@ class BenchStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, root: Path, database_url: str | None) -> BenchStack:
+    async def start(cls, root: Path, database_url: str | None, workers: int = 1) -> BenchStack:
+        """The stack, with `workers` worker processes (`worker`, `worker-2`, ...)."""
         settings = Settings(
             state_dir=root,
             temporal_port=free_port(),
@@ -83,7 +84,8 @@ class BenchStack:
         db = Database(settings.store_url)
         api = ApiClient(f"http://127.0.0.1:{settings.api_port}", timeout=60)
         stack = cls(root, settings, server, client, db, api)
-        stack.spawn("worker", "-m", "worker.main")
+        for number in range(1, workers + 1):
+            stack.spawn("worker" if number == 1 else f"worker-{number}", "-m", "worker.main")
         stack.spawn("api", "-m", "api.app")
         stack.spawn("simulators", "-m", "cli.main", "simulators")
         stack.spawn("floor", "-m", "bench.floor", settings.temporal_target, FLOOR_QUEUE)

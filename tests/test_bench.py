@@ -1,5 +1,6 @@
-"""The benchmark suite runs end to end at small sizes, and the one target that is not a speed
-holds: a happy-path line costs at most 40 history events.
+"""The benchmark suite runs end to end at small sizes (its surge on the PostgreSQL store with two
+worker processes, as users scale out), and the one target that is not a speed holds: a
+happy-path line costs at most 40 history events.
 
 Speeds are not asserted here (this machine is shared and noisy); `python -m bench` measures
 them against the floor workflow in the same run (README: Performance).
@@ -24,6 +25,7 @@ def test_the_bench_runs_and_a_happy_path_line_costs_at_most_40_history_events(
     command = [
         sys.executable, "-m", "bench", "--only", "surge,allocation", "--lines", "40",
         "--skus", "2", "--sizes", "200", "--backends", "sqlite,postgresql", "--out", str(out),
+        "--store", "postgresql", "--workers", "2",
     ]  # fmt: skip
     finished = subprocess.run(  # noqa: S603 - our own argv
         command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
@@ -41,3 +43,7 @@ def test_the_bench_runs_and_a_happy_path_line_costs_at_most_40_history_events(
         assert [size["waiting"] for size in sizes] == [200]
         assert all(size[f"arrival_{n}_ms"] > 0 for size in sizes for n in (1, 10, 100))
     assert "surge throughput / floor" in finished.stdout, finished.stdout
+    cpu = surge["cpu_ms_per_line"]
+    assert cpu["ratio"] == round(cpu["workers_and_server"] / cpu["floor_workflow"], 2), cpu
+    assert {"worker", "worker-2", "temporal"} <= set(surge["cpu_ms_per_workflow"]), surge
+    assert "/backorders_bench_" in finished.stdout, "the surge did not run on PostgreSQL"
