@@ -11,13 +11,13 @@ Unset, nothing traces: no interceptor, no instrumentation, no tracer provider.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Iterable
 
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from config import tracing
-from config.settings import Settings
 from tests.support.factories import backorder, new_id
 from tests.support.otlp import ReceivedSpan, otlp_receiver
 from tests.support.poll import eventually
@@ -94,10 +94,38 @@ async def test_one_start_its_workflow_activities_and_outside_calls_share_one_tra
     }
 
 
-def test_tracing_is_off_by_default_with_nothing_installed() -> None:
-    settings = Settings()
-    assert settings.otlp_endpoint is None
-    assert tracing.provider(settings) is None
-    assert tracing.interceptors(settings) == []
-    app = create_app(settings)
-    assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+OFF_PROBE = """
+import sys
+from api.app import create_app
+from client.backorders import connect
+from config import tracing
+from config.settings import Settings
+from worker.main import worker_for
+
+settings = Settings()
+app = create_app(settings)
+assert settings.otlp_endpoint is None
+assert tracing.provider(settings) is None and tracing.interceptors(settings) == []
+assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+print(sorted({name for name in sys.modules if name.startswith(LOADED_WHEN_ON)}))
+"""
+LOADED_WHEN_ON = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.instrumentation")
+
+
+async def test_tracing_is_off_by_default_and_loads_nothing_of_the_sdk() -> None:
+    """In a process of its own (this one has traced): the API, the client and the worker's
+    modules, an app built, and not one module of the SDK, the exporter or the
+    instrumentations imported, nor temporalio's interceptor."""
+    probe = OFF_PROBE.replace("LOADED_WHEN_ON", repr((*LOADED_WHEN_ON, "temporalio.contrib.open")))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDERS_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        probe,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert out.decode().strip() == "[]"
