@@ -314,7 +314,7 @@ def health_table(health: dict[str, Any]) -> Table:
             value += f" ({figure['numerator']} of {figure['denominator']})"
             if figure.get("cancelled_by"):
                 who = ", ".join(f"{by} {count}" for by, count in figure["cancelled_by"].items())
-                value += f" [cancelled by {who}]"
+                value += f"; cancelled by {who}"
             style = _STATUS_STYLE[figure["status"]]
             table.add_row(
                 channel["channel"],

@@ -136,6 +136,8 @@ async def test_health_figures_of_a_seeded_history_through_the_api_prometheus_and
     assert len(rows) == 2
     ten_days = next(row for row in rows if "10 d" in row)
     assert all(part in ten_days for part in ("4.00 % (1 of 25)", "< 4.00 %", "-1 orders", "over"))
+    (cancels,) = [line for line in table.out.splitlines() if "amazon" in line and "cancel" in line]
+    assert "3.70 % (1 of 27); cancelled by customer 1, ops 1" in cancels
     as_json = await run_cli("health", "--api", url, "--json", env=environment(ops_token=OPS_TOKEN))
     assert as_json.code == 0, as_json.err
     printed = MarketplaceHealth.model_validate(as_json.json())
