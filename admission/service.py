@@ -80,6 +80,7 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
+from store import health as marketplace_health
 from store import idempotency, metrics, records, supply
 from store.db import Database
 from store.idempotency import Found
@@ -212,10 +213,19 @@ class Admission:
         """Cancel what has not shipped: 200 with the refund, 202 while it is under way. The
         line records the actor's role as who cancelled; a customer's reason is fixed."""
         order_id, line_id = _ids(order_id=order_id, line_id=line_id)
-        reason = _admit(CancelBody, body or {}).reason
+        admitted = _admit(CancelBody, body or {})
+        reason, requested_by = admitted.reason, actor.role.value
         if actor.role is Role.CUSTOMER:
             reason = CUSTOMER_CANCEL_REASON
-        request = CancelRequest(reason=reason, requested_by=actor.role.value)
+        elif admitted.buyer_requested:
+            if actor.role not in (Role.ORDER_SYSTEM, Role.OPS):
+                raise InvalidRequest(
+                    "buyer_requested", "only the order system or ops relay a buyer's cancel"
+                )
+            # Who asked is the buyer; who relayed it stays in the reason (within its 200).
+            relayed = f" (the buyer asked; via {actor.role.value})"
+            reason, requested_by = reason[: 200 - len(relayed)] + relayed, "customer"
+        request = CancelRequest(reason=reason, requested_by=requested_by)
         try:
             # Bounded: with no worker running, the line cannot even accept the cancel.
             result = await asyncio.wait_for(
@@ -510,12 +520,21 @@ class Admission:
         ]
 
     async def metrics(self) -> Metrics:
-        """Business figures from the store; definitions in the README."""
-        return await self._store(lambda: metrics.collect(self.db))
+        """Business figures from the store, with each channel's marketplace health against the
+        policy's thresholds; definitions in the README and docs/observability.md."""
 
-    async def prometheus(self) -> str:
-        """The same figures in Prometheus' text format."""
-        return metrics.prometheus(await self.metrics())
+        def read() -> Metrics:
+            figures = metrics.collect(self.db)
+            health = marketplace_health.collect(self.db, self.policy, figures.generated_at)
+            return figures.model_copy(update={"marketplace_health": health})
+
+        return await self._store(read)
+
+    async def prometheus(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The same figures for a Prometheus scrape, and the content type negotiated from the
+        scraper's `Accept` (OpenMetrics when it asks for it, else the text format 0.0.4)."""
+        figures = await self.metrics()
+        return metrics.exposition(figures, figures.marketplace_health, accept=accept)
 
     async def health(self) -> Health:
         """Whether the store and Temporal answer, each named."""

@@ -24,6 +24,7 @@ from admission import Admission
 from api import errors
 from api.routers import catalog, customers, operations, orders, suppliers
 from client.backorders import connect
+from config import tracing
 from config.settings import Settings
 from domain.policy import load_policy
 from domain.requests import PaymentMethodBody
@@ -102,6 +103,7 @@ def create_app(
     for router in (orders, suppliers, catalog, customers, operations):
         app.include_router(router.router)
     app.openapi = lambda: openapi_with_links(app)  # type: ignore[method-assign]
+    tracing.instrument_app(app, settings)
     return app
 
 

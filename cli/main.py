@@ -6,6 +6,7 @@
     backorders list [--sku ...]     lines by SKU, state, channel, order, or overdue
     backorders cancel ORDER LINE    cancel a line (held stock goes on, the customer is refunded)
     backorders metrics              the business figures
+    backorders health               each channel's marketplace figures against their thresholds
     backorders migrate [--check]    bring the store's schema to this release's revision
     backorders simulators           serve the simulators of the outside services on their own
 
@@ -35,7 +36,7 @@ from domain.values import Channel
 
 DEFAULT_DEMO_LINES = 300
 DEFAULT_DEMO_TIMEOUT = 300.0
-OPS_COMMANDS = ("status", "list", "cancel", "metrics")
+OPS_COMMANDS = ("status", "list", "cancel", "metrics", "health")
 STACK_COMMANDS = ("dev", "demo")
 """The commands that run the service itself: every server setting is checked before them."""
 
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """status, list, cancel, metrics: talk to a running stack's API with the ops token."""
+    """status, list, cancel, metrics, health: talk to a running stack's API with the ops token."""
 
     def ops_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help_text, description=help_text)
@@ -150,7 +151,18 @@ def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     cancel.add_argument("order_id", metavar="ORDER")
     cancel.add_argument("line_id", metavar="LINE")
     cancel.add_argument("--reason", default="cancelled by operations")
+    cancel.add_argument(
+        "--buyer-requested",
+        action="store_true",
+        help="the buyer asked for it: recorded as the customer's cancel, which marketplaces do "
+        "not hold against the seller",
+    )
     ops_parser("metrics", "business figures: open lines, ages, rates, messages")
+    ops_parser(
+        "health",
+        "marketplace health per channel: each figure over its window against its threshold, "
+        "with the headroom in orders",
+    )
 
 
 def run_ops(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,7 +181,11 @@ async def _ops(args: argparse.Namespace, settings: Settings) -> int:
             }
             return await ops.list(filters)
         if args.command == "cancel":
-            return await ops.cancel(args.order_id, args.line_id, args.reason)
+            return await ops.cancel(
+                args.order_id, args.line_id, args.reason, buyer_requested=args.buyer_requested
+            )
+        if args.command == "health":
+            return await ops.health()
         return await ops.metrics()
     except OpsError as exc:
         print(f"backorders {args.command}: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Operations commands: `status`, `list`, `cancel` and `metrics`, over the HTTP API.
+"""Operations commands: `status`, `list`, `cancel`, `metrics` and `health`, over the HTTP API.
 
 They go through the API (not the store or Temporal directly) so that they obey the same rules
 and the same credentials as every other caller, with the one client of the API
@@ -140,10 +140,15 @@ class Ops:
 
         return self.emit(lines, render)
 
-    async def cancel(self, order_id: str, line_id: str, reason: str) -> int:
+    async def cancel(
+        self, order_id: str, line_id: str, reason: str, *, buyer_requested: bool = False
+    ) -> int:
         path = f"/v1/backorders/{order_id}/{line_id}/cancel"
+        body: dict[str, Any] = {"reason": reason}
+        if buyer_requested:
+            body["buyer_requested"] = True
         # Asking again after a 503 is safe: a cancel that took effect is not made twice.
-        response = await self.call("POST", path, json={"reason": reason}, repeatable=True)
+        response = await self.call("POST", path, json=body, repeatable=True)
         result = response.json()
 
         def render() -> None:
@@ -158,6 +163,11 @@ class Ops:
     async def metrics(self) -> int:
         figures = (await self.call("GET", "/v1/metrics")).json()
         return self.emit(figures, lambda: self.console.print(metrics_table(figures)))
+
+    async def health(self) -> int:
+        """The marketplace health of `/v1/metrics`: `--json` prints that part of it."""
+        health = (await self.call("GET", "/v1/metrics")).json()["marketplace_health"]
+        return self.emit(health, lambda: self.console.print(health_table(health)))
 
 
 def _when(value: str | None) -> str:
@@ -280,4 +290,50 @@ def metrics_table(figures: dict[str, Any]) -> Table:
         table.add_row(name, _rate(figures[key]))
     sent = ", ".join(f"{kind} {count}" for kind, count in figures["messages_sent"].items() if count)
     table.add_row("messages sent", sent or "none")
+    return table
+
+
+_STATUS_STYLE = {"ok": "green", "warning": "yellow", "over": "bold red"}
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f} %"
+
+
+def health_table(health: dict[str, Any]) -> Table:
+    """One row per channel, figure and window: the figure, its threshold, and how many more bad
+    orders the window can take before it misses it (negative: how many must leave it first)."""
+    table = Table(title=f"marketplace health at {_when(health['generated_at'])}")
+    for header in ("channel", "figure", "window", "value", "threshold", "headroom", "status"):
+        table.add_column(header, justify="right" if header == "headroom" else "left")
+    for channel in health["channels"]:
+        for figure in channel["figures"]:
+            bound = {"max": "<", "min": ">"}[figure["direction"]]
+            bound += "=" if figure["inclusive"] else ""
+            value = _share(figure["ratio"])
+            value += f" ({figure['numerator']} of {figure['denominator']})"
+            if figure.get("cancelled_by"):
+                who = ", ".join(f"{by} {count}" for by, count in figure["cancelled_by"].items())
+                value += f"; cancelled by {who}"
+            style = _STATUS_STYLE[figure["status"]]
+            table.add_row(
+                channel["channel"],
+                figure["figure"],
+                f"{figure['window_days']} d",
+                value,
+                f"{bound} {_share(figure['threshold'])}",
+                f"{figure['headroom_orders']} orders",
+                f"[{style}]{figure['status']}[/{style}]",
+            )
+        if channel["overdue_lines"]:
+            table.add_row(
+                channel["channel"],
+                "open lines past ship-by",
+                "now",
+                f"{channel['overdue_lines']} (oldest "
+                f"{_duration(channel['oldest_overdue_seconds'])} late)",
+                "-",
+                "-",
+                "[yellow]overdue[/yellow]",
+            )
     return table

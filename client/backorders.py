@@ -33,6 +33,7 @@ from temporalio.service import TLSConfig
 
 from admission import ORDER_SYSTEM, Actor, Admission
 from client.codec import data_converter
+from config import tracing
 from config.settings import Settings
 from domain.line.status import LineStatus
 from domain.links import LinkAction
@@ -70,6 +71,8 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
             api_key=settings.temporal_api_key or None,
             tls=tls,
             data_converter=data_converter(settings),
+            # Workers built from this client trace too (the interceptor is also a worker's).
+            interceptors=tracing.interceptors(settings),
             runtime=runtime,
         )
     except RuntimeError as exc:

@@ -306,15 +306,23 @@ class ApiClient:
         return answer
 
     async def cancel(
-        self, order_id: str, line_id: str, reason: str | None = None
+        self,
+        order_id: str,
+        line_id: str,
+        reason: str | None = None,
+        *,
+        buyer_requested: bool = False,
     ) -> tuple[CancelAnswer, int]:
-        """The cancel's answer and its status: 200 done, 202 under way."""
-        body = None if reason is None else {"reason": reason}
+        """The cancel's answer and its status: 200 done, 202 under way. `buyer_requested`
+        relays a cancel the buyer asked for (recorded as the customer's)."""
+        body: dict[str, Any] = {} if reason is None else {"reason": reason}
+        if buyer_requested:
+            body["buyer_requested"] = True
         return await self.call(
             "POST",
             f"/v1/backorders/{order_id}/{line_id}/cancel",
             CancelAnswer,
-            json=body,
+            json=body or None,
             repeatable=True,
         )
 

@@ -101,7 +101,15 @@ class Settings(BaseSettings):
     `/metrics`: task slots, poll and schedule-to-start latencies, workflow and activity
     outcomes); empty to serve none. Containers bind `0.0.0.0:9464`."""
 
+    otlp_endpoint: str | None = None
+    """Base URL of an OpenTelemetry collector's OTLP/HTTP receiver (`http://collector:4318`):
+    the API, the workers and their calls to the outside services then export traces to
+    `<endpoint>/v1/traces`, one trace per start. Unset (the default): no tracing at all, and
+    nothing of OpenTelemetry's SDK is loaded. The service name is `backorders`, or
+    `OTEL_SERVICE_NAME`."""
+
     @field_validator(
+        "otlp_endpoint",
         "temporal_tls",
         "temporal_tls_ca_file",
         "temporal_tls_cert_file",

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from domain.health import MarketplaceHealth
+
 
 class Percentiles(BaseModel):
     """A distribution of durations: nearest-rank p50 and p90 (None when there is nothing)."""
@@ -55,3 +57,6 @@ class Metrics(BaseModel):
     offer_acceptance_rate: Rate
     messages_sent: dict[str, int]
     money: MoneyFigures | None = None
+    marketplace_health: MarketplaceHealth | None = None
+    """Per channel, each marketplace figure over its window against its threshold, with the
+    headroom in orders (`domain.health`)."""

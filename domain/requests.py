@@ -253,6 +253,10 @@ class CancelBody(Strict):
     from the credential, never from the body."""
 
     reason: Annotated[str, text(200)] = "requested"
+    buyer_requested: bool = False
+    """The buyer asked for this cancel (through the marketplace, or by calling customer service)
+    and the order system or ops relay it: the line records it as the customer's cancel, which a
+    marketplace does not hold against the seller. Refused from anyone else."""
 
 
 class EtaRequest(Strict):

@@ -9,7 +9,7 @@ headroom exact at the boundary, the warning margin, overdue lines, and a store w
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -35,11 +35,10 @@ from domain.policy import DEFAULT_POLICY, PolicyFileError, ServicePolicy, load_p
 from domain.values import Channel
 from store import health
 from store.db import Database
-from store.tables import LineRow, ShipmentRow
+from tests.support.seed import DAY, Seed
 from tests.support.stack import postgres_database as _postgres_database
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
 TICK = timedelta(microseconds=1)
 
 
@@ -57,79 +56,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         db.dispose()
         if drop is not None:
             drop()
-
-
-class Seed:
-    """Lines and shipments written straight into the store."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.count = 0
-
-    def line(
-        self,
-        channel: Channel,
-        state: LineState,
-        *,
-        ship_by: datetime,
-        shipments: Sequence[tuple[datetime, str]] = (),
-        cancelled_at: datetime | None = None,
-        cancelled_by: str | None = None,
-    ) -> str:
-        self.count += 1
-        key = f"backorder:o{self.count}:1"
-        with self.db.transaction() as session:
-            session.add(
-                LineRow(
-                    key=key,
-                    order_id=f"o{self.count}",
-                    line_id="1",
-                    sku="SKU-1",
-                    quantity=len(shipments) or 1,
-                    shipped_quantity=len(shipments),
-                    state=state,
-                    waiting=False,
-                    ship_by=ship_by,
-                    ordered_at=ship_by - 3 * DAY,
-                    channel=channel,
-                    ship_policy="partial",
-                    unit_price="10.00",
-                    currency="USD",
-                    customer_id="c1",
-                    customer_tier="standard",
-                    request_json="{}",
-                    request_hash="0" * 64,
-                    created_at=ship_by - 3 * DAY,
-                    updated_at=cancelled_at or ship_by - 3 * DAY,
-                    cancelled_by=cancelled_by,
-                    cancel_reason="seeded" if state is LineState.CANCELLED else None,
-                )
-            )
-            for sequence, (made_at, tracking) in enumerate(shipments, start=1):
-                session.add(
-                    ShipmentRow(
-                        idempotency_key=f"{key}:ship:{sequence}",
-                        line_key=key,
-                        sequence=sequence,
-                        quantity=1,
-                        tracking_number=tracking,
-                        carrier_shipment_id=f"s{self.count}-{sequence}",
-                        created_at=made_at,
-                    )
-                )
-        return key
-
-    def shipped(
-        self, channel: Channel, *, at: datetime, late: bool = False, tracking: str = "1Z"
-    ) -> str:
-        """A line whose one shipment left at `at`, a day before its ship-by or a day after."""
-        ship_by = at - DAY if late else at + DAY
-        return self.line(channel, LineState.SHIPPED, ship_by=ship_by, shipments=[(at, tracking)])
-
-    def cancelled(self, channel: Channel, *, at: datetime, by: str | None) -> str:
-        return self.line(
-            channel, LineState.CANCELLED, ship_by=at + DAY, cancelled_at=at, cancelled_by=by
-        )
 
 
 def policy_with(

@@ -24,6 +24,7 @@ from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
 from client import connect
 from client.backorders import temporal_tls
+from config import tracing
 from config.settings import Settings
 from domain import contract
 from domain.policy import load_policy
@@ -35,12 +36,15 @@ log = logging.getLogger("backorders.worker")
 
 
 def workflow_runner(sandbox: bool = True) -> WorkflowRunner:
-    """The sandbox, told that `domain` (pure models and names) need not be re-imported per run;
+    """The sandbox, told that `domain` (pure models and names) need not be re-imported per run,
+    nor OpenTelemetry, which the tracing interceptor's workflow half uses (`config.tracing`);
     or no sandbox (`BACKORDERS_WORKFLOW_SANDBOX`, off by default: see that setting)."""
     if not sandbox:
         return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "pydantic")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "domain", "pydantic", "opentelemetry"
+        )
     )
 
 
@@ -77,6 +81,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
     """The configured workers and the HTTP client their activities use, closed together."""
     timeout = httpx.Timeout(settings.http_timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout) as http:
+        tracing.instrument_http(http, settings)
         policy = load_policy(settings.policy_file)
         store = StoreActivities(db, policy.days(policy.receiving_days))
         services = OutsideServices(settings, db, http)
@@ -145,6 +150,7 @@ async def run_worker(settings: Settings) -> None:
             settings.temporal_target,
         )
         await worker.run()
+    tracing.flush(settings)
     db.dispose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import AdmissionDep, IdempotencyKey, IdPath, OpsDep
@@ -47,7 +47,8 @@ async def list_outreach(
 
 @router.get("/v1/metrics", responses=problems(401, 403, 503))
 async def get_metrics(actor: OpsDep, admission: AdmissionDep) -> Metrics:
-    """Business figures from the store; definitions in the README."""
+    """Business figures from the store and each channel's marketplace health against its
+    thresholds; definitions in the README and docs/observability.md."""
     return await admission.metrics()
 
 
@@ -59,12 +60,14 @@ async def get_metrics(actor: OpsDep, admission: AdmissionDep) -> Metrics:
         **problems(401, 403, 503),
     },
 )
-async def get_prometheus(actor: OpsDep, admission: AdmissionDep) -> PlainTextResponse:
-    """The same figures for a Prometheus scrape (with the ops token as its credentials).
-    The Temporal SDK's worker metrics are on each worker's own endpoint."""
-    return PlainTextResponse(
-        await admission.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+async def get_prometheus(
+    actor: OpsDep, admission: AdmissionDep, accept: Annotated[str | None, Header()] = None
+) -> Response:
+    """The same figures, marketplace health included, for a Prometheus scrape (with the ops
+    token as its credentials), in OpenMetrics when the scraper asks for it. The Temporal SDK's
+    worker metrics are on each worker's own endpoint."""
+    body, content_type = await admission.prometheus(accept)
+    return Response(body, media_type=content_type)
 
 
 @router.get(

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import (
     BaseModel,
     Field,
+    computed_field,
 )
 
 from domain.line.choices import Offer
@@ -53,3 +54,14 @@ class LineStatus(BaseModel):
     cancelled_by: str | None = None
     """Who cancelled: `customer`, `order_system`, `ops`, or `policy` at one of the line's own
     deadlines."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def buyer_requested_cancel(self) -> bool | None:
+        """For a cancelled marketplace line, whether the buyer asked for the cancel: the order
+        system reports it to the marketplace as buyer-requested, which Amazon, Walmart and eBay
+        do not hold against the seller (and `domain.health` excuses). False when the seller's
+        side cancelled; None for a line not cancelled or sold on the own web store."""
+        if self.state is not LineState.CANCELLED or self.channel is Channel.WEB:
+            return None
+        return self.cancelled_by == "customer"

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from admission import Actor, Admission
 from api.app import create_app
 from cli.stack import TEMPORAL_STORAGE_FLAGS, RunningServer, Services, serve, temporal_binary
-from client import BackorderClient
+from client import BackorderClient, connect
 from client.http import ApiClient, Retry
 from config.settings import Settings
 from domain import contract
@@ -252,14 +252,20 @@ async def _start_stack(
     ).model_copy(update=settings_overrides)
     # As `backorders dev` opens its store: through the migrations.
     db = open_store(settings, embedded=True)
-    services = await Services.start(settings, env.client, db)
+    temporal = env.client
+    if settings.otlp_endpoint:
+        # A client of its own, as the service connects one: with the tracing interceptor.
+        target = env.client.service_client.config.target_host
+        settings = settings.model_copy(update={"temporal_address": target})
+        temporal = await connect(settings)
+    services = await Services.start(settings, temporal, db)
     policy_file = state_dir / "fast-policy.json"
     policy_file.write_text(json.dumps(fast_policy))
     fast_settings = settings.model_copy(
         update={"policy_file": policy_file, "api_port": free_port()}
     )
     fast_server = await serve(
-        create_app(fast_settings, temporal=env.client, db=db), "127.0.0.1", fast_settings.api_port
+        create_app(fast_settings, temporal=temporal, db=db), "127.0.0.1", fast_settings.api_port
     )
     api = ApiClient(f"http://127.0.0.1:{settings.api_port}", retry=TEST_RETRY, timeout=30)
     sims = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.simulator_port}", timeout=30)
