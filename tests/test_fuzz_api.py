@@ -130,7 +130,10 @@ def steer(case: schemathesis.Case[Any], data: st.DataObject, seeds: Seeds) -> No
         elif "sku" in path:
             path["sku"] = seeds.tagged(path["sku"])  # a catalog update's workflow id names it
         if "supplier_id" in path and data.draw(st.booleans(), label="a real supplier"):
+            # As the supplier would send it: with a token that may act for it (half the
+            # generated cases carry the order system's, which may not).
             path["supplier_id"] = "acme"
+            case.headers["Authorization"] = f"Bearer {OPS_TOKEN}"
     body = case.body
     if isinstance(body, dict):
         for name in ("order_id", "receipt_id"):
