@@ -203,4 +203,7 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
         )
     else:  # pragma: no cover - the enum is exhaustive; a new kind needs a template
         raise ValueError(f"no template for message kind {kind}")
+    status_link = urls.get((LinkAction.STATUS, None))
+    if status_link:
+        body += f"\nSee your item's status and your choices at any time: {status_link}"
     return subject, body

@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
@@ -43,6 +43,7 @@ from domain.contract.lines import line_key
 from domain.line.choices import AgreeToWait
 from domain.line.effects import CancelRequest
 from domain.line.input import EtaUpdate
+from domain.line.page import CustomerPage, customer_page
 from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.status import LineStatus
 from domain.links import LinkAction
@@ -53,6 +54,7 @@ from domain.requests import (
     CancelBody,
     EtaRequest,
     LineQuery,
+    PageChoiceBody,
     PaymentMethodBody,
     PurchaseOrderRequest,
     ReceiptRequest,
@@ -80,7 +82,7 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import idempotency, metrics, records, supply
+from store import idempotency, metrics, records, stock, supply
 from store.db import Database
 from store.idempotency import Found
 from store.tables import SubscriptionRow, as_utc
@@ -270,6 +272,37 @@ class Admission:
             state=done.answer.state,
             released_quantity=done.answer.released_quantity or 0,
             refund=done.answer.refund,
+        )
+
+    async def customer_page(self, line: str) -> CustomerPage:
+        """The line named by a customer's status link, as its customer reads it: the item by
+        its catalog name, the choices open now."""
+        _, order_id, line_id = line.split(":", 2)
+        status = await self.line(order_id, line_id)
+        row = await self._store(lambda: records.get_sku(self.db, status.sku))
+        still_due = status.quantity - status.shipped_quantity
+        substitutes = (
+            []
+            if status.state.is_final
+            else await self._store(
+                lambda: stock.in_stock_substitutes(self.db, status.sku, still_due)
+            )
+        )
+        return customer_page(
+            status,
+            product=row.name if row is not None else status.sku,
+            substitutes=substitutes,
+            now=datetime.now(UTC),
+        )
+
+    async def choose_on_page(
+        self, actor: Actor, line: str, body: BaseModel | Mapping[str, Any]
+    ) -> ChoiceAnswer:
+        """A button pressed on the line's status page: the same choice as its own link's."""
+        pressed = _admit(PageChoiceBody, body)
+        _, order_id, line_id = line.split(":", 2)
+        return await self.choose(
+            actor, order_id, line_id, LinkAction(pressed.action), pressed.choice
         )
 
     async def update_payment(
