@@ -301,9 +301,11 @@ class OutsideServices:
             (link.action, link.offer_id): self._link_url(message.line_key, link)
             for link in message.links
         }
-        urls[(LinkAction.STATUS, None)] = self.page_url(
-            message.line_key, LinkAction.STATUS, message.request.ordered_at
-        )
+        pages = [LinkAction.STATUS]
+        if message.kind is MessageKind.SURVEY:
+            pages.append(LinkAction.SURVEY)
+        for page in pages:
+            urls[(page, None)] = self.page_url(message.line_key, page, message.request.ordered_at)
         subject, body = render(message, urls)
         recipient = message.request.customer.email
         await self._post(

@@ -58,8 +58,11 @@ from domain.requests import (
     PaymentMethodBody,
     PurchaseOrderRequest,
     ReceiptRequest,
+    SalesDay,
+    SalesDayRequest,
     SkuRequest,
     SubscriptionRequest,
+    SurveyBody,
     admit,
 )
 from domain.responses import (
@@ -73,6 +76,7 @@ from domain.responses import (
     OutreachTask,
     PurchaseOrderAnswer,
     ReceiptAnswer,
+    SalesDayAnswer,
     SkuAnswer,
     SkuView,
     StartAnswer,
@@ -82,10 +86,10 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import idempotency, metrics, records, stock, supply
+from store import feedback, idempotency, metrics, records, stock, supply
 from store.db import Database
 from store.idempotency import Found
-from store.tables import SubscriptionRow, as_utc
+from store.tables import SubscriptionRow, SurveyRow, as_utc
 
 A = TypeVar("A", bound=BaseModel)
 T = TypeVar("T")
@@ -305,6 +309,23 @@ class Admission:
             actor, order_id, line_id, LinkAction(pressed.action), pressed.choice
         )
 
+    async def survey(self, line: str) -> tuple[str, SurveyRow | None]:
+        """The item's name for a line's survey page, and its answer if it gave one."""
+        status = await self.line(*line.split(":", 2)[1:])
+        row = await self._store(lambda: records.get_sku(self.db, status.sku))
+        answer = await self._store(lambda: feedback.find_survey(self.db, line))
+        return (row.name if row is not None else status.sku), answer
+
+    async def answer_survey(self, line: str, body: BaseModel | Mapping[str, Any]) -> None:
+        """The customer's one answer to the survey after the wait; Conflict for a second."""
+        answer = _admit(SurveyBody, body)
+        channel = await self._store(lambda: feedback.line_channel(self.db, line))
+        if channel is None:
+            raise NotFound(f"no line {line}")
+        row = SurveyRow(line_key=line, channel=channel, score=answer.score, comment=answer.comment)
+        if not await self._store(lambda: feedback.answer_survey(self.db, row)):
+            raise Conflict("You have already answered for this item. Thank you!")
+
     async def update_payment(
         self, actor: Actor, order_id: str, line_id: str, body: BaseModel | Mapping[str, Any]
     ) -> PaymentView:
@@ -348,6 +369,19 @@ class Admission:
 
         path = f"/v1/backorders/{order_id}/{line_id}/eta"
         return await self._keyed(actor, "POST", path, idempotency_key, request, EtaAnswer, apply)
+
+    async def set_sales_day(
+        self, actor: Actor, channel: str, day: str, body: BaseModel | Mapping[str, Any]
+    ) -> Done[SalesDayAnswer]:
+        """The order lines sold on a channel on a UTC day (a level): 201 a new day, 200 the
+        day's count replaced."""
+        where = _admit(SalesDay, {"channel": channel, "day": day}, location="path")
+        count = _admit(SalesDayRequest, body).order_lines
+        created = await self._store(
+            lambda: feedback.set_sales_day(self.db, where.channel.value, where.day, count)
+        )
+        answer = SalesDayAnswer(channel=where.channel, day=where.day, order_lines=count)
+        return Done(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
     # ---- suppliers ------------------------------------------------------------------------
 

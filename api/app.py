@@ -26,7 +26,7 @@ from api.routers import catalog, customers, operations, orders, pages, suppliers
 from client.backorders import connect
 from config.settings import Settings
 from domain.policy import load_policy
-from domain.requests import PageChoiceBody, PaymentMethodBody
+from domain.requests import PageChoiceBody, PaymentMethodBody, SurveyBody
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
 
@@ -105,7 +105,7 @@ def create_app(
     return app
 
 
-BODIES_READ_BY_HAND = (PaymentMethodBody, PageChoiceBody)
+BODIES_READ_BY_HAND = (PaymentMethodBody, PageChoiceBody, SurveyBody)
 
 
 def openapi_with_links(app: FastAPI) -> dict[str, Any]:

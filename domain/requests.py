@@ -15,7 +15,7 @@ Two kinds of rule:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -140,6 +140,27 @@ class SurveyBody(Strict):
 
     score: Annotated[int, Field(ge=1, le=5)]
     comment: Annotated[str, Field(max_length=2000, pattern=PRINTABLE)] = ""
+
+
+class SalesDayRequest(Strict):
+    """How many order lines the seller sold on one channel on one UTC day, backordered or not:
+    the backorder rate's denominator. A level: sent again, it replaces the day's count."""
+
+    order_lines: Annotated[StrictInt, Field(ge=0, le=100_000_000)]
+
+
+class SalesDay(Strict):
+    """The day a count is for, from the path: a channel and a UTC day not after today."""
+
+    channel: Channel
+    day: date
+
+    @model_validator(mode="after")
+    def _not_ahead(self, info: ValidationInfo) -> SalesDay:
+        now = info.context.now if isinstance(info.context, Arrival) else datetime.now(UTC)
+        if self.day > (now + CLOCK_SKEW).date():
+            raise field_error("day", "date_in_future", "must not be after today (UTC)", self.day)
+        return self
 
 
 class BackorderRequest(Strict):

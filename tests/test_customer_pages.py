@@ -9,13 +9,15 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from domain.contract.lines import line_key
 from domain.line.page import Certainty, choices_open, customer_page
 from domain.line.state import LineState
 from domain.line.status import LineStatus
-from domain.links import LinkAction
+from domain.links import LinkAction, page_claims, sign
 from tests.support.browser import ARTIFACTS, HEADLESS_FLAGS, chromium_path
 from tests.support.factories import backorder, new_id
 from tests.support.messages import wait_for_kind
@@ -154,3 +156,72 @@ async def test_a_customer_opens_the_status_link_keeps_waiting_then_cancels(
         await page.screenshot(path=ARTIFACTS / "status-page-bad-link.png", full_page=True)
     finally:
         await page.close()
+
+
+def survey_link(stack: Stack, order: str, ordered_at: datetime) -> str:
+    """The link the survey message carries (the message itself is tested over stub activities
+    in tests/workflows/test_line_survey.py and in the demo's test)."""
+    claims = page_claims(line_key(order, "1"), LinkAction.SURVEY, ordered_at)
+    return f"{stack.settings.link_base}/v1/survey/{sign(stack.settings.signing_key, claims)}"
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_a_customer_answers_the_survey_once_and_the_score_is_in_the_metrics(
+    stack: Stack, browser: Browser
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku, 1, name="Green teapot")
+    ordered_at = datetime.now(UTC)
+    body = backorder(order, sku, 1, ordered_at=ordered_at, channel="etsy")
+    assert (await stack.start(body)).status_code == 201
+    await stack.finished(order)
+    link = survey_link(stack, order, ordered_at)
+
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        await page.goto(link)
+        assert "Green teapot" in await page.inner_text("h1")
+        await page.get_by_label("4", exact=True).check()
+        await page.get_by_label("Anything you would like to tell us").fill("Worth the wait.")
+        await page.screenshot(path=ARTIFACTS / "survey-page.png", full_page=True)
+        await page.get_by_role("button", name="Send my answer").click()
+        await page.wait_for_selector("#answer")
+        assert "4 out of 5" in await page.inner_text("#answer")
+        await page.screenshot(path=ARTIFACTS / "survey-page-answered.png", full_page=True)
+    finally:
+        await page.close()
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        again = await http.post(link, data={"score": "1"})
+        assert again.status_code == 409
+        assert "already answered" in again.text
+        tampered = await http.post(link[:-3] + "AAA", data={"score": "1"})
+        assert tampered.status_code == 403
+    metrics = (await stack.api.get("/v1/metrics", headers=stack.auth("ops"))).json()
+    assert metrics["by_channel"]["etsy"]["survey_score"] == 4.0
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_sales_per_channel_and_day_give_the_backorder_rate(stack: Stack) -> None:
+    day = (datetime.now(UTC) - timedelta(days=40)).replace(hour=12)
+    sku = new_id("sku")
+    await stack.put_sku(sku)
+    for _ in range(2):
+        order = new_id()
+        assert (
+            await stack.start(backorder(order, sku, ordered_at=day, channel="ebay"))
+        ).status_code == 201
+        await stack.wait_line(order, lambda line: line["state"] != "received")
+    orders = stack.as_("order")
+    path = f"/v1/sales/ebay/{day.date().isoformat()}"
+    assert (await orders.put(path, json={"order_lines": 10})).status_code == 201
+    assert (await orders.put(path, json={"order_lines": 8})).status_code == 200
+    future = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    ahead = await orders.put(f"/v1/sales/ebay/{future}", json={"order_lines": 1})
+    assert ahead.status_code == 422 and ahead.json()["detail"][0]["loc"] == ["path", "day"]
+    negative = await orders.put(path, json={"order_lines": -1})
+    assert negative.status_code == 422 and negative.json()["detail"][0]["loc"][-1] == "order_lines"
+    metrics = (await stack.api.get("/v1/metrics", headers=stack.auth("ops"))).json()
+    assert metrics["by_channel"]["ebay"]["backorder_rate"]["rate"] == 0.25
+    exposition = (await stack.api.get("/metrics", headers=stack.auth("ops"))).text
+    assert 'backorders_backorder_ratio{channel="ebay"} 0.25' in exposition

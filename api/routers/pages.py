@@ -3,6 +3,8 @@
 - `GET /v1/status/{token}`: the line as its customer reads it (`domain.line.page`): the item by
   name, its state, the expected date and how sure it is, what happens next and when, shipments
   with tracking, money, and the choices open now as buttons.
+- `GET` and `POST /v1/survey/{token}`: the survey after the wait, a score of 1 to 5 and a
+  comment, once per line (a second answer is refused, 409, and the first kept).
 - `POST /v1/status/{token}`: a button (a plain form: `action`, and `choice` for an offer or a
   substitute), carried out through the line's Updates like the per-choice links; answered with a
   redirect to the page, which shows what it did (post/redirect/get), or with the page and the
@@ -21,7 +23,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from admission.errors import AdmissionError, InvalidRequest, NotFound, Refused, Unavailable
+from admission.errors import (
+    AdmissionError,
+    InvalidRequest,
+    NotFound,
+    Refused,
+    Unavailable,
+)
 from api import auth
 from api.deps import AdmissionDep, LinkToken, SettingsDep
 from api.errors import REFUSAL_STATUS
@@ -38,10 +46,28 @@ PAGE_REFUSALS: dict[int | str, dict[str, Any]] = {
         404: "no such line here",
         409: "the line refuses the choice (already shipped or cancelled, an offer used)",
         410: "the link or the offer expired",
-        422: "the form is not one of the page's buttons",
         503: "a part did not answer; asking again is safe",
     }.items()
 }
+PAGE_REFUSALS[422] = {
+    "description": "a form that is not one of the page's buttons (a page); a malformed link or "
+    "query (the fields named, as JSON)",
+    "content": {
+        **PAGE["content"],
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}},
+    },
+}
+
+
+def form_body(schema: str) -> dict[str, Any]:
+    """The OpenAPI request body of a page's plain HTML form, read by hand (`_form`)."""
+    media = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": media},
+        }
+    }
 
 
 class Answer(StrEnum):
@@ -125,16 +151,7 @@ async def status_page(
     response_class=HTMLResponse,
     status_code=303,
     responses={303: {"description": "done: see the page, which says what it did"}, **PAGE_REFUSALS},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {"$ref": "#/components/schemas/PageChoiceBody"}
-                }
-            },
-        }
-    },
+    openapi_extra=form_body("PageChoiceBody"),
 )
 async def press(
     token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
@@ -143,9 +160,8 @@ async def press(
     claims = page_claims(settings, token, LinkAction.STATUS)
     if isinstance(claims, HTMLResponse):
         return claims
-    form = await request.form()
-    # An empty field is a field not given (the wait and cancel buttons send no choice).
-    body = {key: value for key, value in form.items() if isinstance(value, str) and value}
+    # The wait and cancel buttons send no choice.
+    body = await _form(request)
     try:
         answer = await admission.choose_on_page(auth.customer(claims), claims.line, body)
     except AdmissionError as exc:
@@ -154,3 +170,64 @@ async def press(
             admission, claims, request.url.path, status=code, done=None, error=reason
         )
     return RedirectResponse(f"{request.url.path}?done={answer.result}", status_code=303)
+
+
+@router.get(
+    "/v1/survey/{token}", response_class=HTMLResponse, responses={200: PAGE, **PAGE_REFUSALS}
+)
+async def survey_page(
+    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
+) -> Response:
+    """The survey after the wait: a form, or the thanks once answered."""
+    claims = page_claims(settings, token, LinkAction.SURVEY)
+    if isinstance(claims, HTMLResponse):
+        return claims
+    return await _survey_page(admission, claims, request.url.path)
+
+
+async def _survey_page(
+    admission: AdmissionDep,
+    claims: LinkClaims,
+    action: str,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    try:
+        product, answered = await admission.survey(claims.line)
+    except (NotFound, Unavailable) as exc:
+        code, reason = refusal(exc)
+        return problem(code, reason)
+    return page(
+        "survey.html", status, product=product, answered=answered, action=action, error=error
+    )
+
+
+@router.post(
+    "/v1/survey/{token}",
+    response_class=HTMLResponse,
+    status_code=303,
+    responses={303: {"description": "kept: see the page, which thanks"}, **PAGE_REFUSALS},
+    openapi_extra=form_body("SurveyBody"),
+)
+async def answer_survey(
+    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
+) -> Response:
+    """The customer's answer, kept once per line."""
+    claims = page_claims(settings, token, LinkAction.SURVEY)
+    if isinstance(claims, HTMLResponse):
+        return claims
+    body = await _form(request)
+    try:
+        await admission.answer_survey(claims.line, body)
+    except AdmissionError as exc:
+        code, reason = refusal(exc)
+        if isinstance(exc, InvalidRequest):
+            reason = "Please choose a score from 1 to 5."
+        return await _survey_page(admission, claims, request.url.path, code, reason)
+    return RedirectResponse(request.url.path, status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A plain HTML form's fields; an empty field is a field not given."""
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str) and value}
