@@ -46,7 +46,7 @@ from domain.line.input import EtaUpdate
 from domain.line.page import CustomerPage, customer_page
 from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.status import LineStatus
-from domain.links import LinkAction
+from domain.links import PAGE_ACTIONS, LinkAction
 from domain.metrics import Metrics
 from domain.policy import ServicePolicy, load_policy
 from domain.requests import (
@@ -254,6 +254,8 @@ class Admission:
         """A customer's choice on a waiting line (signed link, or the order system or ops for
         the customer): take an offer, take a substitute (`choice` names them), wait, cancel."""
         order_id, line_id = _ids(order_id=order_id, line_id=line_id)
+        if action in PAGE_ACTIONS or action is LinkAction.UPDATE_PAYMENT:
+            raise InvalidRequest("action", f"{action.value} is not a choice on a waiting line")
         if action is LinkAction.ACCEPT_OFFER:
             offer = await self.workflows.accept_offer(
                 order_id, line_id, _checked("offer_id", choice)

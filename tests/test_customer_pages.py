@@ -197,6 +197,9 @@ async def test_a_customer_answers_the_survey_once_and_the_score_is_in_the_metric
         assert "already answered" in again.text
         tampered = await http.post(link[:-3] + "AAA", data={"score": "1"})
         assert tampered.status_code == 403
+        malformed = await http.get(f"{stack.settings.link_base}/v1/status/not-a-link")
+        assert malformed.status_code == 403 and "not valid" in malformed.text
+        assert malformed.headers["content-type"].startswith("text/html")
     metrics = (await stack.api.get("/v1/metrics", headers=stack.auth("ops"))).json()
     assert metrics["by_channel"]["etsy"]["survey_score"] == 4.0
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from admission.errors import (
@@ -31,13 +31,16 @@ from admission.errors import (
     Unavailable,
 )
 from api import auth
-from api.deps import AdmissionDep, LinkToken, SettingsDep
+from api.deps import AdmissionDep, SettingsDep
 from api.errors import REFUSAL_STATUS
 from api.pages import PAGE, page, problem
 from config.settings import Settings
 from domain.links import LinkAction, LinkClaims, LinkError, verify
 
 router = APIRouter(tags=["customer"])
+
+PageToken = Annotated[str, Path(max_length=4300, description="a customer's signed link")]
+"""Any text: a malformed link is answered with the same readable 403 page as a tampered one."""
 
 PAGE_REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"description": description, **PAGE}
@@ -132,7 +135,7 @@ async def _status_page(
     responses={200: PAGE, **PAGE_REFUSALS},
 )
 async def status_page(
-    token: LinkToken,
+    token: PageToken,
     settings: SettingsDep,
     admission: AdmissionDep,
     request: Request,
@@ -154,7 +157,7 @@ async def status_page(
     openapi_extra=form_body("PageChoiceBody"),
 )
 async def press(
-    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
+    token: PageToken, settings: SettingsDep, admission: AdmissionDep, request: Request
 ) -> Response:
     """A button of the status page, carried out as the customer's choice."""
     claims = page_claims(settings, token, LinkAction.STATUS)
@@ -176,7 +179,7 @@ async def press(
     "/v1/survey/{token}", response_class=HTMLResponse, responses={200: PAGE, **PAGE_REFUSALS}
 )
 async def survey_page(
-    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
+    token: PageToken, settings: SettingsDep, admission: AdmissionDep, request: Request
 ) -> Response:
     """The survey after the wait: a form, or the thanks once answered."""
     claims = page_claims(settings, token, LinkAction.SURVEY)
@@ -210,7 +213,7 @@ async def _survey_page(
     openapi_extra=form_body("SurveyBody"),
 )
 async def answer_survey(
-    token: LinkToken, settings: SettingsDep, admission: AdmissionDep, request: Request
+    token: PageToken, settings: SettingsDep, admission: AdmissionDep, request: Request
 ) -> Response:
     """The customer's answer, kept once per line."""
     claims = page_claims(settings, token, LinkAction.SURVEY)
