@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from domain.contract.lines import line_key
+from domain.line.choices import SubstituteOption
 from domain.line.page import Certainty, choices_open, customer_page
 from domain.line.state import LineState
 from domain.line.status import LineStatus
@@ -56,6 +57,14 @@ def test_a_waiting_line_offers_wait_and_cancel_and_a_final_one_nothing() -> None
     assert [choice.action for choice in agreed] == [LinkAction.CANCEL]
     assert choices_open(status(state="shipped", shipped_quantity=2), [], NOW) == []
     assert choices_open(status(state="allocated", allocated_quantity=2), [], NOW) == []
+
+
+def test_an_in_stock_substitute_is_a_choice_named_by_the_catalog() -> None:
+    teapot = SubstituteOption(sku="TEA-2", name="Green teapot", free_stock=3, price="12.00")
+    found = choices_open(status(), [teapot], NOW)
+    assert [(c.action, c.choice, c.label) for c in found if c.action is LinkAction.SUBSTITUTE] == [
+        (LinkAction.SUBSTITUTE, "TEA-2", "Take Green teapot instead")
+    ]
 
 
 def test_only_open_unexpired_offers_are_choices() -> None:

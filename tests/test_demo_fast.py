@@ -56,6 +56,9 @@ async def test_the_fast_demo_plays_every_moment_of_the_customers_side(demo_stack
     assert set(played.status_links) == {"A", "B", "M", "P"}
 
     a, b, m, p = (played.lines[role] for role in "ABMP")
+    for role, line in played.lines.items():
+        bodies = [row["body"]["body"] for row in await stack.requests("notifications", line)]
+        assert all(played.status_links[role] in body for body in bodies), role
     for line in (a, b):
         sent = await kinds_sent(stack, line)
         for kind in ("delay_notice", "apology_offer", "shipped", "survey"):
