@@ -201,6 +201,19 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
             f"Without one by then, we will cancel this item. Nothing will be charged.\n"
             f"{_cancel_note(urls)}"
         )
+    elif kind is MessageKind.SURVEY:
+        link = urls.get((LinkAction.SURVEY, None))
+        how = f"use this link: {link}" if link else "reply to this message with a number"
+        subject = f"Order {order}: how was your wait for {request.sku}?"
+        body = (
+            f"Thank you again for waiting for {item} from your order {order}.\n"
+            f"Would you tell us how the wait went? One score from 1 (poor) to 5 (very good), and a "
+            f"comment if you like: {how}\n"
+            f"It takes a minute, and we read every answer."
+        )
     else:  # pragma: no cover - the enum is exhaustive; a new kind needs a template
         raise ValueError(f"no template for message kind {kind}")
+    status_link = urls.get((LinkAction.STATUS, None))
+    if status_link:
+        body += f"\nSee your item's status and your choices at any time: {status_link}"
     return subject, body

@@ -26,7 +26,7 @@ from domain.contract.stock import ALERT_SUBSCRIBERS
 from domain.line.choices import OfferGrant
 from domain.line.effects import RefundInput, RefundRecord, ShipmentInput, ShipmentRecord
 from domain.line.messages import LinkSpec, MessageInput, MessageKind, MessageRecord
-from domain.links import LinkClaims, sign
+from domain.links import LinkAction, LinkClaims, page_claims, sign
 from domain.orders import OrderShipmentInput
 from domain.policy import OfferKind
 from store import records
@@ -111,6 +111,11 @@ class OutsideServices:
             expires=int(link.expires_at.timestamp()),
         )
         return f"{self.settings.link_base}/v1/links/{sign(self.settings.signing_key, claims)}"
+
+    def page_url(self, line_key: str, action: LinkAction, ordered_at: datetime) -> str:
+        """The line's status (or survey) page: one link per line, the same in every message."""
+        token = sign(self.settings.signing_key, page_claims(line_key, action, ordered_at))
+        return f"{self.settings.link_base}/v1/{action.value}/{token}"
 
     @CREATE_SHIPMENT.defn
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
@@ -296,6 +301,11 @@ class OutsideServices:
             (link.action, link.offer_id): self._link_url(message.line_key, link)
             for link in message.links
         }
+        pages = [LinkAction.STATUS]
+        if message.kind is MessageKind.SURVEY:
+            pages.append(LinkAction.SURVEY)
+        for page in pages:
+            urls[(page, None)] = self.page_url(message.line_key, page, message.request.ordered_at)
         subject, body = render(message, urls)
         recipient = message.request.customer.email
         await self._post(

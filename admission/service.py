@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
@@ -43,9 +43,10 @@ from domain.contract.lines import line_key
 from domain.line.choices import AgreeToWait
 from domain.line.effects import CancelRequest
 from domain.line.input import EtaUpdate
+from domain.line.page import CustomerPage, customer_page
 from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.status import LineStatus
-from domain.links import LinkAction
+from domain.links import PAGE_ACTIONS, LinkAction
 from domain.metrics import Metrics
 from domain.policy import ServicePolicy, load_policy
 from domain.requests import (
@@ -53,11 +54,15 @@ from domain.requests import (
     CancelBody,
     EtaRequest,
     LineQuery,
+    PageChoiceBody,
     PaymentMethodBody,
     PurchaseOrderRequest,
     ReceiptRequest,
+    SalesDay,
+    SalesDayRequest,
     SkuRequest,
     SubscriptionRequest,
+    SurveyBody,
     admit,
 )
 from domain.responses import (
@@ -71,6 +76,7 @@ from domain.responses import (
     OutreachTask,
     PurchaseOrderAnswer,
     ReceiptAnswer,
+    SalesDayAnswer,
     SkuAnswer,
     SkuView,
     StartAnswer,
@@ -80,11 +86,11 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
+from store import feedback, idempotency, metrics, records, stock, supply
 from store import health as marketplace_health
-from store import idempotency, metrics, records, supply
 from store.db import Database
 from store.idempotency import Found
-from store.tables import SubscriptionRow, as_utc
+from store.tables import SubscriptionRow, SurveyRow, as_utc
 
 A = TypeVar("A", bound=BaseModel)
 T = TypeVar("T")
@@ -258,6 +264,8 @@ class Admission:
         """A customer's choice on a waiting line (signed link, or the order system or ops for
         the customer): take an offer, take a substitute (`choice` names them), wait, cancel."""
         order_id, line_id = _ids(order_id=order_id, line_id=line_id)
+        if action in PAGE_ACTIONS or action is LinkAction.UPDATE_PAYMENT:
+            raise InvalidRequest("action", f"{action.value} is not a choice on a waiting line")
         if action is LinkAction.ACCEPT_OFFER:
             offer = await self.workflows.accept_offer(
                 order_id, line_id, _checked("offer_id", choice)
@@ -281,6 +289,54 @@ class Admission:
             released_quantity=done.answer.released_quantity or 0,
             refund=done.answer.refund,
         )
+
+    async def customer_page(self, line: str) -> CustomerPage:
+        """The line named by a customer's status link, as its customer reads it: the item by
+        its catalog name, the choices open now."""
+        _, order_id, line_id = line.split(":", 2)
+        status = await self.line(order_id, line_id)
+        row = await self._store(lambda: records.get_sku(self.db, status.sku))
+        still_due = status.quantity - status.shipped_quantity
+        substitutes = (
+            []
+            if status.state.is_final
+            else await self._store(
+                lambda: stock.in_stock_substitutes(self.db, status.sku, still_due)
+            )
+        )
+        return customer_page(
+            status,
+            product=row.name if row is not None else status.sku,
+            substitutes=substitutes,
+            now=datetime.now(UTC),
+        )
+
+    async def choose_on_page(
+        self, actor: Actor, line: str, body: BaseModel | Mapping[str, Any]
+    ) -> ChoiceAnswer:
+        """A button pressed on the line's status page: the same choice as its own link's."""
+        pressed = _admit(PageChoiceBody, body)
+        _, order_id, line_id = line.split(":", 2)
+        return await self.choose(
+            actor, order_id, line_id, LinkAction(pressed.action), pressed.choice
+        )
+
+    async def survey(self, line: str) -> tuple[str, SurveyRow | None]:
+        """The item's name for a line's survey page, and its answer if it gave one."""
+        status = await self.line(*line.split(":", 2)[1:])
+        row = await self._store(lambda: records.get_sku(self.db, status.sku))
+        answer = await self._store(lambda: feedback.find_survey(self.db, line))
+        return (row.name if row is not None else status.sku), answer
+
+    async def answer_survey(self, line: str, body: BaseModel | Mapping[str, Any]) -> None:
+        """The customer's one answer to the survey after the wait; Conflict for a second."""
+        answer = _admit(SurveyBody, body)
+        channel = await self._store(lambda: feedback.line_channel(self.db, line))
+        if channel is None:
+            raise NotFound(f"no line {line}")
+        row = SurveyRow(line_key=line, channel=channel, score=answer.score, comment=answer.comment)
+        if not await self._store(lambda: feedback.answer_survey(self.db, row)):
+            raise Conflict("You have already answered for this item. Thank you!")
 
     async def update_payment(
         self, actor: Actor, order_id: str, line_id: str, body: BaseModel | Mapping[str, Any]
@@ -325,6 +381,19 @@ class Admission:
 
         path = f"/v1/backorders/{order_id}/{line_id}/eta"
         return await self._keyed(actor, "POST", path, idempotency_key, request, EtaAnswer, apply)
+
+    async def set_sales_day(
+        self, actor: Actor, channel: str, day: str, body: BaseModel | Mapping[str, Any]
+    ) -> Done[SalesDayAnswer]:
+        """The order lines sold on a channel on a UTC day (a level): 201 a new day, 200 the
+        day's count replaced."""
+        where = _admit(SalesDay, {"channel": channel, "day": day}, location="path")
+        count = _admit(SalesDayRequest, body).order_lines
+        created = await self._store(
+            lambda: feedback.set_sales_day(self.db, where.channel.value, where.day, count)
+        )
+        answer = SalesDayAnswer(channel=where.channel, day=where.day, order_lines=count)
+        return Done(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
     # ---- suppliers ------------------------------------------------------------------------
 

@@ -22,12 +22,12 @@ from temporalio.client import Client
 
 from admission import Admission
 from api import errors
-from api.routers import catalog, customers, operations, orders, suppliers
+from api.routers import catalog, customers, operations, orders, pages, suppliers
 from client.backorders import connect
 from config import tracing
 from config.settings import Settings
 from domain.policy import load_policy
-from domain.requests import PaymentMethodBody
+from domain.requests import PageChoiceBody, PaymentMethodBody, SurveyBody
 from store.db import Database, open_store
 from store.migrations import StoreSchemaError
 
@@ -100,14 +100,14 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     errors.install(app)
-    for router in (orders, suppliers, catalog, customers, operations):
+    for router in (orders, suppliers, catalog, customers, pages, operations):
         app.include_router(router.router)
     app.openapi = lambda: openapi_with_links(app)  # type: ignore[method-assign]
     tracing.instrument_app(app, settings)
     return app
 
 
-BODIES_READ_BY_HAND = (PaymentMethodBody,)
+BODIES_READ_BY_HAND = (PaymentMethodBody, PageChoiceBody, SurveyBody)
 
 
 def openapi_with_links(app: FastAPI) -> dict[str, Any]:

@@ -10,6 +10,7 @@ again and again on the same stack.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -581,7 +582,13 @@ async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T 
 
 
 async def run_demo(
-    settings: Settings, *, lines: int, api: str | None, keep: bool, wait_seconds: float
+    settings: Settings,
+    *,
+    lines: int,
+    api: str | None,
+    keep: bool,
+    wait_seconds: float,
+    fast: bool = False,
 ) -> int:
     # The progress bar is the demo's output: the worker speaks only when something is wrong.
     configure_logging(logging.WARNING)
@@ -594,6 +601,16 @@ async def run_demo(
             console.print(f"[red]the stack at {url} answers but is not healthy[/] (GET /healthz)")
             return 2
         stack: EmbeddedStack | None = None
+        if fast and found is not None and api is None:
+            console.print(
+                f"[red]--fast plays on policy days of a few seconds, and a stack already answers "
+                f"at {url}[/] on its own policy: stop it, so that the demo starts one with "
+                "the fast policy (or give --api the URL of a stack you started with "
+                "BACKORDERS_POLICY_FILE set to that policy)"
+            )
+            return 2
+        if fast and found is None:
+            settings = with_fast_policy(settings)
         if found is None:
             if api is not None:
                 console.print(f"[red]nothing answers at {url}[/]: start it with `backorders dev`")
@@ -602,9 +619,12 @@ async def run_demo(
             stack = await EmbeddedStack.start(settings)
         try:
             async with ApiClient(url, retry=DEMO_RETRY, timeout=60) as client:
-                code = await until_stopped(
-                    run_burst(Api(client, settings), settings, lines, wait_seconds, console), stop
+                play = (
+                    run_fast(Api(client, settings), settings, console)
+                    if fast
+                    else run_burst(Api(client, settings), settings, lines, wait_seconds, console)
                 )
+                code = await until_stopped(play, stop)
             if code is None:
                 console.print("interrupted")
                 return 130
@@ -619,3 +639,45 @@ async def run_demo(
             if stack is not None:
                 console.print("stopping the embedded stack ...")
                 await stack.stop()
+
+
+def with_fast_policy(settings: Settings) -> Settings:
+    """The settings of a stack on the fast demo's policy, written into its state folder."""
+    from cli.fast_demo import fast_policy
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.state_dir / "demo-fast-policy.json"
+    path.write_text(json.dumps(fast_policy(), indent=2))
+    return settings.model_copy(update={"policy_file": path})
+
+
+async def run_fast(api: Api, settings: Settings, console: Console) -> int:
+    """Play the customer's side and say where to look at it; the exit code of the demo."""
+    from cli.fast_demo import FAST_DAY_SECONDS, play_customer_side
+
+    problem = await api.preflight()
+    if problem:
+        console.print(f"[red]{problem}[/]")
+        return 2
+    run_id = uuid.uuid4().hex[:6]
+    console.print(
+        f"run [bold]{run_id}[/]: the customer's side, live; a policy day lasts "
+        f"{FAST_DAY_SECONDS:.0f} s"
+    )
+    played = await play_customer_side(api, console, run_id)
+    table = Table(title=f"backorders demo --fast {run_id}")
+    table.add_column("moment")
+    table.add_column("customers")
+    for moment, roles in played.moments.items():
+        table.add_row(moment, ", ".join(roles))
+    console.print(table)
+    console.print("Open a customer's status page (no account: the link is signed):")
+    for role, link in sorted(played.status_links.items()):
+        console.print(f"  {role}: {link}", markup=False)
+    workflows = f"{ui_url(settings)}/namespaces/{settings.temporal_namespace}/workflows"
+    console.print(f"Their workflows in the Temporal UI: {workflows}", markup=False)
+    for problem in played.problems:
+        console.print(f"[red]{problem}[/]")
+    if played.missing:
+        console.print(f"[red]not seen: {', '.join(played.missing)}[/]")
+    return 1 if played.problems or played.missing else 0

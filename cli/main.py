@@ -2,6 +2,7 @@
 
     backorders dev                  the embedded stack in the foreground (Ctrl-C stops it)
     backorders demo [--lines N]     a burst of backorders through the HTTP API
+    backorders demo --fast          the customer's side, live, on policy days of seconds
     backorders status ORDER LINE    one line, as operations see it
     backorders list [--sku ...]     lines by SKU, state, channel, order, or overdue
     backorders cancel ORDER LINE    cancel a line (held stock goes on, the customer is refunded)
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep a stack the demo started running after the summary, until Ctrl-C "
         "(default: when stdin is a terminal)",
+    )
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="play the customer's side live on policy days of a few seconds: delay notices, "
+        "offers taken and refused, a marketplace auto-cancel, a card hold renewed, surveys; "
+        "about a minute, on a stack the demo starts with that policy; prints customers' status "
+        "links to open in a browser",
     )
     demo.add_argument(
         "--timeout",
@@ -292,7 +301,14 @@ def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(run_dev(settings))
         keep: bool = sys.stdin.isatty() if args.keep is None else args.keep
         return asyncio.run(
-            run_demo(settings, lines=args.lines, api=args.api, keep=keep, wait_seconds=args.timeout)
+            run_demo(
+                settings,
+                lines=args.lines,
+                api=args.api,
+                keep=keep,
+                wait_seconds=args.timeout,
+                fast=args.fast,
+            )
         )
     except (PortInUseError, StateFolderInUseError) as exc:
         print(f"backorders: {exc}", file=sys.stderr)

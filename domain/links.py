@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,20 @@ class LinkAction(StrEnum):
     """`offer` holds the substitute's SKU."""
     UPDATE_PAYMENT = "update_payment"
     """Give another payment method after a declined renewal of the hold."""
+    STATUS = "status"
+    """The line's status page (`/v1/status/{token}`): what the line is doing, and the choices
+    open now (wait, an open offer, an in-stock substitute, cancel), each acted on from there."""
+    SURVEY = "survey"
+    """The survey page (`/v1/survey/{token}`): one score and comment, once per line."""
+
+
+PAGE_ACTIONS = frozenset({LinkAction.STATUS, LinkAction.SURVEY})
+"""Links to a page rather than to one choice: `/v1/links/{token}` refuses them."""
+
+PAGE_LINK_LIFETIME = timedelta(days=400)
+"""How long a status or survey link works, counted from the line's order time (real days, not
+policy days: a customer may look at an old order), so every message of a line carries the same
+link."""
 
 
 class LinkClaims(BaseModel):
@@ -65,6 +79,13 @@ def _mac(key: str, body: bytes) -> bytes:
 def sign(key: str, claims: LinkClaims) -> str:
     body = json.dumps(claims.model_dump(mode="json"), sort_keys=True).encode()
     return f"{_b64(body)}.{_b64(_mac(key, body))}"
+
+
+def page_claims(line: str, action: LinkAction, ordered_at: datetime) -> LinkClaims:
+    """The claims of a line's status or survey link: the same for every message of the line."""
+    return LinkClaims(
+        line=line, action=action, expires=int((ordered_at + PAGE_LINK_LIFETIME).timestamp())
+    )
 
 
 def verify(key: str, token: str, now: datetime | None = None) -> LinkClaims:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.health import MarketplaceHealth
 
@@ -43,6 +43,22 @@ class MoneyFigures(BaseModel):
     """From a cancel to its refund or void (16 CFR 435: at most 7 working days on cards)."""
 
 
+def no_rate() -> Rate:
+    return Rate(numerator=0, denominator=0, rate=None)
+
+
+class ChannelFigures(BaseModel):
+    """What customers of one channel live through, beside the seller's sales there."""
+
+    backorder_rate: Rate = Field(default_factory=no_rate)
+    """Lines backordered / order lines sold (`PUT /v1/sales/{channel}/{day}`), over the days
+    of the last `BACKORDER_RATE_DAYS` the seller reported sales for."""
+    survey_response_rate: Rate = Field(default_factory=no_rate)
+    """Surveys answered / surveys sent."""
+    survey_score: float | None = None
+    """The mean score (1 to 5) of the answers; None before the first."""
+
+
 class Metrics(BaseModel):
     """Business figures from the store; definitions in `store.metrics` and the README."""
 
@@ -60,3 +76,7 @@ class Metrics(BaseModel):
     marketplace_health: MarketplaceHealth | None = None
     """Per channel, each marketplace figure over its window against its threshold, with the
     headroom in orders (`domain.health`)."""
+    backorder_rate: Rate = Field(default_factory=no_rate)
+    """Over every channel: lines backordered / order lines sold, on the days reported."""
+    by_channel: dict[str, ChannelFigures] = Field(default_factory=dict)
+    """Backorder rate and the survey after the wait, per channel with any of them."""

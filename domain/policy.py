@@ -224,6 +224,10 @@ or more of them; Temporal warns at 10,240 events and stops a run at 51,200, and 
 is also a quick replay when a worker picks the line up again."""
 
 
+SurveyAfterDays = Annotated[float | None, Field(ge=0, le=90)]
+"""Policy days from a line's last shipment to its survey; None: no survey."""
+
+
 class LinePolicy(BaseModel):
     """The part of the policy one line lives by; a snapshot of it travels in its workflow."""
 
@@ -235,6 +239,7 @@ class LinePolicy(BaseModel):
     channel: ChannelPolicy
     history_events_limit: Annotated[int, Field(ge=50, le=40_000)] = HISTORY_EVENTS_LIMIT
     payment: PaymentPolicy = Field(default_factory=PaymentPolicy)
+    survey_after_days: SurveyAfterDays = 7
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)
@@ -277,6 +282,9 @@ class ServicePolicy(BaseModel):
     HISTORY_EVENTS_LIMIT)."""
     payment: PaymentPolicy = Field(default_factory=PaymentPolicy)
     """Card holds on a long wait: their length, renewal and the grace for a new method."""
+    survey_after_days: SurveyAfterDays = 7
+    """After a line's last shipment, this long until its customer is asked how the wait went
+    (one survey message per line); null: no survey."""
     marketplace_health: MarketplaceHealthPolicy = Field(default_factory=MarketplaceHealthPolicy)
     """The figures each marketplace measures the seller by, their thresholds and windows (in
     policy days), and the margin that raises a warning before a threshold is crossed: see
@@ -293,6 +301,7 @@ class ServicePolicy(BaseModel):
             channel=self.channels.get(channel) or DEFAULT_CHANNELS[channel],
             history_events_limit=self.history_events_limit,
             payment=self.payment,
+            survey_after_days=self.survey_after_days,
         )
 
 

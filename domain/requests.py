@@ -15,9 +15,9 @@ Two kinds of rule:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,7 @@ from domain.line.state import LineState
 from domain.values import (
     ADDED_LATER,
     MINOR_UNITS,
+    PRINTABLE,
     Channel,
     Currency,
     CustomerTier,
@@ -118,6 +119,48 @@ class PaymentMethodBody(Strict):
 
     reference: Annotated[str, text(120)]
     """The processor's reference of the card or account the storefront collected."""
+
+
+class PageChoiceBody(Strict):
+    """A button pressed on a customer's status page (a plain HTML form): keep waiting, accept an
+    offer (`choice`: its id), take a substitute (`choice`: its SKU), or cancel."""
+
+    action: Literal["wait", "accept_offer", "substitute", "cancel"]
+    choice: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _names_what_it_takes(self) -> PageChoiceBody:
+        if self.action in ("accept_offer", "substitute") and self.choice is None:
+            raise field_error("choice", "missing", "names the offer or the substitute", None)
+        return self
+
+
+class SurveyBody(Strict):
+    """A customer's answer to the survey after the wait: a score of 1 to 5 and a comment."""
+
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=2000, pattern=PRINTABLE)] = ""
+
+
+class SalesDayRequest(Strict):
+    """How many order lines the seller sold on one channel on one UTC day, backordered or not:
+    the backorder rate's denominator. A level: sent again, it replaces the day's count."""
+
+    order_lines: Annotated[StrictInt, Field(ge=0, le=100_000_000)]
+
+
+class SalesDay(Strict):
+    """The day a count is for, from the path: a channel and a UTC day not after today."""
+
+    channel: Channel
+    day: date
+
+    @model_validator(mode="after")
+    def _not_ahead(self, info: ValidationInfo) -> SalesDay:
+        # Judged at the door (`admit`), against the time the request arrived.
+        if isinstance(info.context, Arrival) and self.day > (info.context.now + CLOCK_SKEW).date():
+            raise field_error("day", "date_in_future", "must not be after today (UTC)", self.day)
+        return self
 
 
 class BackorderRequest(Strict):

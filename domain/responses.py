@@ -7,7 +7,7 @@ product page's label `domain.stock.Availability`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -16,6 +16,7 @@ from domain.line.choices import Offer
 from domain.line.effects import RefundRecord
 from domain.line.payment import PaymentView
 from domain.line.state import LineState
+from domain.values import Channel
 
 
 class StartAnswer(BaseModel):
@@ -114,6 +115,12 @@ ChoiceAnswer = Annotated[
     Field(discriminator="result"),
 ]
 """What a customer's choice did (a signed link, or the order system acting for the customer)."""
+
+
+class SalesDayAnswer(BaseModel):
+    channel: Channel
+    day: date
+    order_lines: int
 
 
 class SubscriptionAnswer(BaseModel):

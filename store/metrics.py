@@ -12,7 +12,11 @@ Definitions (also in the README):
 - SLA breach rate: closed lines shipped after their ship-by, or cancelled by the policy at a
   deadline (no consent to the delay, the marketplace's auto-cancel) / closed lines;
 - offer acceptance rate: lines that took an offer / lines that were made one;
-- messages sent by kind.
+- messages sent by kind;
+- backorder rate: lines backordered / order lines the seller sold (`PUT /v1/sales/...`), over
+  the days of the last BACKORDER_RATE_DAYS with sales reported, per channel and in all;
+- survey response rate: surveys answered / surveys sent, and the mean score (1 to 5), per
+  channel.
 
 `exposition` renders them (and the marketplace health of `store.health`, when given) for a
 Prometheus scrape through prometheus_client, negotiating OpenMetrics.
@@ -21,9 +25,9 @@ Prometheus scrape through prometheus_client, negotiating OpenMetrics.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +46,7 @@ from domain.contract.stock import RECEIPT_PREFIX
 from domain.health import MarketplaceHealth
 from domain.line.messages import MessageKind
 from domain.line.state import LineState
-from domain.metrics import Metrics, MoneyFigures, Percentiles, Rate
+from domain.metrics import ChannelFigures, Metrics, MoneyFigures, Percentiles, Rate
 from store.db import Database
 from store.tables import (
     AllocationRow,
@@ -52,7 +56,9 @@ from store.tables import (
     PaymentRow,
     ReceiptRow,
     RefundRow,
+    SalesDayRow,
     ShipmentRow,
+    SurveyRow,
     as_utc,
     utcnow,
 )
@@ -61,6 +67,9 @@ POLICY = "policy"
 """`cancelled_by` of a line cancelled at one of its own deadlines."""
 
 OPEN_STATES = [state for state in LineState if not state.is_final]
+
+BACKORDER_RATE_DAYS = 90
+"""The backorder rate counts the sales days reported in this many UTC days up to today."""
 
 
 def percentiles(durations: Sequence[timedelta]) -> Percentiles:
@@ -137,6 +146,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
             session.exec(select(MessageRow.kind, func.count()).group_by(MessageRow.kind)).all()
         )
         money = _money(session)
+        backorder_rate, by_channel = _by_channel(session, now)
 
     shipped_late = sum(
         1 for _, ship_by, last in shipped if last is not None and as_utc(last) > as_utc(ship_by)
@@ -159,7 +169,53 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         offer_acceptance_rate=rate(int(accepted), int(offered)),
         messages_sent={kind.value: messages.get(kind, 0) for kind in MessageKind},
         money=money,
+        backorder_rate=backorder_rate,
+        by_channel=by_channel,
     )
+
+
+def _by_channel(session: Session, now: datetime) -> tuple[Rate, dict[str, ChannelFigures]]:
+    """The backorder rate (per channel and in all) and the survey's figures per channel."""
+    since = (now - timedelta(days=BACKORDER_RATE_DAYS - 1)).date()
+    sold: dict[str, dict[date, int]] = defaultdict(dict)
+    for row in session.exec(select(SalesDayRow).where(col(SalesDayRow.day) >= since)).all():
+        sold[row.channel][row.day] = row.order_lines
+    backordered: Counter[str] = Counter()
+    if sold:
+        start = datetime.combine(since, time(), tzinfo=UTC)
+        for channel, ordered_at in session.exec(
+            select(LineRow.channel, LineRow.ordered_at).where(
+                col(LineRow.channel).in_(list(sold)), col(LineRow.ordered_at) >= start
+            )
+        ).all():
+            if as_utc(ordered_at).date() in sold[channel]:
+                backordered[channel] += 1
+    sent = dict(
+        session.exec(
+            select(LineRow.channel, func.count())
+            .join(MessageRow, col(MessageRow.line_key) == col(LineRow.key))
+            .where(MessageRow.kind == MessageKind.SURVEY)
+            .group_by(col(LineRow.channel))
+        ).all()
+    )
+    answers = {
+        channel: (int(count), float(mean))
+        for channel, count, mean in session.exec(
+            select(SurveyRow.channel, func.count(), func.avg(SurveyRow.score)).group_by(
+                col(SurveyRow.channel)
+            )
+        ).all()
+    }
+    figures = {
+        channel: ChannelFigures(
+            backorder_rate=rate(backordered[channel], sum(sold.get(channel, {}).values())),
+            survey_response_rate=rate(answers.get(channel, (0, 0.0))[0], int(sent.get(channel, 0))),
+            survey_score=round(answers[channel][1], 3) if channel in answers else None,
+        )
+        for channel in sorted({*sold, *sent, *answers})
+    }
+    total_sold = sum(sum(days.values()) for days in sold.values())
+    return rate(sum(backordered.values()), total_sold), figures
 
 
 def _money(session: Session) -> MoneyFigures:
@@ -305,6 +361,32 @@ class Figures(Collector):
         yield messages
         if metrics.money is not None:
             yield from self._money(metrics.money)
+        yield from self._channels(metrics)
+
+    def _channels(self, metrics: Metrics) -> Iterator[Metric]:
+        backorder = GaugeMetricFamily(
+            "backorders_backorder_ratio",
+            "Order lines backordered / order lines sold, on the days sales were reported.",
+            labels=["channel"],
+        )
+        responses = GaugeMetricFamily(
+            "backorders_survey_response_ratio",
+            "Surveys after the wait answered / sent.",
+            labels=["channel"],
+        )
+        score = GaugeMetricFamily(
+            "backorders_survey_score",
+            "Mean survey score after the wait (1 to 5).",
+            labels=["channel"],
+        )
+        for channel, figures in metrics.by_channel.items():
+            if figures.backorder_rate.rate is not None:
+                backorder.add_metric([channel], figures.backorder_rate.rate)
+            if figures.survey_response_rate.rate is not None:
+                responses.add_metric([channel], figures.survey_response_rate.rate)
+            if figures.survey_score is not None:
+                score.add_metric([channel], figures.survey_score)
+        yield from (backorder, responses, score)
 
     def _money(self, money: MoneyFigures) -> Iterator[Metric]:
         for name, sums, help_text in (

@@ -6,7 +6,7 @@ Rows never cross into a workflow: activities turn them into `domain` models.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import JSON, Column, DateTime, Index, text
 from sqlmodel import Field, SQLModel
@@ -267,3 +267,28 @@ class IdempotencyKeyRow(SQLModel, table=True):
     status_code: int
     response_json: str
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class SurveyRow(SQLModel, table=True):
+    """A customer's answer to the survey sent after the wait: one per line, never changed."""
+
+    __tablename__ = "survey_responses"
+
+    line_key: str = Field(primary_key=True, max_length=160)
+    channel: str = Field(index=True, max_length=16)
+    score: int
+    """1 to 5."""
+    comment: str = ""
+    answered_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class SalesDayRow(SQLModel, table=True):
+    """How many order lines the seller sold on one channel on one UTC day, backordered or not:
+    the denominator of the backorder rate. A level, set by the order system."""
+
+    __tablename__ = "sales_days"
+
+    channel: str = Field(primary_key=True, max_length=16)
+    day: date = Field(primary_key=True)
+    order_lines: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime
 from html import unescape
-from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
@@ -34,20 +32,12 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary
 from domain import contract
 from domain.contract.lines import line_key
+from tests.support.browser import ARTIFACTS, HEADLESS_FLAGS, chromium_path
 from tests.support.factories import backorder, new_id
-from tests.support.stack import Stack, free_port, missing, running_stack
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+from tests.support.stack import Stack, free_port, running_stack
 
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *HEADLESS_FLAGS,
     "--window-size=1600,1000",
     # Virtual time runs only while the page has no network request in flight, so the list has
     # loaded (and rendered) before the budget is spent and the DOM is dumped.
@@ -60,11 +50,7 @@ WORKFLOW_LINK = re.compile(r'href="/namespaces/default/workflows/([^/"?]+)/')
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """The browser, or a skip (developer machine) / failure (CI) saying why there is none."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        missing("Chromium", "chromium is not installed (apt-get install chromium)")
-    return found
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")

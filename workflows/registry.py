@@ -3,6 +3,7 @@
 from workflows.line.workflow import BackorderLineWorkflow
 from workflows.order import ShipCompleteOrderWorkflow
 from workflows.stock import PurchaseOrderWorkflow, ReceiptWorkflow, SkuUpdateWorkflow
+from workflows.survey import LineSurveyWorkflow
 
 WORKFLOWS = [
     BackorderLineWorkflow,
@@ -10,4 +11,5 @@ WORKFLOWS = [
     SkuUpdateWorkflow,
     PurchaseOrderWorkflow,
     ShipCompleteOrderWorkflow,
+    LineSurveyWorkflow,
 ]

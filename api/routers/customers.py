@@ -27,7 +27,7 @@ from api import auth
 from api.deps import AdmissionDep, CallerDep, IdPath, LinkToken, SettingsDep
 from api.errors import problems
 from domain.contract.lines import line_key
-from domain.links import LinkAction, LinkClaims
+from domain.links import PAGE_ACTIONS, LinkAction, LinkClaims
 from domain.responses import ChoiceAnswer, PaymentUpdated
 
 router = APIRouter(tags=["customer"])
@@ -43,6 +43,8 @@ REFUSALS = problems(401, 403, 404, 409, 410, 503)
 
 
 def _line_of(claims: LinkClaims) -> tuple[str, str]:
+    if claims.action in PAGE_ACTIONS:
+        raise HTTPException(403, f"This link is for a page: /v1/{claims.action.value}/...")
     _, order_id, line_id = claims.line.split(":", 2)
     return order_id, line_id
 

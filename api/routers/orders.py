@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 
 from api.deps import AdmissionDep, CallerDep, IdempotentByIds, IdPath, OrderSystemDep
 from api.errors import problems
 from domain.contract.lines import line_key
 from domain.line.status import LineStatus
 from domain.links import LinkAction
-from domain.requests import BackorderRequest, CancelBody, LineQuery
-from domain.responses import CancelAnswer, StartAnswer
+from domain.requests import BackorderRequest, CancelBody, LineQuery, SalesDayRequest
+from domain.responses import CancelAnswer, SalesDayAnswer, StartAnswer
+from domain.values import Channel
 
 router = APIRouter(tags=["order system"])
 
@@ -81,5 +83,28 @@ async def cancel_backorder(
     ):
         raise HTTPException(403, "This link is for another order line or offer.")
     done = await admission.cancel(caller.actor, order_id, line_id, body)
+    response.status_code = done.status
+    return done.answer
+
+
+@router.put(
+    "/v1/sales/{channel}/{day}",
+    status_code=201,
+    responses={
+        200: {"model": SalesDayAnswer, "description": "the day's count replaced"},
+        **problems(401, 403, 503, body=True),
+    },
+)
+async def put_sales_day(
+    channel: Annotated[Channel, Path()],
+    day: Annotated[date, Path(description="a UTC day, not after today")],
+    body: SalesDayRequest,
+    response: Response,
+    actor: OrderSystemDep,
+    admission: AdmissionDep,
+) -> SalesDayAnswer:
+    """The order lines sold on a channel on a day, backordered or not: the backorder rate's
+    denominator in /v1/metrics. A level: 201 a new day, 200 its count replaced."""
+    done = await admission.set_sales_day(actor, channel.value, day.isoformat(), body)
     response.status_code = done.status
     return done.answer

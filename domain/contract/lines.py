@@ -39,7 +39,7 @@ from domain.line.effects import (
     ShipmentRecord,
 )
 from domain.line.input import EtaUpdate, LineInput
-from domain.line.messages import MessageInput, MessageRecord
+from domain.line.messages import MessageInput, MessageRecord, SurveyInput
 from domain.line.payment import (
     Authorization,
     AuthorizeInput,
@@ -55,6 +55,14 @@ from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
 
 LINE_WORKFLOW = WorkflowType("BackorderLineWorkflow", LineInput, LineStatus)
+
+
+SURVEY_WORKFLOW = WorkflowType("LineSurveyWorkflow", SurveyInput, type(None))
+"""Started by a shipped line as it ends, so that the line does not stay open for its survey."""
+
+
+def survey_workflow_id(line_key: str) -> str:
+    return f"survey:{line_key}"
 
 
 def line_key(order_id: str, line_id: str) -> str:

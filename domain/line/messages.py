@@ -32,6 +32,8 @@ class MessageKind(StrEnum):
     ORDER_UPDATE = "order_update"
     PAYMENT_UPDATE_REQUEST = "payment_update_request"
     """A renewal of the payment hold was declined: another payment method, please."""
+    SURVEY = "survey"
+    """A while after the last shipment: how was the wait? (once per line)"""
     """Another line of a ship-complete order was cancelled: what happens to this one now."""
 
 
@@ -75,3 +77,12 @@ class MessageInput(BaseModel):
     charged: str | None = None
     """On a cancel of a line with payment terms: what was charged in all and kept (the value
     of what shipped); "0" when nothing was charged, so the message can say so."""
+
+
+class SurveyInput(BaseModel):
+    """The survey after the wait: one message to the line's customer at `ask_at`."""
+
+    line_key: str
+    request: BackorderRequest
+    ship_by: datetime
+    ask_at: datetime

@@ -7,7 +7,10 @@ Each step is a function of the run (`LineRun`); the rules they follow are the bo
 
 from __future__ import annotations
 
+import contextlib
+
 from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain import contract
 from domain.contract.lines import (
@@ -18,6 +21,8 @@ from domain.contract.lines import (
     RECORD_LINE,
     REFUND,
     RELEASE_LINE,
+    SURVEY_WORKFLOW,
+    survey_workflow_id,
 )
 from domain.line.effects import (
     CancelRequest,
@@ -28,13 +33,16 @@ from domain.line.effects import (
     ReleaseInput,
     ShipmentInput,
 )
-from domain.line.messages import MessageKind
+from domain.line.messages import MessageKind, SurveyInput
 from domain.line.state import LineState
 from domain.line.timeline import Step, StepKind
 from domain.links import LinkAction
 from workflows.etas import refresh_etas
 from workflows.line import choices, order, payment
 from workflows.line.run import LineRun
+
+SURVEY_PATCH = "survey-after-shipping"
+"""Lines that ended before this code replay without starting their survey."""
 
 
 async def begin(line: LineRun) -> None:
@@ -255,3 +263,30 @@ def history_full(line: LineRun) -> bool:
 def continue_as_new(line: LineRun) -> None:
     """Hand the book to a new run (raises, ending this one)."""
     workflow.continue_as_new(line.line.model_copy(update={"carried": line.book.carried()}))
+
+
+async def ask_later(line: LineRun) -> None:
+    """A shipped line, as it ends, starts the workflow that asks its customer how the wait went,
+    `survey_after_days` after the last shipment (`workflows.survey`); the line closes now."""
+    after = line.policy.survey_after_days
+    book = line.book
+    if book.state is not LineState.SHIPPED or after is None or not book.shipments:
+        return
+    if not workflow.patched(SURVEY_PATCH):
+        return
+    last = max(shipment.created_at for shipment in book.shipments)
+    survey = SurveyInput(
+        line_key=line.key,
+        request=line.request,
+        ship_by=line.line.ship_by,
+        ask_at=last + line.policy.days(after),
+    )
+    # Asked already (one survey per line): nothing more to do.
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await workflow.start_child_workflow(
+            SURVEY_WORKFLOW.name,
+            survey,
+            id=survey_workflow_id(line.key),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary="ask the customer how the wait went",
+        )

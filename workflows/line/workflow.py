@@ -132,6 +132,7 @@ class BackorderLineWorkflow:
             await order.tell_change(run, book.order_news.pop(0))
         # Let a cancel that arrived during the last shipment read its answer before we finish.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await life.ask_later(run)
         return self.status()
 
     async def _wait_for_news(self, step: Step | None) -> bool:
