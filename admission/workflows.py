@@ -143,6 +143,7 @@ class Workflows:
                 request_hash=request_hash,
                 policy=policy,
                 payment=payment,
+                priority=self.policy.priority.class_for(request.customer.tier, request.channel),
             ),
             workflow_id=line_key(request.order_id, request.line_id),
             request_hash=request_hash,

@@ -126,6 +126,7 @@ def record_line(
                 quantity=request.quantity,
                 state=LineState.WAITING,
                 ship_by=line_input.ship_by,
+                priority=line_input.priority,
                 ordered_at=request.ordered_at,
                 channel=request.channel,
                 ship_policy=request.ship_policy,

@@ -76,7 +76,8 @@ class LineRow(SQLModel, table=True):
     state: str = Field(index=True, max_length=32)
     waiting: bool = True
     priority: int = 0
-    """Priority class, lowest served first; every line is class 0 for now."""
+    """Priority class, lowest served first: from the policy's `priority` when the line started,
+    and never changed after (a new policy does not reorder lines already waiting)."""
     ship_by: datetime = Field(sa_column=_timestamp())
     ordered_at: datetime = Field(sa_column=_timestamp())
     channel: str = Field(index=True, max_length=16)

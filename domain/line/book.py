@@ -256,7 +256,13 @@ class LineBook(BaseModel):
     # ---- views -----------------------------------------------------------------------------
 
     def status(
-        self, *, workflow_id: str, request: BackorderRequest, ship_by: datetime, step: Step | None
+        self,
+        *,
+        workflow_id: str,
+        request: BackorderRequest,
+        ship_by: datetime,
+        step: Step | None,
+        priority: int = 0,
     ) -> LineStatus:
         """The line as the `status` query and the API show it."""
         ahead = None if self.state.is_final else step
@@ -288,6 +294,7 @@ class LineBook(BaseModel):
             consent=self.timeline.consent.value,
             offers=list(self.offers),
             payment=PaymentView.of(self.payment) if self.payment is not None else None,
+            priority_class=priority,
         )
 
     def details(self, *, summary: str, step: Step | None) -> str:

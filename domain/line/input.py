@@ -25,6 +25,9 @@ class LineInput(BaseModel):
     payment: Payment | None = None
     """The line's money when the order system gave payment terms (an authorization, a
     deposit); None: paid in full at order, as lines always were."""
+    priority: int = 0
+    """The line's priority class in its SKU's queue, from the policy when it started; lines
+    started before priority rules existed are class 0."""
     carried: LineBook | None = None
     """Set when the line continued as new: its book, where the previous run left off."""
 

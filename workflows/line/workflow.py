@@ -297,5 +297,9 @@ class BackorderLineWorkflow:
     def status(self) -> LineStatus:
         run = self._line
         return run.book.status(
-            workflow_id=run.key, request=run.request, ship_by=run.line.ship_by, step=run.next
+            workflow_id=run.key,
+            request=run.request,
+            ship_by=run.line.ship_by,
+            step=run.next,
+            priority=run.line.priority,
         )
