@@ -80,7 +80,7 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import idempotency, metrics, records, supply
+from store import idempotency, metrics, records, selling, supply
 from store.db import Database
 from store.idempotency import Found
 from store.tables import SubscriptionRow, as_utc
@@ -150,13 +150,21 @@ class Admission:
         earlier = await self._store(lambda: records.line_request_hash(self.db, key))
         if earlier is None:
             await self._require_skus(request)
-            created = (await self.workflows.start_line(request)).created
+            over = await self._store(
+                lambda: selling.admit_line(self.db, key, request.sku, request.quantity)
+            )
+            created = (await self.workflows.start_line(request, over_limit=over)).created
         elif earlier == canonical_hash(request):
             created = False
+            over = await self._store(lambda: selling.line_over_limit(self.db, key))
         else:
             raise Conflict(f"{key} was already started with a different request body")
         answer = StartAnswer(
-            workflow_id=key, order_id=request.order_id, line_id=request.line_id, created=created
+            workflow_id=key,
+            order_id=request.order_id,
+            line_id=request.line_id,
+            created=created,
+            over_limit=over,
         )
         return Done(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
@@ -445,6 +453,7 @@ class Admission:
             free_stock=row.free_stock,
             substitutes=list(row.substitutes),
             price=row.price,
+            backorder_limit=row.backorder_limit,
         )
 
     async def availability(self, sku: str) -> Availability:

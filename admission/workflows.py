@@ -125,7 +125,7 @@ class Workflows:
 
     # ---- lines ----------------------------------------------------------------------------
 
-    async def start_line(self, request: BackorderRequest) -> Started:
+    async def start_line(self, request: BackorderRequest, *, over_limit: bool = False) -> Started:
         """Start the workflow of one backordered line; idempotent by order id and line id, the
         request's hash in the memo telling a repeat from a clash."""
         request_hash = canonical_hash(request)
@@ -144,6 +144,7 @@ class Workflows:
                 policy=policy,
                 payment=payment,
                 priority=self.policy.priority.class_for(request.customer.tier, request.channel),
+                over_limit=over_limit,
             ),
             workflow_id=line_key(request.order_id, request.line_id),
             request_hash=request_hash,

@@ -55,3 +55,6 @@ class Metrics(BaseModel):
     offer_acceptance_rate: Rate
     messages_sent: dict[str, int]
     money: MoneyFigures | None = None
+    over_limit_lines: int | None = None
+    """Lines sold beyond their SKU's backorder limit: how often a storefront or marketplace
+    feed sold what supply could not cover (docs/selling.md). None in figures from before."""

@@ -246,6 +246,11 @@ class SkuRequest(Strict):
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
     price: DecimalString | None = None
     """Unit price, used to price a substitute for a line of another SKU."""
+    backorder_limit: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = Field(
+        default=None, json_schema_extra={ADDED_LATER: True}
+    )
+    """Units that may be sold beyond what is free and inbound; absent: no limit; 0: never
+    backorder. Like the other catalog fields, each PUT sets it (absent clears it)."""
 
 
 class CancelBody(Strict):

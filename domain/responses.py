@@ -25,6 +25,9 @@ class StartAnswer(BaseModel):
     order_id: str
     line_id: str
     created: bool
+    over_limit: bool = False
+    """Sold beyond the SKU's backorder limit: accepted all the same, and its customer is told
+    at once that no date can be given."""
 
 
 class ReceiptAnswer(BaseModel):
@@ -53,6 +56,7 @@ class SkuView(BaseModel):
     free_stock: int
     substitutes: list[str]
     price: str | None = None
+    backorder_limit: int | None = None
 
 
 class SkuAnswer(SkuView):

@@ -83,6 +83,10 @@ class Availability(BaseModel):
     waiting_units: int
     """Units that lines already waiting still need."""
     inbound_units: int
+    sellable_quantity: int | None = None
+    """What a storefront or marketplace feed may still sell now: free + inbound + the backorder
+    limit - units already waiting (docs/selling.md); None when the SKU has no limit."""
+    backorder_limit: int | None = None
     ships_from: datetime | None = None
     ships_by: datetime | None = None
     """For a backorder: the window a new order placed now would ship in."""

@@ -12,7 +12,8 @@ Definitions (also in the README):
 - SLA breach rate: closed lines shipped after their ship-by, or cancelled by the policy at a
   deadline (no consent to the delay, the marketplace's auto-cancel) / closed lines;
 - offer acceptance rate: lines that took an offer / lines that were made one;
-- messages sent by kind.
+- messages sent by kind;
+- lines over the limit: lines sold beyond their SKU's backorder limit (docs/selling.md).
 
 `exposition` renders them (and the marketplace health of `store.health`, when given) for a
 Prometheus scrape through prometheus_client, negotiating OpenMetrics.
@@ -137,6 +138,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
             session.exec(select(MessageRow.kind, func.count()).group_by(MessageRow.kind)).all()
         )
         money = _money(session)
+        over_limit = session.exec(select(func.count()).where(col(LineRow.over_limit))).one()
 
     shipped_late = sum(
         1 for _, ship_by, last in shipped if last is not None and as_utc(last) > as_utc(ship_by)
@@ -159,6 +161,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         offer_acceptance_rate=rate(int(accepted), int(offered)),
         messages_sent={kind.value: messages.get(kind, 0) for kind in MessageKind},
         money=money,
+        over_limit_lines=int(over_limit),
     )
 
 
@@ -305,6 +308,13 @@ class Figures(Collector):
         yield messages
         if metrics.money is not None:
             yield from self._money(metrics.money)
+        if metrics.over_limit_lines is not None:
+            over = CounterMetricFamily(
+                "backorders_lines_over_limit",
+                "Lines sold beyond their SKU's backorder limit (the sales feed was late).",
+            )
+            over.add_metric([], metrics.over_limit_lines)
+            yield over
 
     def _money(self, money: MoneyFigures) -> Iterator[Metric]:
         for name, sums, help_text in (

@@ -27,6 +27,7 @@ from store.queue import place_in_queue, waiting_lines
 from store.tables import (
     AllocationRow,
     LineRow,
+    PendingLineRow,
     PurchaseOrderRow,
     ReceiptRow,
     SkuRow,
@@ -137,8 +138,13 @@ def record_line(
                 request_json=request.model_dump_json(),
                 request_hash=line_input.request_hash,
                 payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
+                over_limit=line_input.over_limit,
             )
             session.add(line)
+            # The line now counts as waiting demand itself (`store.selling`).
+            pending = session.get(PendingLineRow, key)
+            if pending is not None:
+                session.delete(pending)
             session.flush()
             allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}")
         else:
@@ -349,6 +355,7 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
         sku.name = request.name
         sku.substitutes = list(request.substitutes)
         sku.price = request.price
+        sku.backorder_limit = request.backorder_limit
         if request.free_stock is not None:
             sku.stock_in_total += request.free_stock - sku.free_stock
             sku.free_stock = request.free_stock

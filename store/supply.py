@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from domain.stock import Availability, EtaChange, PurchaseOrderInput
+from store import selling
 from store.db import Database, lock_sku
 from store.queue import InboundSupply, open_purchase_orders, still_needed, waiting_lines
 from store.stock import UnknownSkuError
@@ -83,24 +84,32 @@ def availability(
         row = session.get(SkuRow, sku)
         if row is None:
             return None
-        waiting = sum(still_needed(line) for line in waiting_lines(session, sku))
+        now = utcnow()
+        waiting = selling.waiting_units(session, sku)
         orders = open_purchase_orders(session, sku)
         inbound = sum(order.inbound for order in orders)
+        sellable = selling.sellable_quantity(session, row, now)
         facts = {
             "sku": sku,
             "free_stock": row.free_stock,
             "waiting_units": waiting,
             "inbound_units": inbound,
+            "sellable_quantity": sellable,
+            "backorder_limit": row.backorder_limit,
         }
         if row.free_stock > low_stock:
             return Availability(label="In stock", status="in_stock", **facts)
         if row.free_stock > 0:
             return Availability(label=f"Only {row.free_stock} left", status="low_stock", **facts)
+        if sellable == 0:
+            return Availability(label="Out of stock", status="out_of_stock", **facts)
         # A new order of one unit stands behind every unit already waiting.
         eta = InboundSupply(orders, receiving).date_covering(waiting + 1)
+        if eta is None and sellable is not None:
+            # Within the limit but beyond what is inbound: sold, with no date to give yet.
+            return Availability(label="Backorder: no ship date yet", status="backorder", **facts)
         if eta is None:
             return Availability(label="Out of stock", status="out_of_stock", **facts)
-        now = utcnow()
         first = max(0, (eta - now).days)
         last = first + max(1, window.days)
         return Availability(

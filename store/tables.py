@@ -40,6 +40,9 @@ class SkuRow(SQLModel, table=True):
     substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     price: str | None = Field(default=None, max_length=32)
     """Catalog unit price (decimal string), used to price a substitute."""
+    backorder_limit: int | None = None
+    """Units that may be sold beyond what is free and inbound; None: no limit, 0: never
+    backorder (`store.selling`)."""
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
@@ -97,6 +100,9 @@ class LineRow(SQLModel, table=True):
     `ops`) or `policy` for a cancel at one of the line's own deadlines; never from a body."""
     cancelled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     """When the store cancelled the line: the clock of "cancel to money back" starts here."""
+    over_limit: bool = False
+    """The line was sold beyond its SKU's backorder limit (the feed was late): accepted, and
+    told at once that no date can be given."""
     payment_json: str | None = None
     """The line's money as it started (`domain.line.payment.Payment`), for lines with payment
     terms; what moved since is in `payments` and `refunds`."""
@@ -105,6 +111,20 @@ class LineRow(SQLModel, table=True):
     def held_quantity(self) -> int:
         """Units allocated and neither shipped nor released."""
         return self.allocated_quantity - self.shipped_quantity - self.released_quantity
+
+
+class PendingLineRow(SQLModel, table=True):
+    """A line accepted at the door whose workflow has not recorded it yet: demand the backorder
+    limit counts, so that orders arriving one after another are judged against each other. The
+    line's record deletes it."""
+
+    __tablename__ = "pending_lines"
+
+    key: str = Field(primary_key=True, max_length=160)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    over_limit: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
 class ReceiptRow(SQLModel, table=True):

@@ -28,6 +28,9 @@ class LineInput(BaseModel):
     priority: int = 0
     """The line's priority class in its SKU's queue, from the policy when it started; lines
     started before priority rules existed are class 0."""
+    over_limit: bool = False
+    """Sold beyond the SKU's backorder limit (`store.selling`): the line starts with the
+    no-date delay notice instead of a confirmation that gives a date."""
     carried: LineBook | None = None
     """Set when the line continued as new: its book, where the previous run left off."""
 

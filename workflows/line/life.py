@@ -7,6 +7,8 @@ Each step is a function of the run (`LineRun`); the rules they follow are the bo
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 
 from domain import contract
@@ -61,11 +63,38 @@ async def begin(line: LineRun) -> None:
     # The link's validity counts from the line's start, not from now: the message then reads
     # the same if a lost workflow task sends it again (see `LineRun.send`).
     valid_until = workflow.info().start_time + line.policy.days(90)
+    if _beyond_supply(line) and workflow.patched("over-limit-notice"):
+        await no_date_notice(line, valid_until)
+        return
     await line.send(
         MessageKind.BACKORDER_CONFIRMATION,
         "confirmation",
         links=[line.link(LinkAction.CANCEL, expires_at=valid_until)],
         stable=True,
+    )
+
+
+def _beyond_supply(line: LineRun) -> bool:
+    """Sold beyond the backorder limit, and no inbound supply dates it within its promise."""
+    eta = line.book.timeline.eta
+    return line.line.over_limit and (eta is None or eta > line.line.ship_by)
+
+
+async def no_date_notice(line: LineRun, valid_until: datetime) -> None:
+    """The first message of a line sold beyond what supply covers: the law's delay-option
+    notice, at once, in place of a confirmation that would promise a date it has no basis for.
+    Without a date, silence is not consent: the customer agrees to wait, or the line is
+    cancelled and refunded at its deadline."""
+    timeline = line.book.timeline
+    facts = timeline.record_notice(workflow.now(), line.policy)
+    links = [line.link(LinkAction.CANCEL, expires_at=valid_until)]
+    if not facts.silence_is_consent:
+        links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
+    await line.send(
+        MessageKind.DELAY_NOTICE, f"notice:{timeline.notices}", notice=facts, links=links
+    )
+    workflow.upsert_search_attributes(
+        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
     )
 
 
