@@ -150,10 +150,14 @@ class Admission:
         earlier = await self._store(lambda: records.line_request_hash(self.db, key))
         if earlier is None:
             await self._require_skus(request)
-            over = await self._store(
+            admitted = await self._store(
                 lambda: selling.admit_line(self.db, key, request.sku, request.quantity)
             )
-            created = (await self.workflows.start_line(request, over_limit=over)).created
+            over = admitted.over_limit
+            started = await self.workflows.start_line(
+                request, over_limit=over, preorder=admitted.preorder
+            )
+            created = started.created
         elif earlier == canonical_hash(request):
             created = False
             over = await self._store(lambda: selling.line_over_limit(self.db, key))
@@ -454,6 +458,8 @@ class Admission:
             substitutes=list(row.substitutes),
             price=row.price,
             backorder_limit=row.backorder_limit,
+            release_at=as_utc(row.release_at) if row.release_at else None,
+            ship_before_release=row.ship_before_release,
         )
 
     async def availability(self, sku: str) -> Availability:

@@ -251,6 +251,11 @@ class SkuRequest(Strict):
     )
     """Units that may be sold beyond what is free and inbound; absent: no limit; 0: never
     backorder. Like the other catalog fields, each PUT sets it (absent clears it)."""
+    release_at: Timestamp | None = Field(default=None, json_schema_extra={ADDED_LATER: True})
+    """The product's release date: lines started before it are preorders (docs/selling.md).
+    Moving it later tells every preorder line once; absent: no release date."""
+    ship_before_release: bool = Field(default=False, json_schema_extra={ADDED_LATER: True})
+    """Ship preorders as soon as their stock is here, not from the release date."""
 
 
 class CancelBody(Strict):

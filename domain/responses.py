@@ -57,6 +57,8 @@ class SkuView(BaseModel):
     substitutes: list[str]
     price: str | None = None
     backorder_limit: int | None = None
+    release_at: datetime | None = None
+    ship_before_release: bool = False
 
 
 class SkuAnswer(SkuView):

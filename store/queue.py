@@ -83,6 +83,15 @@ class InboundSupply:
         return self.last_date + self.receiving
 
 
+def preorder_eta(line: LineRow, eta: datetime | None) -> datetime | None:
+    """A preorder ships from its release plus handling (`ready_at`), never earlier, whatever
+    the stock; with nothing inbound, that date. Other lines: the queue's date."""
+    if line.ready_at is None:
+        return eta
+    ready = as_utc(line.ready_at)
+    return ready if eta is None or eta < ready else eta
+
+
 @dataclass(frozen=True)
 class QueuePlace:
     eta: datetime | None

@@ -12,15 +12,17 @@ order was already taken on a storefront or marketplace whose feed was late), ans
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
+from domain.line.input import Preorder
 from store.db import Database, lock_sku
 from store.queue import WAITING, open_purchase_orders
 from store.stock import UnknownSkuError
-from store.tables import LineRow, PendingLineRow, SkuRow, utcnow
+from store.tables import LineRow, PendingLineRow, SkuRow, as_utc, utcnow
 
 PENDING_WINDOW = timedelta(minutes=10)
 """How long a line accepted at the door counts as demand before its workflow records it. A line
@@ -55,32 +57,52 @@ def sellable_quantity(session: Session, row: SkuRow, now: datetime) -> int | Non
     return max(0, row.free_stock + inbound + row.backorder_limit - demand)
 
 
-def admit_line(db: Database, key: str, sku: str, quantity: int) -> bool:
-    """Judge a new line against its SKU's backorder limit, once: True when it is over it. The
-    SKU's lock orders this against every other start, arrival and cancel of the SKU."""
+@dataclass(frozen=True)
+class Admitted:
+    """What the catalog says of a new line when it arrives."""
+
+    over_limit: bool
+    preorder: Preorder | None
+    """Set when the line arrives before its product's release date."""
+
+
+def admit_line(db: Database, key: str, sku: str, quantity: int) -> Admitted:
+    """Judge a new line against its SKU's backorder limit, once (`over_limit`), and against its
+    release date. The SKU's lock orders this against every other start, arrival and cancel of
+    the SKU."""
     now = utcnow()
     with db.transaction() as session:
         row = lock_sku(session, sku)
         if row is None:
             raise UnknownSkuError(sku)
-        recorded = session.get(LineRow, key)
-        if recorded is not None:
-            return recorded.over_limit
-        pending = session.get(PendingLineRow, key)
-        if pending is not None:
-            return pending.over_limit
-        if row.backorder_limit is None:
-            return False
-        session.exec(
-            delete(PendingLineRow).where(
-                col(PendingLineRow.sku) == sku,
-                col(PendingLineRow.created_at) <= now - PENDING_WINDOW,
-            )
+        release = as_utc(row.release_at) if row.release_at else None
+        preorder = (
+            Preorder(release_at=release, ship_before_release=row.ship_before_release)
+            if release is not None and release > now
+            else None
         )
-        sellable = sellable_quantity(session, row, now)
-        over = sellable is not None and quantity > sellable
-        session.add(PendingLineRow(key=key, sku=sku, quantity=quantity, over_limit=over))
-        return over
+        return Admitted(_judge(session, row, key, quantity, now), preorder)
+
+
+def _judge(session: Session, row: SkuRow, key: str, quantity: int, now: datetime) -> bool:
+    recorded = session.get(LineRow, key)
+    if recorded is not None:
+        return recorded.over_limit
+    pending = session.get(PendingLineRow, key)
+    if pending is not None:
+        return pending.over_limit
+    if row.backorder_limit is None:
+        return False
+    session.exec(
+        delete(PendingLineRow).where(
+            col(PendingLineRow.sku) == row.sku,
+            col(PendingLineRow.created_at) <= now - PENDING_WINDOW,
+        )
+    )
+    sellable = sellable_quantity(session, row, now)
+    over = sellable is not None and quantity > sellable
+    session.add(PendingLineRow(key=key, sku=row.sku, quantity=quantity, over_limit=over))
+    return over
 
 
 def line_over_limit(db: Database, key: str) -> bool:

@@ -10,7 +10,7 @@ and reports it instead of doing it again.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import asc
 from sqlmodel import Session, col, select
@@ -21,9 +21,9 @@ from domain.line.choices import SubstituteInput, SubstituteOption, SubstituteRes
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
 from domain.line.state import LineState
-from domain.stock import AllocationNotice, ReceiptInput, SkuInput, StockResult
+from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
 from store.db import Database, lock_sku
-from store.queue import place_in_queue, waiting_lines
+from store.queue import place_in_queue, preorder_eta, waiting_lines
 from store.tables import (
     AllocationRow,
     LineRow,
@@ -139,6 +139,8 @@ def record_line(
                 request_hash=line_input.request_hash,
                 payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
                 over_limit=line_input.over_limit,
+                release_at=line_input.preorder.release_at if line_input.preorder else None,
+                ready_at=line_input.ship_by if line_input.preorder else None,
             )
             session.add(line)
             # The line now counts as waiting demand itself (`store.selling`).
@@ -152,7 +154,7 @@ def record_line(
             allocations = _allocations_of(session, line)
         if line.waiting:
             place = place_in_queue(session, line, receiving)
-            line.eta = place.eta
+            line.eta = preorder_eta(line, place.eta)
             lines_behind = place.lines_behind
         return RecordLineResult(
             allocations=allocations,
@@ -356,9 +358,41 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
         sku.substitutes = list(request.substitutes)
         sku.price = request.price
         sku.backorder_limit = request.backorder_limit
+        moves = _move_release(session, sku, request.release_at)
+        sku.release_at = request.release_at
+        sku.ship_before_release = request.ship_before_release
         if request.free_stock is not None:
             sku.stock_in_total += request.free_stock - sku.free_stock
             sku.free_stock = request.free_stock
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
-        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
+        return StockResult(
+            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, release_moves=moves
+        )
+
+
+def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) -> list[ReleaseMove]:
+    """The SKU's release moved later: each open preorder line promised an earlier release now
+    ships from the new one (its handling time kept), and is told once. An earlier or removed
+    release changes no line's promise: the lines keep their own dates."""
+    if release_at is None:
+        return []
+    lines = session.exec(
+        select(LineRow).where(
+            LineRow.sku == sku.sku,
+            col(LineRow.release_at).is_not(None),
+            col(LineRow.state).not_in([LineState.SHIPPED, LineState.CANCELLED]),
+        )
+    ).all()
+    moves = []
+    for line in lines:
+        assert line.release_at is not None and line.ready_at is not None
+        old = as_utc(line.release_at)
+        if old >= release_at:
+            continue
+        line.ready_at = as_utc(line.ready_at) + (release_at - old)
+        line.release_at = release_at
+        line.eta = preorder_eta(line, as_utc(line.eta) if line.eta else None)
+        assert line.eta is not None
+        moves.append(ReleaseMove(line_key=line.key, release_at=release_at, eta=line.eta))
+    return moves

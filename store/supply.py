@@ -11,7 +11,13 @@ from datetime import datetime, timedelta
 from domain.stock import Availability, EtaChange, PurchaseOrderInput
 from store import selling
 from store.db import Database, lock_sku
-from store.queue import InboundSupply, open_purchase_orders, still_needed, waiting_lines
+from store.queue import (
+    InboundSupply,
+    open_purchase_orders,
+    preorder_eta,
+    still_needed,
+    waiting_lines,
+)
 from store.stock import UnknownSkuError
 from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
 
@@ -62,7 +68,7 @@ def refresh_etas(db: Database, sku: str, receiving: timedelta) -> list[EtaChange
         changes = []
         for line in waiting_lines(session, sku, dated_only=not orders):
             demand += still_needed(line)
-            eta = supply.date_covering(demand)
+            eta = preorder_eta(line, supply.date_covering(demand))
             stored = as_utc(line.eta) if line.eta else None
             if stored != eta:
                 line.eta = eta
@@ -74,6 +80,10 @@ def line_eta(db: Database, line_key: str) -> datetime | None:
     with db.reading() as session:
         line = session.get(LineRow, line_key)
         return as_utc(line.eta) if line is not None and line.eta else None
+
+
+def preorder_label(release: datetime) -> str:
+    return f"Pre-order: ships from {release:%d %b %Y}"
 
 
 def availability(
@@ -97,12 +107,21 @@ def availability(
             "sellable_quantity": sellable,
             "backorder_limit": row.backorder_limit,
         }
+        release = as_utc(row.release_at) if row.release_at else None
+        if sellable == 0:
+            return Availability(label="Out of stock", status="out_of_stock", **facts)
+        if release is not None and release > now:
+            return Availability(
+                label=preorder_label(release),
+                status="preorder",
+                release_at=release,
+                ships_from=release,
+                **facts,
+            )
         if row.free_stock > low_stock:
             return Availability(label="In stock", status="in_stock", **facts)
         if row.free_stock > 0:
             return Availability(label=f"Only {row.free_stock} left", status="low_stock", **facts)
-        if sellable == 0:
-            return Availability(label="Out of stock", status="out_of_stock", **facts)
         # A new order of one unit stands behind every unit already waiting.
         eta = InboundSupply(orders, receiving).date_covering(waiting + 1)
         if eta is None and sellable is not None:

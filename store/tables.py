@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlalchemy import JSON, Column, DateTime, Index, false, text
 from sqlmodel import Field, SQLModel
+
+NOT_BY_DEFAULT = {"server_default": false()}
+"""A flag added to a table with rows: false for the rows that were there."""
 
 
 def utcnow() -> datetime:
@@ -40,10 +43,14 @@ class SkuRow(SQLModel, table=True):
     substitutes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     price: str | None = Field(default=None, max_length=32)
     """Catalog unit price (decimal string), used to price a substitute."""
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     backorder_limit: int | None = None
     """Units that may be sold beyond what is free and inbound; None: no limit, 0: never
     backorder (`store.selling`)."""
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    release_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """The product's release date: lines started before it are preorders."""
+    ship_before_release: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
+    """Preorders ship as soon as their stock is here, not from the release date."""
 
 
 class LineRow(SQLModel, table=True):
@@ -100,12 +107,17 @@ class LineRow(SQLModel, table=True):
     `ops`) or `policy` for a cancel at one of the line's own deadlines; never from a body."""
     cancelled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     """When the store cancelled the line: the clock of "cancel to money back" starts here."""
-    over_limit: bool = False
-    """The line was sold beyond its SKU's backorder limit (the feed was late): accepted, and
-    told at once that no date can be given."""
     payment_json: str | None = None
     """The line's money as it started (`domain.line.payment.Payment`), for lines with payment
     terms; what moved since is in `payments` and `refunds`."""
+    over_limit: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
+    """The line was sold beyond its SKU's backorder limit (the feed was late): accepted, and
+    told at once that no date can be given."""
+    release_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """A preorder's release date (None: not a preorder)."""
+    ready_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """A preorder's expected ship date from its release: the release plus handling. Its ETA is
+    never earlier."""
 
     @property
     def held_quantity(self) -> int:

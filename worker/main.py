@@ -95,6 +95,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             services.refund,
             services.send_message,
             signaller.signal_allocations,
+            signaller.signal_release_moves,
             supply.apply_purchase_order,
             supply.refresh_etas,
             orders.join_order,

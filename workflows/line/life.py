@@ -49,8 +49,8 @@ async def begin(line: LineRun) -> None:
     # bring an allocation signal the lost attempt did not see, and must still send (and so
     # record) the confirmation that attempt may already have sent.
     short = recorded.allocated_quantity if line.local else line.book.held + line.book.shipped
-    if short >= request.quantity:
-        return
+    if short >= request.quantity and line.book.hold_until is None:
+        return  # it ships now; a preorder whose stock waits for its release is confirmed
     # Where the line stands in the queue against inbound supply: its first ETA.
     if line.local:
         # The store dated the line as it queued it; only lines it went ahead of (an earlier
@@ -223,22 +223,48 @@ async def _refund_prepaid(line: LineRun, reason: str, unshipped: int) -> RefundR
     return refund
 
 
+async def delay_notice(line: LineRun) -> None:
+    """The law's delay-option notice for the current promise, sent now."""
+    timeline = line.book.timeline
+    facts = timeline.record_notice(workflow.now(), line.policy)
+    substitutes, links = await choices.substitute_choices(line)
+    links.append(line.link(LinkAction.CANCEL))
+    if not facts.silence_is_consent:
+        links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
+    await line.send(
+        MessageKind.DELAY_NOTICE,
+        f"notice:{timeline.notices}",
+        notice=facts,
+        substitutes=substitutes,
+        links=links,
+    )
+
+
+async def tell_release_moved(line: LineRun) -> None:
+    """A preorder's release moved later: a change of the promise. The customer is told once:
+    with the law's delay notice when the new date passes the promise (the old release plus
+    handling; its silent-consent window counts from the old date), otherwise with the new date.
+    """
+    timeline = line.book.timeline
+    eta = timeline.eta
+    if timeline.promise is None or eta is None or eta <= timeline.promise:
+        await line.send(
+            MessageKind.ETA_UPDATE,
+            f"release:{line.book.release_moved_to:%Y%m%d%H%M%S}",
+            links=[line.link(LinkAction.CANCEL)],
+        )
+        return
+    await delay_notice(line)
+    workflow.upsert_search_attributes(
+        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
+    )
+
+
 async def take_step(line: LineRun, step: Step) -> None:
     """Carry out one deadline of the timeline; each is recorded so it happens once."""
     timeline = line.book.timeline
     if step.kind is StepKind.DELAY_NOTICE:
-        facts = timeline.record_notice(workflow.now(), line.policy)
-        substitutes, links = await choices.substitute_choices(line)
-        links.append(line.link(LinkAction.CANCEL))
-        if not facts.silence_is_consent:
-            links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
-        await line.send(
-            MessageKind.DELAY_NOTICE,
-            f"notice:{timeline.notices}",
-            notice=facts,
-            substitutes=substitutes,
-            links=links,
-        )
+        await delay_notice(line)
     elif step.kind is StepKind.OFFER:
         assert step.rung is not None
         await choices.offer(line, step.rung)
@@ -252,6 +278,9 @@ async def take_step(line: LineRun, step: Step) -> None:
             links=[*links, line.link(LinkAction.WAIT), line.link(LinkAction.CANCEL)],
             deadline=line.policy.auto_cancel_at(line.line.ship_by),
         )
+    elif step.kind is StepKind.SHIP_AT_RELEASE:
+        line.book.hold_until = None  # the release came: held stock ships now
+        return
     elif step.kind is StepKind.RENEW_HOLD:
         async with line.lock:
             await payment.renew(line)

@@ -1,5 +1,5 @@
 """Selling: backorder limits on SKUs, lines sold over the limit, lines accepted but not yet
-recorded (counted against the limit).
+recorded (counted against the limit); release dates of SKUs and preorder lines.
 
 Revision ID: 0006
 Revises: 0003
@@ -34,16 +34,28 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("over_limit", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("release_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("ready_at", sa.DateTime(timezone=True), nullable=True))
 
     with op.batch_alter_table("skus", schema=None) as batch_op:
         batch_op.add_column(sa.Column("backorder_limit", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("release_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column(
+                "ship_before_release", sa.Boolean(), nullable=False, server_default=sa.false()
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("skus", schema=None) as batch_op:
+        batch_op.drop_column("ship_before_release")
+        batch_op.drop_column("release_at")
         batch_op.drop_column("backorder_limit")
 
     with op.batch_alter_table("lines", schema=None) as batch_op:
+        batch_op.drop_column("ready_at")
+        batch_op.drop_column("release_at")
         batch_op.drop_column("over_limit")
 
     with op.batch_alter_table("pending_lines", schema=None) as batch_op:
