@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
@@ -76,11 +76,12 @@ from domain.responses import (
     StartAnswer,
     SubscriptionAnswer,
     Substituted,
+    SupplierPerformance,
     Waiting,
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import idempotency, metrics, records, selling, supply
+from store import idempotency, metrics, records, selling, suppliers, supply
 from store.db import Database
 from store.idempotency import Found
 from store.tables import SubscriptionRow, as_utc
@@ -410,6 +411,17 @@ class Admission:
             actor, "PUT", path, idempotency_key, order, PurchaseOrderAnswer, apply
         )
 
+    async def supplier_performance(self, supplier_id: str) -> SupplierPerformance:
+        """A supplier's record against its purchase orders (docs/selling.md)."""
+        (supplier_id,) = _ids(supplier_id=supplier_id)
+        dates = self.policy.supplier_dates
+        grace = self.policy.days(dates.on_time_grace_days)
+        return await self._store(
+            lambda: suppliers.performance(
+                self.db, supplier_id, dates, grace=grace, now=datetime.now(UTC)
+            )
+        )
+
     # ---- catalog ----------------------------------------------------------------------------
 
     async def put_sku(
@@ -473,6 +485,7 @@ class Admission:
                 receiving=policy.days(policy.receiving_days),
                 low_stock=policy.low_stock_threshold,
                 window=policy.days(policy.label_window_days),
+                dates=policy.supplier_dates,
             )
         )
         if found is None:

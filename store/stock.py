@@ -21,9 +21,10 @@ from domain.line.choices import SubstituteInput, SubstituteOption, SubstituteRes
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
 from domain.line.state import LineState
+from domain.policy import SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
 from store.db import Database, lock_sku
-from store.queue import place_in_queue, preorder_eta, waiting_lines
+from store.queue import DEFAULT_SUPPLIER_DATES, place_in_queue, preorder_eta, waiting_lines
 from store.tables import (
     AllocationRow,
     LineRow,
@@ -105,7 +106,10 @@ def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[Allo
 
 
 def record_line(
-    db: Database, line_input: LineInput, receiving: timedelta = timedelta(0)
+    db: Database,
+    line_input: LineInput,
+    receiving: timedelta = timedelta(0),
+    dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
 ) -> RecordLineResult:
     """Put a new line in its SKU's queue and give it free stock if there is any; a line left
     waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf)."""
@@ -153,7 +157,7 @@ def record_line(
             # A retry after the commit: report the allocations that transaction made.
             allocations = _allocations_of(session, line)
         if line.waiting:
-            place = place_in_queue(session, line, receiving)
+            place = place_in_queue(session, line, receiving, dates)
             line.eta = preorder_eta(line, place.eta)
             lines_behind = place.lines_behind
         return RecordLineResult(
@@ -325,20 +329,22 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 free_stock=sku.free_stock,
                 duplicate=True,
             )
-        session.add(
-            ReceiptRow(
-                supplier_id=receipt_input.supplier_id,
-                receipt_id=receipt.receipt_id,
-                sku=receipt.sku,
-                quantity=receipt.quantity,
-                po_id=receipt.po_id,
-                request_hash=receipt_input.request_hash,
-            )
+        row = ReceiptRow(
+            supplier_id=receipt_input.supplier_id,
+            receipt_id=receipt.receipt_id,
+            sku=receipt.sku,
+            quantity=receipt.quantity,
+            po_id=receipt.po_id,
+            request_hash=receipt_input.request_hash,
         )
+        session.add(row)
         if receipt.po_id is not None:
             order = session.get(PurchaseOrderRow, (receipt_input.supplier_id, receipt.po_id))
             if order is not None:
                 order.received_quantity += receipt.quantity
+                # The supplier's record: how late this arrival was against the PO's date.
+                row.expected_at = as_utc(order.expected_at)
+                row.lateness_seconds = (as_utc(row.created_at) - row.expected_at).total_seconds()
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)

@@ -149,6 +149,10 @@ class ReceiptRow(SQLModel, table=True):
     po_id: str | None = None
     request_hash: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expected_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """The expected date of the receipt's purchase order when it arrived (None: no PO)."""
+    lateness_seconds: float | None = None
+    """How late the supplier was: arrival minus `expected_at` (negative: early)."""
 
 
 class PurchaseOrderRow(SQLModel, table=True):

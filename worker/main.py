@@ -75,7 +75,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
     timeout = httpx.Timeout(settings.http_timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout) as http:
         policy = load_policy(settings.policy_file)
-        store = StoreActivities(db, policy.days(policy.receiving_days))
+        store = StoreActivities(db, policy.days(policy.receiving_days), policy.supplier_dates)
         services = OutsideServices(settings, db, http)
         payments = PaymentActivities(services)
         signaller = Signaller(client)

@@ -1,5 +1,6 @@
 """Selling: backorder limits on SKUs, lines sold over the limit, lines accepted but not yet
-recorded (counted against the limit); release dates of SKUs and preorder lines.
+recorded (counted against the limit); release dates of SKUs and preorder lines; how late each
+receipt on a purchase order was.
 
 Revision ID: 0006
 Revises: 0003
@@ -46,8 +47,16 @@ def upgrade() -> None:
             )
         )
 
+    with op.batch_alter_table("receipts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("expected_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("lateness_seconds", sa.Float(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("receipts", schema=None) as batch_op:
+        batch_op.drop_column("lateness_seconds")
+        batch_op.drop_column("expected_at")
+
     with op.batch_alter_table("skus", schema=None) as batch_op:
         batch_op.drop_column("ship_before_release")
         batch_op.drop_column("release_at")
