@@ -71,17 +71,26 @@ def admit_line(db: Database, key: str, sku: str, quantity: int) -> Admitted:
     release date. The SKU's lock orders this against every other start, arrival and cancel of
     the SKU."""
     now = utcnow()
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None:
+            raise UnknownSkuError(sku)
+        if row.backorder_limit is None:
+            # Nothing to judge, nothing to write: a start takes no lock (as before limits).
+            pending = session.get(PendingLineRow, key)
+            return Admitted(pending is not None and pending.over_limit, _preorder(row, now))
     with db.transaction() as session:
         row = lock_sku(session, sku)
         if row is None:
             raise UnknownSkuError(sku)
-        release = as_utc(row.release_at) if row.release_at else None
-        preorder = (
-            Preorder(release_at=release, ship_before_release=row.ship_before_release)
-            if release is not None and release > now
-            else None
-        )
-        return Admitted(_judge(session, row, key, quantity, now), preorder)
+        return Admitted(_judge(session, row, key, quantity, now), _preorder(row, now))
+
+
+def _preorder(row: SkuRow, now: datetime) -> Preorder | None:
+    release = as_utc(row.release_at) if row.release_at else None
+    if release is None or release <= now:
+        return None
+    return Preorder(release_at=release, ship_before_release=row.ship_before_release)
 
 
 def _judge(session: Session, row: SkuRow, key: str, quantity: int, now: datetime) -> bool:
