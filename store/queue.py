@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from domain.policy import SupplierDates
 from store.suppliers import allowances
-from store.tables import LineRow, PurchaseOrderRow, as_utc
+from store.tables import LineRow, PurchaseOrderRow, as_utc, utcnow
 
 DEFAULT_SUPPLIER_DATES = SupplierDates()
 
@@ -95,13 +95,16 @@ class InboundSupply:
         return self.last_date + self.receiving
 
 
-def preorder_eta(line: LineRow, eta: datetime | None) -> datetime | None:
+def preorder_eta(ready_at: datetime | None, eta: datetime | None) -> datetime | None:
     """A preorder ships from its release plus handling (`ready_at`), never earlier, whatever
-    the stock; with nothing inbound, that date. Other lines: the queue's date."""
-    if line.ready_at is None:
+    the stock; with nothing inbound, that date while it is still ahead (once it has passed,
+    only supply can give a date). Other lines: the queue's date."""
+    if ready_at is None:
         return eta
-    ready = as_utc(line.ready_at)
-    return ready if eta is None or eta < ready else eta
+    ready = as_utc(ready_at)
+    if eta is None:
+        return ready if ready > utcnow() else None
+    return max(eta, ready)
 
 
 @dataclass(frozen=True)

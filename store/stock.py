@@ -158,7 +158,7 @@ def record_line(
             allocations = _allocations_of(session, line)
         if line.waiting:
             place = place_in_queue(session, line, receiving, dates)
-            line.eta = preorder_eta(line, place.eta)
+            line.eta = preorder_eta(line.ready_at, place.eta)
             lines_behind = place.lines_behind
         return RecordLineResult(
             allocations=allocations,
@@ -396,9 +396,11 @@ def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) ->
         old = as_utc(line.release_at)
         if old >= release_at:
             continue
-        line.ready_at = as_utc(line.ready_at) + (release_at - old)
+        ready = as_utc(line.ready_at) + (release_at - old)
+        line.ready_at = ready
         line.release_at = release_at
-        line.eta = preorder_eta(line, as_utc(line.eta) if line.eta else None)
-        assert line.eta is not None
-        moves.append(ReleaseMove(line_key=line.key, release_at=release_at, eta=line.eta))
+        # A new release already past gives no date by itself: the moved promise is the news.
+        eta = preorder_eta(ready, as_utc(line.eta) if line.eta else None) or ready
+        line.eta = eta
+        moves.append(ReleaseMove(line_key=line.key, release_at=release_at, eta=eta))
     return moves

@@ -75,7 +75,7 @@ def refresh_etas(
         changes = []
         for line in waiting_lines(session, sku, dated_only=not orders):
             demand += still_needed(line)
-            eta = preorder_eta(line, supply.date_covering(demand))
+            eta = preorder_eta(line.ready_at, supply.date_covering(demand))
             stored = as_utc(line.eta) if line.eta else None
             if stored != eta:
                 line.eta = eta

@@ -14,6 +14,7 @@ from domain.policy import DEFAULT_POLICY
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice
 from domain.values import Channel
+from store.queue import preorder_eta
 from store.supply import preorder_label
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
@@ -59,6 +60,18 @@ def test_a_release_moved_later_is_news_once_per_date() -> None:
     book.release_news = False
     assert not book.move_release(later, later + timedelta(days=3)), "a repeated signal"
     assert preorder_label(RELEASE) == "Pre-order: ships from 15 Dec 2026"
+
+
+def test_a_preorder_eta_is_never_before_its_release_and_never_a_date_already_past() -> None:
+    now = datetime.now(UTC)
+    ahead = now + timedelta(days=3)
+    past = now - timedelta(days=1)
+
+    assert preorder_eta(ahead, None) == now + timedelta(days=3)
+    assert preorder_eta(ahead, now + timedelta(days=1)) == now + timedelta(days=3)
+    assert preorder_eta(ahead, now + timedelta(days=5)) == now + timedelta(days=5)
+    assert preorder_eta(past, None) is None, "a release already past promises nothing"
+    assert preorder_eta(None, now) == now, "not a preorder: the queue's date"
 
 
 async def put_release(stack: Stack, sku: str, release: datetime, **extra: Any) -> None:
