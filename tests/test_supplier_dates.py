@@ -64,6 +64,7 @@ async def test_a_supplier_always_a_week_late_moves_the_dates_built_on_its_orders
     assert abs(performance["lateness_p50_seconds"] - 7 * DAY) < 120
     assert abs(performance["lateness_p90_seconds"] - 7 * DAY) < 120
     assert performance["fill_rate"] == 5 / 6, "one order came one unit short"
+    assert (await stack.client().supplier_performance(supplier)).receipts == 3
     refused = await stack.api.get(
         f"/v1/suppliers/{supplier}/performance", headers=stack.auth("acme")
     )
