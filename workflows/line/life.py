@@ -7,8 +7,6 @@ Each step is a function of the run (`LineRun`); the rules they follow are the bo
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from temporalio import workflow
 
 from domain import contract
@@ -60,12 +58,14 @@ async def begin(line: LineRun) -> None:
             await refresh_etas(request.sku)
     else:
         line.book.timeline.set_eta(await refresh_etas(request.sku, for_line=line.key))
+    if _beyond_supply(line) and workflow.patched("over-limit-notice"):
+        # The first message of a line sold beyond what supply covers: the law's delay-option
+        # notice, at once, in place of a confirmation promising a date it has no basis for.
+        await announce_delay(line)
+        return
     # The link's validity counts from the line's start, not from now: the message then reads
     # the same if a lost workflow task sends it again (see `LineRun.send`).
     valid_until = workflow.info().start_time + line.policy.days(90)
-    if _beyond_supply(line) and workflow.patched("over-limit-notice"):
-        await no_date_notice(line, valid_until)
-        return
     await line.send(
         MessageKind.BACKORDER_CONFIRMATION,
         "confirmation",
@@ -78,24 +78,6 @@ def _beyond_supply(line: LineRun) -> bool:
     """Sold beyond the backorder limit, and no inbound supply dates it within its promise."""
     eta = line.book.timeline.eta
     return line.line.over_limit and (eta is None or eta > line.line.ship_by)
-
-
-async def no_date_notice(line: LineRun, valid_until: datetime) -> None:
-    """The first message of a line sold beyond what supply covers: the law's delay-option
-    notice, at once, in place of a confirmation that would promise a date it has no basis for.
-    Without a date, silence is not consent: the customer agrees to wait, or the line is
-    cancelled and refunded at its deadline."""
-    timeline = line.book.timeline
-    facts = timeline.record_notice(workflow.now(), line.policy)
-    links = [line.link(LinkAction.CANCEL, expires_at=valid_until)]
-    if not facts.silence_is_consent:
-        links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
-    await line.send(
-        MessageKind.DELAY_NOTICE, f"notice:{timeline.notices}", notice=facts, links=links
-    )
-    workflow.upsert_search_attributes(
-        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
-    )
 
 
 async def record(line: LineRun) -> RecordLineResult:
@@ -240,6 +222,16 @@ async def delay_notice(line: LineRun) -> None:
     )
 
 
+async def announce_delay(line: LineRun) -> None:
+    """A delay notice out of the timeline's schedule (a line sold over the limit, a release
+    moved later), and the escalation ops see. Without a date, silence is not consent: the
+    customer agrees to wait, or the line is cancelled and refunded at its deadline."""
+    await delay_notice(line)
+    workflow.upsert_search_attributes(
+        [contract.SA_ESCALATION_LEVEL.value_set(line.book.timeline.escalation_level)]
+    )
+
+
 async def tell_release_moved(line: LineRun) -> None:
     """A preorder's release moved later: a change of the promise. The customer is told once:
     with the law's delay notice when the new date passes the promise (the old release plus
@@ -254,10 +246,7 @@ async def tell_release_moved(line: LineRun) -> None:
             links=[line.link(LinkAction.CANCEL)],
         )
         return
-    await delay_notice(line)
-    workflow.upsert_search_attributes(
-        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
-    )
+    await announce_delay(line)
 
 
 async def take_step(line: LineRun, step: Step) -> None:
