@@ -71,7 +71,17 @@ def render(message: MessageInput, urls: Urls | None = None) -> tuple[str, str]:
     order = request.order_id
     wait_link = urls.get((LinkAction.WAIT, None))
     kind = message.kind
-    if kind is MessageKind.BACKORDER_CONFIRMATION:
+    if kind is MessageKind.BACKORDER_CONFIRMATION and message.is_preorder:
+        release = message.release_at or expected
+        subject = f"Order {order}: {request.sku} is on pre-order, ships from {_day(release)}"
+        body = (
+            f"Thank you for your order {order}. {item} is a pre-order: it is released on "
+            f"{_day(release)} and ships from then.\n"
+            f"Expected ship date: {_day(expected)}.\n"
+            f"We will write to you if this date changes, and again with tracking when it ships.\n"
+            f"{_cancel_note(urls)}"
+        )
+    elif kind is MessageKind.BACKORDER_CONFIRMATION:
         subject = (
             f"Order {order}: {request.sku} is on backorder, expected to ship by {_day(expected)}"
         )

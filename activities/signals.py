@@ -17,9 +17,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeat import heartbeating
-from domain.contract.lines import ALLOCATED
-from domain.contract.stock import SIGNAL_ALLOCATIONS
-from domain.stock import SignalAllocationsInput
+from domain.contract.lines import ALLOCATED, RELEASE_MOVED
+from domain.contract.stock import SIGNAL_ALLOCATIONS, SIGNAL_RELEASE_MOVES
+from domain.line.input import ReleaseMoved
+from domain.stock import SignalAllocationsInput, SignalReleaseMoves
 
 MAX_SIGNALS_IN_FLIGHT = 64
 
@@ -58,3 +59,16 @@ class Signaller:
             )
         activity.logger.info("signalled %d of %d allocations", sent, len(targets))
         return sent
+
+    @SIGNAL_RELEASE_MOVES.defn
+    async def signal_release_moves(self, batch: SignalReleaseMoves) -> int:
+        """Tell each preorder line its new release date; a line counts one date once."""
+        async with heartbeating():
+            return await signal_lines(
+                self.client,
+                RELEASE_MOVED.name,
+                [
+                    (move.line_key, ReleaseMoved(release_at=move.release_at, eta=move.eta))
+                    for move in batch.moves
+                ],
+            )

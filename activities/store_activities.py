@@ -27,9 +27,11 @@ from domain.line.choices import (
 )
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
+from domain.policy import SupplierDates
 from domain.stock import ReceiptInput, SkuInput, StockResult
 from store import records, stock
 from store.db import Database
+from store.queue import DEFAULT_SUPPLIER_DATES
 from store.tables import OutreachRow
 
 T = TypeVar("T")
@@ -56,14 +58,23 @@ async def run_in_store(work: Callable[[], T]) -> T:
 
 
 class StoreActivities:
-    def __init__(self, db: Database, receiving: timedelta = timedelta(0)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        receiving: timedelta = timedelta(0),
+        dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+    ) -> None:
         self.db = db
         self.receiving = receiving
         """From a purchase order's date to stock on the shelf: part of every ETA."""
+        self.dates = dates
+        """How suppliers' lateness moves the dates of their POs."""
 
     @RECORD_LINE.defn
     async def record_line(self, line_input: LineInput) -> RecordLineResult:
-        return await run_in_store(lambda: stock.record_line(self.db, line_input, self.receiving))
+        return await run_in_store(
+            lambda: stock.record_line(self.db, line_input, self.receiving, self.dates)
+        )
 
     @RELEASE_LINE.defn
     async def release_line(self, release: ReleaseInput) -> ReleaseResult:

@@ -28,6 +28,7 @@ class SupplyActivities:
         self.db = db
         self.client = client
         self.receiving = policy.days(policy.receiving_days)
+        self.dates = policy.supplier_dates
 
     @APPLY_PURCHASE_ORDER.defn
     async def apply_purchase_order(self, change: PurchaseOrderInput) -> None:
@@ -42,7 +43,7 @@ class SupplyActivities:
         `for_line` (told through this answer, not a signal)."""
         async with heartbeating():
             changes = await run_in_store(
-                lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving)
+                lambda: supply.refresh_etas(self.db, refresh.sku, self.receiving, self.dates)
             )
             told = [c for c in changes if c.line_key != refresh.for_line]
             await signal_lines(

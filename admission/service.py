@@ -82,11 +82,12 @@ from domain.responses import (
     StartAnswer,
     SubscriptionAnswer,
     Substituted,
+    SupplierPerformance,
     Waiting,
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import feedback, idempotency, metrics, records, stock, supply
+from store import feedback, idempotency, metrics, records, selling, stock, suppliers, supply
 from store import health as marketplace_health
 from store.db import Database
 from store.idempotency import Found
@@ -157,13 +158,25 @@ class Admission:
         earlier = await self._store(lambda: records.line_request_hash(self.db, key))
         if earlier is None:
             await self._require_skus(request)
-            created = (await self.workflows.start_line(request)).created
+            admitted = await self._store(
+                lambda: selling.admit_line(self.db, key, request.sku, request.quantity)
+            )
+            over = admitted.over_limit
+            started = await self.workflows.start_line(
+                request, over_limit=over, preorder=admitted.preorder
+            )
+            created = started.created
         elif earlier == canonical_hash(request):
             created = False
+            over = await self._store(lambda: selling.line_over_limit(self.db, key))
         else:
             raise Conflict(f"{key} was already started with a different request body")
         answer = StartAnswer(
-            workflow_id=key, order_id=request.order_id, line_id=request.line_id, created=created
+            workflow_id=key,
+            order_id=request.order_id,
+            line_id=request.line_id,
+            created=created,
+            over_limit=over,
         )
         return Done(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
@@ -477,6 +490,17 @@ class Admission:
             actor, "PUT", path, idempotency_key, order, PurchaseOrderAnswer, apply
         )
 
+    async def supplier_performance(self, supplier_id: str) -> SupplierPerformance:
+        """A supplier's record against its purchase orders (docs/selling.md)."""
+        (supplier_id,) = _ids(supplier_id=supplier_id)
+        dates = self.policy.supplier_dates
+        grace = self.policy.days(dates.on_time_grace_days)
+        return await self._store(
+            lambda: suppliers.performance(
+                self.db, supplier_id, dates, grace=grace, now=datetime.now(UTC)
+            )
+        )
+
     # ---- catalog ----------------------------------------------------------------------------
 
     async def put_sku(
@@ -524,6 +548,9 @@ class Admission:
             free_stock=row.free_stock,
             substitutes=list(row.substitutes),
             price=row.price,
+            backorder_limit=row.backorder_limit,
+            release_at=as_utc(row.release_at) if row.release_at else None,
+            ship_before_release=row.ship_before_release,
         )
 
     async def availability(self, sku: str) -> Availability:
@@ -537,6 +564,7 @@ class Admission:
                 receiving=policy.days(policy.receiving_days),
                 low_stock=policy.low_stock_threshold,
                 window=policy.days(policy.label_window_days),
+                dates=policy.supplier_dates,
             )
         )
         if found is None:

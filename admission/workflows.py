@@ -55,7 +55,7 @@ from domain.contract.stock import (
 )
 from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
 from domain.line.effects import CancelRequest, CancelResult
-from domain.line.input import EtaUpdate, LineInput, line_summary
+from domain.line.input import EtaUpdate, LineInput, Preorder, line_summary
 from domain.line.payment import NewPaymentMethod, PaymentView, payment_of
 from domain.line.state import LineState
 from domain.line.status import LineStatus
@@ -125,12 +125,21 @@ class Workflows:
 
     # ---- lines ----------------------------------------------------------------------------
 
-    async def start_line(self, request: BackorderRequest) -> Started:
+    async def start_line(
+        self,
+        request: BackorderRequest,
+        *,
+        over_limit: bool = False,
+        preorder: Preorder | None = None,
+    ) -> Started:
         """Start the workflow of one backordered line; idempotent by order id and line id, the
         request's hash in the memo telling a repeat from a clash."""
         request_hash = canonical_hash(request)
         policy = self.policy.for_channel(request.channel)
-        ship_by = request.ship_by or policy.ship_by(request.ordered_at)
+        # A preorder's handling time counts from its release.
+        ship_by = request.ship_by or policy.ship_by(
+            preorder.release_at if preorder is not None else request.ordered_at
+        )
         payment = payment_of(request, policy.days(policy.payment.hold_days))
         money = (
             [SearchAttributePair(contract.SA_PAYMENT_STATE, payment.state.value)] if payment else []
@@ -143,6 +152,9 @@ class Workflows:
                 request_hash=request_hash,
                 policy=policy,
                 payment=payment,
+                priority=self.policy.priority.class_for(request.customer.tier, request.channel),
+                over_limit=over_limit,
+                preorder=preorder,
             ),
             workflow_id=line_key(request.order_id, request.line_id),
             request_hash=request_hash,

@@ -47,6 +47,7 @@ from domain.responses import (
     SkuAnswer,
     SkuView,
     StartAnswer,
+    SupplierPerformance,
 )
 from domain.stock import Availability
 from store.db import open_store
@@ -219,6 +220,10 @@ class BackorderClient:
             self.actor, supplier_id, po_id, order, idempotency_key=idempotency_key
         )
         return done.answer
+
+    async def supplier_performance(self, supplier_id: str) -> SupplierPerformance:
+        """The supplier's record against its purchase orders (docs/selling.md)."""
+        return await self.admission.supplier_performance(supplier_id)
 
     async def put_sku(
         self, sku: str, request: Body, *, idempotency_key: str | None = None

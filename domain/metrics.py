@@ -80,3 +80,6 @@ class Metrics(BaseModel):
     """Over every channel: lines backordered / order lines sold, on the days reported."""
     by_channel: dict[str, ChannelFigures] = Field(default_factory=dict)
     """Backorder rate and the survey after the wait, per channel with any of them."""
+    over_limit_lines: int | None = None
+    """Lines sold beyond their SKU's backorder limit: how often a storefront or marketplace
+    feed sold what supply could not cover (docs/selling.md). None in figures from before."""

@@ -217,6 +217,51 @@ class PaymentPolicy(BaseModel):
         return self
 
 
+class PriorityRule(BaseModel):
+    """Lines of these tiers on these channels wait in this priority class."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: list[CustomerTier] = Field(default_factory=lambda: list(CustomerTier))
+    channels: list[Channel] = Field(default_factory=lambda: list(Channel))
+    priority_class: Annotated[int, Field(ge=0, le=9)]
+
+    def matches(self, tier: CustomerTier, channel: Channel) -> bool:
+        return tier in self.tiers and channel in self.channels
+
+
+class PriorityPolicy(BaseModel):
+    """Who gets scarce stock first: a line's priority class (the first key of the queue, lowest
+    served first), from its customer's tier and its channel, fixed when the line starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_class: Annotated[int, Field(ge=0, le=9)] = 0
+    """The class of a line no rule matches."""
+    rules: list[PriorityRule] = Field(default_factory=list, max_length=50)
+    """The first rule that matches a line gives its class: list the narrowest first."""
+
+    def class_for(self, tier: CustomerTier, channel: Channel) -> int:
+        rule = next((rule for rule in self.rules if rule.matches(tier, channel)), None)
+        return self.default_class if rule is None else rule.priority_class
+
+
+class SupplierDates(BaseModel):
+    """How a supplier's record of lateness makes the dates built on its purchase orders honest
+    (`store.suppliers`, docs/selling.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history_receipts: Annotated[int, Field(ge=1, le=1000)] = 20
+    """The supplier's last N receipts on purchase orders are its record."""
+    min_receipts: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Fewer receipts than this are no record yet: its POs' dates are taken as they are."""
+    percentile: Annotated[int, Field(ge=50, le=100)] = 90
+    """An ETA on a supplier's PO adds this percentile of its lateness (never below zero)."""
+    on_time_grace_days: Annotated[float, Field(ge=0, le=30)] = 1
+    """A receipt at most this late counts as on time (the expected day itself)."""
+
+
 HISTORY_EVENTS_LIMIT = 2_000
 """Events in one run of a line's workflow before it continues as new. A waiting line costs about
 a dozen events per ETA change or message, so this is a line that has waited through a hundred
@@ -289,6 +334,11 @@ class ServicePolicy(BaseModel):
     """The figures each marketplace measures the seller by, their thresholds and windows (in
     policy days), and the margin that raises a warning before a threshold is crossed: see
     `domain.health` for the defaults and their sources."""
+    supplier_dates: SupplierDates = Field(default_factory=SupplierDates)
+    """How suppliers' lateness moves the dates built on their purchase orders."""
+    priority: PriorityPolicy = Field(default_factory=PriorityPolicy)
+    """The queue's priority classes by customer tier and channel; every line is class 0 when
+    the file gives none."""
 
     def days(self, count: float) -> timedelta:
         return timedelta(seconds=count * self.day_seconds)

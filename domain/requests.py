@@ -289,6 +289,16 @@ class SkuRequest(Strict):
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
     price: DecimalString | None = None
     """Unit price, used to price a substitute for a line of another SKU."""
+    backorder_limit: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = Field(
+        default=None, json_schema_extra={ADDED_LATER: True}
+    )
+    """Units that may be sold beyond what is free and inbound; absent: no limit; 0: never
+    backorder. Like the other catalog fields, each PUT sets it (absent clears it)."""
+    release_at: Timestamp | None = Field(default=None, json_schema_extra={ADDED_LATER: True})
+    """The product's release date: lines started before it are preorders (docs/selling.md).
+    Moving it later tells every preorder line once; absent: no release date."""
+    ship_before_release: bool = Field(default=False, json_schema_extra={ADDED_LATER: True})
+    """Ship preorders as soon as their stock is here, not from the release date."""
 
 
 class CancelBody(Strict):

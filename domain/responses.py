@@ -26,6 +26,9 @@ class StartAnswer(BaseModel):
     order_id: str
     line_id: str
     created: bool
+    over_limit: bool = False
+    """Sold beyond the SKU's backorder limit: accepted all the same, and its customer is told
+    at once that no date can be given."""
 
 
 class ReceiptAnswer(BaseModel):
@@ -46,6 +49,27 @@ class PurchaseOrderAnswer(BaseModel):
     expected_at: datetime
 
 
+class SupplierPerformance(BaseModel):
+    """A supplier's record (docs/selling.md): over its last receipts on purchase orders, and
+    the fill rate of its POs that are due."""
+
+    supplier_id: str
+    receipts: int
+    """Receipts on POs in the record (at most the policy's `history_receipts`)."""
+    on_time_rate: float | None
+    """Receipts at most `on_time_grace_days` late, over receipts; None without any."""
+    lateness_p50_seconds: float | None
+    """Median lateness against the PO's expected date (negative: early); nearest rank."""
+    lateness_p90_seconds: float | None
+    fill_rate: float | None
+    """Units received (at most the quantity ordered) over units ordered, on POs whose expected
+    date has passed; None when none has."""
+    due_units_ordered: int
+    due_units_received: int
+    eta_allowance_seconds: float | None
+    """What ETAs built on its POs add to their expected date; None until it has a record."""
+
+
 class SkuView(BaseModel):
     """A catalog entry and its free stock."""
 
@@ -54,6 +78,9 @@ class SkuView(BaseModel):
     free_stock: int
     substitutes: list[str]
     price: str | None = None
+    backorder_limit: int | None = None
+    release_at: datetime | None = None
+    ship_before_release: bool = False
 
 
 class SkuAnswer(SkuView):

@@ -34,6 +34,14 @@ class ReceiptInput(BaseModel):
     request_hash: str
 
 
+class ReleaseMove(BaseModel):
+    """A preorder line whose release moved later, and its new expected ship date."""
+
+    line_key: str
+    release_at: datetime
+    eta: datetime
+
+
 class StockResult(BaseModel):
     """What one stock transaction (a receipt, a catalog update) did."""
 
@@ -41,6 +49,12 @@ class StockResult(BaseModel):
     allocations: list[AllocationNotice]
     free_stock: int
     duplicate: bool = False
+    release_moves: list[ReleaseMove] = Field(default_factory=list)
+    """Preorder lines to tell that their release moved later (catalog updates only)."""
+
+
+class SignalReleaseMoves(BaseModel):
+    moves: list[ReleaseMove]
 
 
 class SkuInput(BaseModel):
@@ -78,11 +92,17 @@ class Availability(BaseModel):
     sku: str
     label: str
     status: str
-    """`in_stock`, `low_stock`, `backorder` or `out_of_stock`."""
+    """`in_stock`, `low_stock`, `preorder`, `backorder` or `out_of_stock`."""
     free_stock: int
     waiting_units: int
     """Units that lines already waiting still need."""
     inbound_units: int
+    sellable_quantity: int | None = None
+    """What a storefront or marketplace feed may still sell now: free + inbound + the backorder
+    limit - units already waiting (docs/selling.md); None when the SKU has no limit."""
+    backorder_limit: int | None = None
+    release_at: datetime | None = None
+    """The release date of a product not yet released (a preorder)."""
     ships_from: datetime | None = None
     ships_by: datetime | None = None
     """For a backorder: the window a new order placed now would ship in."""

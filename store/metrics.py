@@ -17,6 +17,7 @@ Definitions (also in the README):
   the days of the last BACKORDER_RATE_DAYS with sales reported, per channel and in all;
 - survey response rate: surveys answered / surveys sent, and the mean score (1 to 5), per
   channel.
+- lines over the limit: lines sold beyond their SKU's backorder limit (docs/selling.md).
 
 `exposition` renders them (and the marketplace health of `store.health`, when given) for a
 Prometheus scrape through prometheus_client, negotiating OpenMetrics.
@@ -147,6 +148,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         )
         money = _money(session)
         backorder_rate, by_channel = _by_channel(session, now)
+        over_limit = session.exec(select(func.count()).where(col(LineRow.over_limit))).one()
 
     shipped_late = sum(
         1 for _, ship_by, last in shipped if last is not None and as_utc(last) > as_utc(ship_by)
@@ -171,6 +173,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         money=money,
         backorder_rate=backorder_rate,
         by_channel=by_channel,
+        over_limit_lines=int(over_limit),
     )
 
 
@@ -362,6 +365,13 @@ class Figures(Collector):
         if metrics.money is not None:
             yield from self._money(metrics.money)
         yield from self._channels(metrics)
+        if metrics.over_limit_lines is not None:
+            over = CounterMetricFamily(
+                "backorders_lines_over_limit",
+                "Lines sold beyond their SKU's backorder limit (the sales feed was late).",
+            )
+            over.add_metric([], metrics.over_limit_lines)
+            yield over
 
     def _channels(self, metrics: Metrics) -> Iterator[Metric]:
         backorder = GaugeMetricFamily(

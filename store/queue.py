@@ -9,15 +9,19 @@ the ETA. No covering PO means no date.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, asc, exists, func, text, true, tuple_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from store.tables import LineRow, PurchaseOrderRow, as_utc
+from domain.policy import SupplierDates
+from store.suppliers import allowances
+from store.tables import LineRow, PurchaseOrderRow, as_utc, utcnow
+
+DEFAULT_SUPPLIER_DATES = SupplierDates()
 
 WAITING = text("lines.waiting")
 """The queue's condition, written as the partial index `ix_lines_queue` states it: PostgreSQL
@@ -64,23 +68,43 @@ def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
 
 @dataclass
 class InboundSupply:
-    """Walks the inbound POs in date order, as demand accumulates."""
+    """Walks the inbound POs in date order, as demand accumulates. A PO's date is its expected
+    date plus its supplier's lateness allowance (`store.suppliers`), when it has a record."""
 
     orders: Sequence[PurchaseOrderRow]
     receiving: timedelta
+    allowances: Mapping[str, timedelta] = field(default_factory=dict)
     covered: int = 0
     index: int = 0
     last_date: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.orders = sorted(self.orders, key=lambda order: (self.date_of(order), order.po_id))
+
+    def date_of(self, order: PurchaseOrderRow) -> datetime:
+        return as_utc(order.expected_at) + self.allowances.get(order.supplier_id, timedelta(0))
 
     def date_covering(self, demand: int) -> datetime | None:
         while self.covered < demand and self.index < len(self.orders):
             order = self.orders[self.index]
             self.covered += order.inbound
-            self.last_date = as_utc(order.expected_at)
+            self.last_date = self.date_of(order)
             self.index += 1
         if self.covered < demand or self.last_date is None:
             return None
         return self.last_date + self.receiving
+
+
+def preorder_eta(ready_at: datetime | None, eta: datetime | None) -> datetime | None:
+    """A preorder ships from its release plus handling (`ready_at`), never earlier, whatever
+    the stock; with nothing inbound, that date while it is still ahead (once it has passed,
+    only supply can give a date). Other lines: the queue's date."""
+    if ready_at is None:
+        return eta
+    ready = as_utc(ready_at)
+    if eta is None:
+        return ready if ready > utcnow() else None
+    return max(eta, ready)
 
 
 @dataclass(frozen=True)
@@ -91,7 +115,25 @@ class QueuePlace:
     moved back."""
 
 
-def place_in_queue(session: Session, line: LineRow, receiving: timedelta) -> QueuePlace:
+def inbound_supply(
+    session: Session,
+    orders: Sequence[PurchaseOrderRow],
+    receiving: timedelta,
+    dates: SupplierDates,
+    *,
+    percentile: int | None = None,
+) -> InboundSupply:
+    """The SKU's open POs dated as their suppliers' records say (at `percentile`, by default
+    the policy's)."""
+    return InboundSupply(orders, receiving, allowances(session, orders, dates, percentile))
+
+
+def place_in_queue(
+    session: Session,
+    line: LineRow,
+    receiving: timedelta,
+    dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+) -> QueuePlace:
     """A waiting line's ETA, and whether anyone waits behind it, without reading the whole queue
     into Python: one sum over the lines ahead (an index range) and one existence check."""
     orders = open_purchase_orders(session, line.sku)
@@ -109,7 +151,7 @@ def place_in_queue(session: Session, line: LineRow, receiving: timedelta) -> Que
         select(func.coalesce(func.sum(needed), 0)).where(same_queue, theirs < mine)
     ).one()
     behind = session.exec(select(exists().where(same_queue, theirs > mine))).one()
-    supply = InboundSupply(orders, receiving)
+    supply = inbound_supply(session, orders, receiving, dates)
     return QueuePlace(
         eta=supply.date_covering(int(ahead) + still_needed(line)), lines_behind=bool(behind)
     )

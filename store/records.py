@@ -215,6 +215,7 @@ def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:
                 cancel_reason=line.cancel_reason,
                 cancelled_by=line.cancelled_by,
                 payment=payments.get(line.key),
+                priority_class=line.priority,
             )
         )
     return statuses

@@ -10,7 +10,7 @@ and reports it instead of doing it again.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import asc
 from sqlmodel import Session, col, select
@@ -21,12 +21,14 @@ from domain.line.choices import SubstituteInput, SubstituteOption, SubstituteRes
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
 from domain.line.state import LineState
-from domain.stock import AllocationNotice, ReceiptInput, SkuInput, StockResult
+from domain.policy import SupplierDates
+from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
 from store.db import Database, lock_sku
-from store.queue import place_in_queue, waiting_lines
+from store.queue import DEFAULT_SUPPLIER_DATES, place_in_queue, preorder_eta, waiting_lines
 from store.tables import (
     AllocationRow,
     LineRow,
+    PendingLineRow,
     PurchaseOrderRow,
     ReceiptRow,
     SkuRow,
@@ -104,7 +106,10 @@ def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[Allo
 
 
 def record_line(
-    db: Database, line_input: LineInput, receiving: timedelta = timedelta(0)
+    db: Database,
+    line_input: LineInput,
+    receiving: timedelta = timedelta(0),
+    dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
 ) -> RecordLineResult:
     """Put a new line in its SKU's queue and give it free stock if there is any; a line left
     waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf)."""
@@ -126,6 +131,7 @@ def record_line(
                 quantity=request.quantity,
                 state=LineState.WAITING,
                 ship_by=line_input.ship_by,
+                priority=line_input.priority,
                 ordered_at=request.ordered_at,
                 channel=request.channel,
                 ship_policy=request.ship_policy,
@@ -136,16 +142,23 @@ def record_line(
                 request_json=request.model_dump_json(),
                 request_hash=line_input.request_hash,
                 payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
+                over_limit=line_input.over_limit,
+                release_at=line_input.preorder.release_at if line_input.preorder else None,
+                ready_at=line_input.ship_by if line_input.preorder else None,
             )
             session.add(line)
+            # The line now counts as waiting demand itself (`store.selling`).
+            pending = session.get(PendingLineRow, key)
+            if pending is not None:
+                session.delete(pending)
             session.flush()
             allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}")
         else:
             # A retry after the commit: report the allocations that transaction made.
             allocations = _allocations_of(session, line)
         if line.waiting:
-            place = place_in_queue(session, line, receiving)
-            line.eta = place.eta
+            place = place_in_queue(session, line, receiving, dates)
+            line.eta = preorder_eta(line.ready_at, place.eta)
             lines_behind = place.lines_behind
         return RecordLineResult(
             allocations=allocations,
@@ -316,20 +329,22 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 free_stock=sku.free_stock,
                 duplicate=True,
             )
-        session.add(
-            ReceiptRow(
-                supplier_id=receipt_input.supplier_id,
-                receipt_id=receipt.receipt_id,
-                sku=receipt.sku,
-                quantity=receipt.quantity,
-                po_id=receipt.po_id,
-                request_hash=receipt_input.request_hash,
-            )
+        row = ReceiptRow(
+            supplier_id=receipt_input.supplier_id,
+            receipt_id=receipt.receipt_id,
+            sku=receipt.sku,
+            quantity=receipt.quantity,
+            po_id=receipt.po_id,
+            request_hash=receipt_input.request_hash,
         )
+        session.add(row)
         if receipt.po_id is not None:
             order = session.get(PurchaseOrderRow, (receipt_input.supplier_id, receipt.po_id))
             if order is not None:
                 order.received_quantity += receipt.quantity
+                # The supplier's record: how late this arrival was against the PO's date.
+                row.expected_at = as_utc(order.expected_at)
+                row.lateness_seconds = (as_utc(row.created_at) - row.expected_at).total_seconds()
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)
@@ -348,9 +363,44 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
         sku.name = request.name
         sku.substitutes = list(request.substitutes)
         sku.price = request.price
+        sku.backorder_limit = request.backorder_limit
+        moves = _move_release(session, sku, request.release_at)
+        sku.release_at = request.release_at
+        sku.ship_before_release = request.ship_before_release
         if request.free_stock is not None:
             sku.stock_in_total += request.free_stock - sku.free_stock
             sku.free_stock = request.free_stock
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
-        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
+        return StockResult(
+            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, release_moves=moves
+        )
+
+
+def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) -> list[ReleaseMove]:
+    """The SKU's release moved later: each open preorder line promised an earlier release now
+    ships from the new one (its handling time kept), and is told once. An earlier or removed
+    release changes no line's promise: the lines keep their own dates."""
+    if release_at is None:
+        return []
+    lines = session.exec(
+        select(LineRow).where(
+            LineRow.sku == sku.sku,
+            col(LineRow.release_at).is_not(None),
+            col(LineRow.state).not_in([LineState.SHIPPED, LineState.CANCELLED]),
+        )
+    ).all()
+    moves = []
+    for line in lines:
+        assert line.release_at is not None and line.ready_at is not None
+        old = as_utc(line.release_at)
+        if old >= release_at:
+            continue
+        ready = as_utc(line.ready_at) + (release_at - old)
+        line.ready_at = ready
+        line.release_at = release_at
+        # A new release already past gives no date by itself: the moved promise is the news.
+        eta = preorder_eta(ready, as_utc(line.eta) if line.eta else None) or ready
+        line.eta = eta
+        moves.append(ReleaseMove(line_key=line.key, release_at=release_at, eta=eta))
+    return moves

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain.policy import SupplierDates
 from domain.stock import Availability, EtaChange, PurchaseOrderInput
+from store import selling
 from store.db import Database, lock_sku
-from store.queue import InboundSupply, open_purchase_orders, still_needed, waiting_lines
+from store.queue import (
+    DEFAULT_SUPPLIER_DATES,
+    inbound_supply,
+    open_purchase_orders,
+    preorder_eta,
+    still_needed,
+    waiting_lines,
+)
 from store.stock import UnknownSkuError
 from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
 
@@ -48,7 +57,12 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
         row.updated_at = utcnow()
 
 
-def refresh_etas(db: Database, sku: str, receiving: timedelta) -> list[EtaChange]:
+def refresh_etas(
+    db: Database,
+    sku: str,
+    receiving: timedelta,
+    dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+) -> list[EtaChange]:
     """Store each waiting line's ETA; returns the lines whose ETA really moved.
 
     With nothing inbound every ETA is "no date": only lines that still show a date can change,
@@ -56,12 +70,12 @@ def refresh_etas(db: Database, sku: str, receiving: timedelta) -> list[EtaChange
     with db.transaction() as session:
         lock_sku(session, sku)
         orders = open_purchase_orders(session, sku)
-        supply = InboundSupply(orders, receiving)
+        supply = inbound_supply(session, orders, receiving, dates)
         demand = 0
         changes = []
         for line in waiting_lines(session, sku, dated_only=not orders):
             demand += still_needed(line)
-            eta = supply.date_covering(demand)
+            eta = preorder_eta(line.ready_at, supply.date_covering(demand))
             stored = as_utc(line.eta) if line.eta else None
             if stored != eta:
                 line.eta = eta
@@ -75,34 +89,68 @@ def line_eta(db: Database, line_key: str) -> datetime | None:
         return as_utc(line.eta) if line is not None and line.eta else None
 
 
+def preorder_label(release: datetime) -> str:
+    return f"Pre-order: ships from {release:%d %b %Y}"
+
+
 def availability(
-    db: Database, sku: str, *, receiving: timedelta, low_stock: int, window: timedelta
+    db: Database,
+    sku: str,
+    *,
+    receiving: timedelta,
+    low_stock: int,
+    window: timedelta,
+    dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
 ) -> Availability | None:
     """The product-page label: never a date the queue and the inbound POs cannot meet."""
     with db.reading() as session:
         row = session.get(SkuRow, sku)
         if row is None:
             return None
-        waiting = sum(still_needed(line) for line in waiting_lines(session, sku))
+        now = utcnow()
+        waiting = selling.waiting_units(session, sku)
         orders = open_purchase_orders(session, sku)
         inbound = sum(order.inbound for order in orders)
+        sellable = selling.sellable_quantity(session, row, now)
         facts = {
             "sku": sku,
             "free_stock": row.free_stock,
             "waiting_units": waiting,
             "inbound_units": inbound,
+            "sellable_quantity": sellable,
+            "backorder_limit": row.backorder_limit,
         }
+        release = as_utc(row.release_at) if row.release_at else None
+        if sellable == 0:
+            return Availability(label="Out of stock", status="out_of_stock", **facts)
+        if release is not None and release > now:
+            return Availability(
+                label=preorder_label(release),
+                status="preorder",
+                release_at=release,
+                ships_from=release,
+                **facts,
+            )
         if row.free_stock > low_stock:
             return Availability(label="In stock", status="in_stock", **facts)
         if row.free_stock > 0:
             return Availability(label=f"Only {row.free_stock} left", status="low_stock", **facts)
-        # A new order of one unit stands behind every unit already waiting.
-        eta = InboundSupply(orders, receiving).date_covering(waiting + 1)
+        # A new order of one unit stands behind every unit already waiting; its range runs
+        # from the suppliers' median lateness to the lateness line ETAs use.
+        supply = inbound_supply(session, orders, receiving, dates)
+        eta = supply.date_covering(waiting + 1)
+        likely = inbound_supply(session, orders, receiving, dates, percentile=50)
+        soonest = likely.date_covering(waiting + 1)
+        if eta is None and sellable is not None:
+            # Within the limit but beyond what is inbound: sold, with no date to give yet.
+            return Availability(label="Backorder: no ship date yet", status="backorder", **facts)
         if eta is None:
             return Availability(label="Out of stock", status="out_of_stock", **facts)
-        now = utcnow()
-        first = max(0, (eta - now).days)
-        last = first + max(1, window.days)
+        first = max(0, ((soonest or eta) - now).days)
+        if supply.allowances:
+            last = max(first + 1, (eta - now).days)
+        else:
+            last = first + max(1, window.days)
         return Availability(
             label=f"Backorder: ships in {first}-{last} days",
             status="backorder",

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlalchemy import JSON, Column, DateTime, Index, false, text
 from sqlmodel import Field, SQLModel
+
+NOT_BY_DEFAULT = {"server_default": false()}
+"""A flag added to a table with rows: false for the rows that were there."""
 
 
 def utcnow() -> datetime:
@@ -41,6 +44,13 @@ class SkuRow(SQLModel, table=True):
     price: str | None = Field(default=None, max_length=32)
     """Catalog unit price (decimal string), used to price a substitute."""
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    backorder_limit: int | None = None
+    """Units that may be sold beyond what is free and inbound; None: no limit, 0: never
+    backorder (`store.selling`)."""
+    release_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """The product's release date: lines started before it are preorders."""
+    ship_before_release: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
+    """Preorders ship as soon as their stock is here, not from the release date."""
 
 
 class LineRow(SQLModel, table=True):
@@ -76,7 +86,8 @@ class LineRow(SQLModel, table=True):
     state: str = Field(index=True, max_length=32)
     waiting: bool = True
     priority: int = 0
-    """Priority class, lowest served first; every line is class 0 for now."""
+    """Priority class, lowest served first: from the policy's `priority` when the line started,
+    and never changed after (a new policy does not reorder lines already waiting)."""
     ship_by: datetime = Field(sa_column=_timestamp())
     ordered_at: datetime = Field(sa_column=_timestamp())
     channel: str = Field(index=True, max_length=16)
@@ -99,11 +110,33 @@ class LineRow(SQLModel, table=True):
     payment_json: str | None = None
     """The line's money as it started (`domain.line.payment.Payment`), for lines with payment
     terms; what moved since is in `payments` and `refunds`."""
+    over_limit: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
+    """The line was sold beyond its SKU's backorder limit (the feed was late): accepted, and
+    told at once that no date can be given."""
+    release_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """A preorder's release date (None: not a preorder)."""
+    ready_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """A preorder's expected ship date from its release: the release plus handling. Its ETA is
+    never earlier."""
 
     @property
     def held_quantity(self) -> int:
         """Units allocated and neither shipped nor released."""
         return self.allocated_quantity - self.shipped_quantity - self.released_quantity
+
+
+class PendingLineRow(SQLModel, table=True):
+    """A line accepted at the door whose workflow has not recorded it yet: demand the backorder
+    limit counts, so that orders arriving one after another are judged against each other. The
+    line's record deletes it."""
+
+    __tablename__ = "pending_lines"
+
+    key: str = Field(primary_key=True, max_length=160)
+    sku: str = Field(index=True, max_length=64)
+    quantity: int
+    over_limit: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
 class ReceiptRow(SQLModel, table=True):
@@ -116,6 +149,10 @@ class ReceiptRow(SQLModel, table=True):
     po_id: str | None = None
     request_hash: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    expected_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    """The expected date of the receipt's purchase order when it arrived (None: no PO)."""
+    lateness_seconds: float | None = None
+    """How late the supplier was: arrival minus `expected_at` (negative: early)."""
 
 
 class PurchaseOrderRow(SQLModel, table=True):

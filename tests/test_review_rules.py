@@ -56,6 +56,9 @@ async def test_the_same_stock_count_twice_is_applied_twice_and_once_under_one_ke
         "free_stock": 0,
         "substitutes": [],
         "price": None,
+        "backorder_limit": None,
+        "release_at": None,
+        "ship_before_release": False,
         "allocated_to_waiting_lines": 0,
     }
     stack.assert_rules(sku)

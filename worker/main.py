@@ -83,7 +83,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
     async with httpx.AsyncClient(timeout=timeout) as http:
         tracing.instrument_http(http, settings)
         policy = load_policy(settings.policy_file)
-        store = StoreActivities(db, policy.days(policy.receiving_days))
+        store = StoreActivities(db, policy.days(policy.receiving_days), policy.supplier_dates)
         services = OutsideServices(settings, db, http)
         payments = PaymentActivities(services)
         signaller = Signaller(client)
@@ -103,6 +103,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             services.refund,
             services.send_message,
             signaller.signal_allocations,
+            signaller.signal_release_moves,
             supply.apply_purchase_order,
             supply.refresh_etas,
             orders.join_order,

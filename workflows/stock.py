@@ -18,12 +18,14 @@ from domain.contract.stock import (
     RECEIPT_WORKFLOW,
     RECORD_RECEIPT,
     SIGNAL_ALLOCATIONS,
+    SIGNAL_RELEASE_MOVES,
     SKU_UPDATE_WORKFLOW,
 )
 from domain.stock import (
     PurchaseOrderInput,
     ReceiptInput,
     SignalAllocationsInput,
+    SignalReleaseMoves,
     SkuInput,
     StockResult,
 )
@@ -71,6 +73,12 @@ class SkuUpdateWorkflow:
     @workflow.run
     async def run(self, sku: SkuInput) -> StockResult:
         result = await execute(APPLY_SKU, sku, summary=f"catalog {sku.sku}")
+        if result.release_moves and workflow.patched("preorder-release-moves"):
+            await execute(
+                SIGNAL_RELEASE_MOVES,
+                SignalReleaseMoves(moves=result.release_moves),
+                summary=f"tell {len(result.release_moves)} preorders of their new release",
+            )
         await _tell_lines(result)
         return result
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from api.deps import AdmissionDep, IdempotencyKey, IdempotentByIds, IdPath, SupplierDep
 from api.errors import problems
 from domain.requests import PurchaseOrderRequest, ReceiptRequest
-from domain.responses import PurchaseOrderAnswer, ReceiptAnswer
+from domain.responses import PurchaseOrderAnswer, ReceiptAnswer, SupplierPerformance
 
 router = APIRouter(tags=["supplier"])
 
@@ -57,3 +57,12 @@ async def put_purchase_order(
     )
     response.status_code = done.status
     return done.answer
+
+
+@router.get("/v1/suppliers/{supplier_id}/performance", responses=problems(401, 403, 503))
+async def get_performance(
+    supplier_id: IdPath, actor: SupplierDep, admission: AdmissionDep
+) -> SupplierPerformance:
+    """The supplier's record against its purchase orders: on-time rate, lateness p50 and p90,
+    fill rate, and what ETAs built on its POs add (that supplier and operations)."""
+    return await admission.supplier_performance(supplier_id)

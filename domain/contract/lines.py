@@ -38,7 +38,7 @@ from domain.line.effects import (
     ShipmentInput,
     ShipmentRecord,
 )
-from domain.line.input import EtaUpdate, LineInput
+from domain.line.input import EtaUpdate, LineInput, ReleaseMoved
 from domain.line.messages import MessageInput, MessageRecord, SurveyInput
 from domain.line.payment import (
     Authorization,
@@ -81,6 +81,9 @@ ORDER_SHIPPED = Signal("order_shipped", OrderShipped)
 """The line's ship-complete order left in one shipment."""
 ORDER_CHANGED = Signal("order_changed", OrderChange)
 """Another line of the line's ship-complete order was cancelled."""
+RELEASE_MOVED = Signal("release_moved", ReleaseMoved)
+"""A preorder's release date moved later: the customer is told once, as the law's delay
+rules say, counted from the old date."""
 
 CANCEL = Update("cancel", CancelRequest, CancelResult)
 """Cancel what has not shipped; answers with what was released and refunded."""

@@ -16,6 +16,7 @@ from domain.stock import (
     ReceiptInput,
     RefreshEtas,
     SignalAllocationsInput,
+    SignalReleaseMoves,
     SkuInput,
     StockResult,
 )
@@ -65,6 +66,15 @@ SIGNAL_ALLOCATIONS = Activity(
     heartbeat=HEARTBEAT_TIMEOUT,
 )
 """Tell each allocated line of its stock (a workflow may not hold thousands of signals)."""
+SIGNAL_RELEASE_MOVES = Activity(
+    "signal_release_moves",
+    SignalReleaseMoves,
+    int,
+    FAN_OUT_TIMEOUT,
+    RETRY,
+    heartbeat=HEARTBEAT_TIMEOUT,
+)
+"""Tell each preorder line whose release moved later (signal `release_moved`)."""
 ALERT_SUBSCRIBERS = Activity(
     "alert_subscribers", str, int, FAN_OUT_TIMEOUT, RETRY, heartbeat=HEARTBEAT_TIMEOUT
 )

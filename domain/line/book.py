@@ -83,13 +83,24 @@ class LineBook(BaseModel):
     """The last payloads the line could not use (sent around the API's validation)."""
     payment: Payment | None = None
     """The line's money, when the order system gave payment terms (`domain.line.payment`)."""
+    hold_until: datetime | None = None
+    """A preorder's release date: stock that arrives before it is held, not shipped."""
+    release_news: bool = False
+    """The preorder's release moved later and the customer has not been told yet."""
+    release_moved_to: datetime | None = None
+    """The latest release date the line was told of (a repeated signal tells nothing new)."""
 
     @classmethod
     def open(
-        cls, request: BackorderRequest, ship_by: datetime, payment: Payment | None = None
+        cls,
+        request: BackorderRequest,
+        ship_by: datetime,
+        payment: Payment | None = None,
+        hold_until: datetime | None = None,
     ) -> LineBook:
         """The book of a line that has just started."""
         return cls(
+            hold_until=hold_until,
             quantity=request.quantity,
             ship_policy=request.ship_policy,
             timeline=Timeline.start(ship_by),
@@ -124,7 +135,10 @@ class LineBook(BaseModel):
         return self.held + self.shipped >= self.quantity
 
     def shippable(self) -> int:
-        """Units to ship now: whatever is held, or nothing until complete for ship-complete."""
+        """Units to ship now: whatever is held, or nothing until complete for ship-complete,
+        and nothing before a preorder's release."""
+        if self.hold_until is not None:
+            return 0
         if self.with_order:
             return self.held if self.order_shipment is not None else 0
         if self.ship_policy is ShipPolicy.COMPLETE and not self.complete:
@@ -132,8 +146,14 @@ class LineBook(BaseModel):
         return self.held
 
     def order_ready_due(self) -> bool:
-        """A line of a ship-complete order has all its units and has not said so yet."""
-        return self.with_order and self.complete and not self.reported_ready
+        """A line of a ship-complete order has all its units and has not said so yet (a
+        preorder: once released, so that its order does not leave before it)."""
+        return (
+            self.with_order
+            and self.complete
+            and not self.reported_ready
+            and self.hold_until is None
+        )
 
     def has_work(self) -> bool:
         """Something to do now: a cancel, units to ship, or the order to tell it is whole."""
@@ -141,7 +161,7 @@ class LineBook(BaseModel):
 
     def has_news(self) -> bool:
         """Something to tell the customer before acting."""
-        return self.eta_news or bool(self.order_news)
+        return self.eta_news or bool(self.order_news) or self.release_news
 
     def next_step(self, policy: LinePolicy) -> Step | None:
         """The next deadline: the timeline's promises, or the payment's (renew the hold, or
@@ -157,6 +177,8 @@ class LineBook(BaseModel):
                     policy.payment.update_grace_days
                 )
                 steps.append(Step(kind=StepKind.CANCEL_NO_PAYMENT, at=deadline))
+        if self.hold_until is not None and not self.state.is_final:
+            steps.append(Step(kind=StepKind.SHIP_AT_RELEASE, at=self.hold_until))
         due = [step for step in steps if step is not None]
         return min(due, key=lambda step: step.at, default=None)
 
@@ -218,6 +240,18 @@ class LineBook(BaseModel):
         self.eta_news = True
         return True
 
+    def move_release(self, release_at: datetime, eta: datetime) -> bool:
+        """The preorder's release moved later: stock waits for the new date, and the customer
+        is told once (`release_news`). False when the line is final or already knew."""
+        if self.state.is_final or release_at == self.release_moved_to:
+            return False
+        self.release_moved_to = release_at
+        if self.hold_until is not None:
+            self.hold_until = release_at
+        self.timeline.set_eta(eta)
+        self.release_news = True
+        return True
+
     def request_cancel(self, request: CancelRequest) -> None:
         """The first cancel asked wins; the line acts on it as soon as it can."""
         if self.cancel_request is None:
@@ -256,7 +290,13 @@ class LineBook(BaseModel):
     # ---- views -----------------------------------------------------------------------------
 
     def status(
-        self, *, workflow_id: str, request: BackorderRequest, ship_by: datetime, step: Step | None
+        self,
+        *,
+        workflow_id: str,
+        request: BackorderRequest,
+        ship_by: datetime,
+        step: Step | None,
+        priority: int = 0,
     ) -> LineStatus:
         """The line as the `status` query and the API show it."""
         ahead = None if self.state.is_final else step
@@ -288,6 +328,7 @@ class LineBook(BaseModel):
             consent=self.timeline.consent.value,
             offers=list(self.offers),
             payment=PaymentView.of(self.payment) if self.payment is not None else None,
+            priority_class=priority,
         )
 
     def details(self, *, summary: str, step: Step | None) -> str:

@@ -13,6 +13,14 @@ from domain.requests import BackorderRequest
 from domain.values import Timestamp
 
 
+class Preorder(BaseModel):
+    """A line started before its product's release date (docs/selling.md)."""
+
+    release_at: datetime
+    ship_before_release: bool = False
+    """Stock that arrives before the release ships at once, instead of at the release."""
+
+
 class LineInput(BaseModel):
     """What a BackorderLineWorkflow starts with; fields may be added, never removed."""
 
@@ -25,6 +33,15 @@ class LineInput(BaseModel):
     payment: Payment | None = None
     """The line's money when the order system gave payment terms (an authorization, a
     deposit); None: paid in full at order, as lines always were."""
+    priority: int = 0
+    """The line's priority class in its SKU's queue, from the policy when it started; lines
+    started before priority rules existed are class 0."""
+    over_limit: bool = False
+    """Sold beyond the SKU's backorder limit (`store.selling`): the line starts with the
+    no-date delay notice instead of a confirmation that gives a date."""
+    preorder: Preorder | None = None
+    """Set for a line started before its product's release: its ship-by counts from the
+    release, and its stock waits for it."""
     carried: LineBook | None = None
     """Set when the line continued as new: its book, where the previous run left off."""
 
@@ -42,6 +59,14 @@ class EtaUpdate(BaseModel):
     eta: Timestamp | None
     """The new expected ship date, with its offset and in sane bounds; None when no date can be
     given any more."""
+
+
+class ReleaseMoved(BaseModel):
+    """A preorder's release date moved later: its new date and the line's new expected ship
+    date (the store's, so that the ETA refresh that follows finds nothing new)."""
+
+    release_at: Timestamp
+    eta: Timestamp
 
 
 LineInput.model_rebuild()

@@ -74,6 +74,10 @@ class MessageInput(BaseModel):
     """The deadline the message is about (the marketplace's auto-cancel)."""
     accepted_offer_id: str | None = None
     """The offer whose acceptance this message confirms."""
+    is_preorder: bool = False
+    """The line is a preorder: its messages say "pre-order, ships from" its release date."""
+    release_at: datetime | None = None
+    """A preorder's release date."""
     charged: str | None = None
     """On a cancel of a line with payment terms: what was charged in all and kept (the value
     of what shipped); "0" when nothing was charged, so the message can say so."""

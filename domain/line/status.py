@@ -51,6 +51,9 @@ class LineStatus(BaseModel):
     cancel_reason: str | None = None
     payment: PaymentView | None = None
     """The line's money, for a line started with payment terms."""
+    priority_class: int = 0
+    """The line's priority class in its SKU's queue (lowest served first), fixed when it
+    started."""
     cancelled_by: str | None = None
     """Who cancelled: `customer`, `order_system`, `ops`, or `policy` at one of the line's own
     deadlines."""

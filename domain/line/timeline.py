@@ -46,6 +46,7 @@ class StepKind(StrEnum):
     CANCEL_MARKETPLACE = "cancel_marketplace"
     RENEW_HOLD = "renew_hold"
     CANCEL_NO_PAYMENT = "cancel_no_payment"
+    SHIP_AT_RELEASE = "ship_at_release"
 
 
 _DESCRIPTIONS = {
@@ -56,6 +57,7 @@ _DESCRIPTIONS = {
     StepKind.CANCEL_MARKETPLACE: "cancel and refund before the marketplace does",
     StepKind.RENEW_HOLD: "renew the payment hold before it lapses",
     StepKind.CANCEL_NO_PAYMENT: "cancel: no payment method after a declined renewal",
+    StepKind.SHIP_AT_RELEASE: "ship the preorder's stock at the release date",
 }
 
 

@@ -1,6 +1,6 @@
 """Record the histories `tests/test_replay.py` replays against every later version of the code.
 
-    .venv/bin/python -m tests.histories.record [--label v2]
+    .venv/bin/python -m tests.histories.record [--label v2] [--only SCENARIO ...]
 
 Runs one scenario per workflow type and path on a throwaway stack (its own Temporal dev server,
 SQLite store, simulators and worker), and writes each history to
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -153,12 +153,39 @@ async def catalog_update(stack: Stack) -> list[str]:
     await stack.wait_state(order, "waiting")
     await stack.put_sku(sku, 1)
     await stack.finished(order)
-    return [
+    return [workflow_id async for workflow_id in _sku_updates(stack, sku)]
+
+
+def _sku_updates(stack: Stack, sku: str) -> AsyncIterator[str]:
+    return (
         execution.id
         async for execution in stack.services.client.list_workflows(
             f'WorkflowType = "{SKU_UPDATE_WORKFLOW.name}" AND BackorderSku = "{sku}"'
         )
-    ]
+    )
+
+
+async def preorder_release_moved(stack: Stack) -> list[str]:
+    """A preorder holding its stock for a release that then moved later: recorded while it
+    waits for the new release; and the catalog updates (the second one told it)."""
+    sku, order = await _ids(stack)
+    release = datetime.now(UTC) + timedelta(seconds=30)
+    await stack.put_sku(sku, 1, release_at=release.isoformat())
+    await stack.fast.post("/v1/backorders", json=backorder(order, sku), headers=stack.auth("order"))
+    await stack.wait_line(order, lambda line: len(line["messages"]) == 1)
+    later = release + timedelta(seconds=5)
+    await stack.put_sku(sku, None, release_at=later.isoformat())
+    await stack.wait_line(order, lambda line: len(line["messages"]) == 2)
+    return [line_key(order, "1"), *[workflow_id async for workflow_id in _sku_updates(stack, sku)]]
+
+
+async def over_limit(stack: Stack) -> list[str]:
+    """A line sold beyond its SKU's backorder limit, waiting after its no-date notice."""
+    sku, order = await _ids(stack)
+    await stack.put_sku(sku, 0, backorder_limit=0)
+    await stack.fast.post("/v1/backorders", json=backorder(order, sku), headers=stack.auth("order"))
+    await stack.wait_line(order, lambda line: bool(line["messages"]))
+    return [line_key(order, "1")]
 
 
 SCENARIOS: dict[str, Callable[[Stack], Awaitable[list[str]]]] = {
@@ -170,10 +197,12 @@ SCENARIOS: dict[str, Callable[[Stack], Awaitable[list[str]]]] = {
     "ship-complete-order": ship_complete_order,
     "purchase-order": purchase_order,
     "catalog-update": catalog_update,
+    "preorder-release-moved": preorder_release_moved,
+    "line-over-limit": over_limit,
 }
 
 
-async def record(label: str) -> list[Path]:
+async def record(label: str, only: list[str] | None = None) -> list[Path]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
@@ -184,6 +213,8 @@ async def record(label: str) -> list[Path]:
     try:
         async with running_stack("sqlite", env, fast_policy=SECONDS_POLICY) as stack:
             for scenario, play in SCENARIOS.items():
+                if only and scenario not in only:
+                    continue
                 ids = await play(stack)
                 for index, named in enumerate(dict.fromkeys(ids)):
                     workflow_id, _, run_id = named.partition("@")  # a run, when one is named
@@ -204,8 +235,11 @@ async def record(label: str) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="v1", help="version label in the file names")
+    parser.add_argument(
+        "--only", nargs="*", choices=sorted(SCENARIOS), help="record these scenarios alone"
+    )
     args = parser.parse_args()
-    asyncio.run(record(args.label))
+    asyncio.run(record(args.label, args.only))
 
 
 if __name__ == "__main__":

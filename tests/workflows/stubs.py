@@ -292,7 +292,9 @@ class LineHarness:
         policy: ServicePolicy = SECONDS_POLICY,
         ship_in: timedelta | None = None,
         payment: Payment | None = None,
+        **line_input: Any,
     ) -> WorkflowHandle[Any, LineStatus]:
+        """Start a line; `line_input`: more fields of its `LineInput` (a preorder, say)."""
         line_policy = policy.for_channel(request.channel)
         ship_by = request.ordered_at + (ship_in or line_policy.days(30))
         self.store.quantity_of[line_key(request.order_id, request.line_id)] = request.quantity
@@ -304,6 +306,7 @@ class LineHarness:
                 request_hash=canonical_hash(request),
                 policy=line_policy,
                 payment=payment,
+                **line_input,
             ),
             id=line_key(request.order_id, request.line_id),
             task_queue=self.task_queue,

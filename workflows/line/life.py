@@ -55,8 +55,8 @@ async def begin(line: LineRun) -> None:
     # bring an allocation signal the lost attempt did not see, and must still send (and so
     # record) the confirmation that attempt may already have sent.
     short = recorded.allocated_quantity if line.local else line.book.held + line.book.shipped
-    if short >= request.quantity:
-        return
+    if short >= request.quantity and line.book.hold_until is None:
+        return  # it ships now; a preorder whose stock waits for its release is confirmed
     # Where the line stands in the queue against inbound supply: its first ETA.
     if line.local:
         # The store dated the line as it queued it; only lines it went ahead of (an earlier
@@ -66,6 +66,11 @@ async def begin(line: LineRun) -> None:
             await refresh_etas(request.sku)
     else:
         line.book.timeline.set_eta(await refresh_etas(request.sku, for_line=line.key))
+    if _beyond_supply(line) and workflow.patched("over-limit-notice"):
+        # The first message of a line sold beyond what supply covers: the law's delay-option
+        # notice, at once, in place of a confirmation promising a date it has no basis for.
+        await announce_delay(line)
+        return
     # The link's validity counts from the line's start, not from now: the message then reads
     # the same if a lost workflow task sends it again (see `LineRun.send`).
     valid_until = workflow.info().start_time + line.policy.days(90)
@@ -75,6 +80,12 @@ async def begin(line: LineRun) -> None:
         links=[line.link(LinkAction.CANCEL, expires_at=valid_until)],
         stable=True,
     )
+
+
+def _beyond_supply(line: LineRun) -> bool:
+    """Sold beyond the backorder limit, and no inbound supply dates it within its promise."""
+    eta = line.book.timeline.eta
+    return line.line.over_limit and (eta is None or eta > line.line.ship_by)
 
 
 async def record(line: LineRun) -> RecordLineResult:
@@ -202,22 +213,55 @@ async def _refund_prepaid(line: LineRun, reason: str, unshipped: int) -> RefundR
     return refund
 
 
+async def delay_notice(line: LineRun) -> None:
+    """The law's delay-option notice for the current promise, sent now."""
+    timeline = line.book.timeline
+    facts = timeline.record_notice(workflow.now(), line.policy)
+    substitutes, links = await choices.substitute_choices(line)
+    links.append(line.link(LinkAction.CANCEL))
+    if not facts.silence_is_consent:
+        links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
+    await line.send(
+        MessageKind.DELAY_NOTICE,
+        f"notice:{timeline.notices}",
+        notice=facts,
+        substitutes=substitutes,
+        links=links,
+    )
+
+
+async def announce_delay(line: LineRun) -> None:
+    """A delay notice out of the timeline's schedule (a line sold over the limit, a release
+    moved later), and the escalation ops see. Without a date, silence is not consent: the
+    customer agrees to wait, or the line is cancelled and refunded at its deadline."""
+    await delay_notice(line)
+    workflow.upsert_search_attributes(
+        [contract.SA_ESCALATION_LEVEL.value_set(line.book.timeline.escalation_level)]
+    )
+
+
+async def tell_release_moved(line: LineRun) -> None:
+    """A preorder's release moved later: a change of the promise. The customer is told once:
+    with the law's delay notice when the new date passes the promise (the old release plus
+    handling; its silent-consent window counts from the old date), otherwise with the new date.
+    """
+    timeline = line.book.timeline
+    eta = timeline.eta
+    if timeline.promise is None or eta is None or eta <= timeline.promise:
+        await line.send(
+            MessageKind.ETA_UPDATE,
+            f"release:{line.book.release_moved_to:%Y%m%d%H%M%S}",
+            links=[line.link(LinkAction.CANCEL)],
+        )
+        return
+    await announce_delay(line)
+
+
 async def take_step(line: LineRun, step: Step) -> None:
     """Carry out one deadline of the timeline; each is recorded so it happens once."""
     timeline = line.book.timeline
     if step.kind is StepKind.DELAY_NOTICE:
-        facts = timeline.record_notice(workflow.now(), line.policy)
-        substitutes, links = await choices.substitute_choices(line)
-        links.append(line.link(LinkAction.CANCEL))
-        if not facts.silence_is_consent:
-            links.append(line.link(LinkAction.WAIT, expires_at=facts.answer_by))
-        await line.send(
-            MessageKind.DELAY_NOTICE,
-            f"notice:{timeline.notices}",
-            notice=facts,
-            substitutes=substitutes,
-            links=links,
-        )
+        await delay_notice(line)
     elif step.kind is StepKind.OFFER:
         assert step.rung is not None
         await choices.offer(line, step.rung)
@@ -231,6 +275,9 @@ async def take_step(line: LineRun, step: Step) -> None:
             links=[*links, line.link(LinkAction.WAIT), line.link(LinkAction.CANCEL)],
             deadline=line.policy.auto_cancel_at(line.line.ship_by),
         )
+    elif step.kind is StepKind.SHIP_AT_RELEASE:
+        line.book.hold_until = None  # the release came: held stock ships now
+        return
     elif step.kind is StepKind.RENEW_HOLD:
         async with line.lock:
             await payment.renew(line)

@@ -120,6 +120,7 @@ class LineRun:
             event_key=event_key,
             ship_by=self.line.ship_by,
             eta=self.book.timeline.eta,
+            **self._preorder_facts(),
             **content,
         )
         try:
@@ -131,6 +132,15 @@ class LineRun:
             return
         self.book.messages.append(message)
         self.show_details()  # "last message" (not a command: replay is unaffected)
+
+    def _preorder_facts(self) -> dict[str, Any]:
+        """What a preorder's messages say of it (none for other lines: their inputs stay as
+        they were)."""
+        preorder = self.line.preorder
+        if preorder is None:
+            return {}
+        release = self.book.release_moved_to or preorder.release_at
+        return {"is_preorder": True, "release_at": release}
 
     def refresh_state(self) -> None:
         self.set_state(self.book.state_now())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -17,6 +17,7 @@ from domain.contract.lines import (
     LINE_WORKFLOW,
     ORDER_CHANGED,
     ORDER_SHIPPED,
+    RELEASE_MOVED,
     STATUS,
     TAKE_SUBSTITUTE,
     UPDATE_PAYMENT,
@@ -26,7 +27,7 @@ from domain.contract.stock import RECEIPT_PREFIX
 from domain.line.book import LineBook
 from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
 from domain.line.effects import CancelRequest, CancelResult
-from domain.line.input import EtaUpdate, LineInput
+from domain.line.input import EtaUpdate, LineInput, ReleaseMoved
 from domain.line.messages import MessageKind
 from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.state import LineState
@@ -38,6 +39,15 @@ from domain.stock import AllocationNotice
 from workflows.calls import local_first
 from workflows.line import choices, life, order, payment
 from workflows.line.run import LineRun
+
+
+def hold_until(line: LineInput) -> datetime | None:
+    """A preorder's stock waits for its release, unless the SKU ships before it."""
+    preorder = line.preorder
+    if preorder is None or preorder.ship_before_release:
+        return None
+    return preorder.release_at
+
 
 CANCEL_ROLES = frozenset({"customer", "order_system", "ops"})
 """Who may ask a line to cancel through the `cancel` Update; `policy` cancels come only from
@@ -63,6 +73,9 @@ class BackorderLineWorkflow:
             part of that shipment.
         order_changed(OrderChange): another line of its ship-complete order was cancelled; the
             customer is told whether this one still waits for the rest or now ships alone.
+        release_moved(ReleaseMoved): a preorder's release moved later; the customer is told
+            once (the law's delay notice, counted from the old date) and stock waits for the
+            new date.
     Updates (each refused by its validator, changing nothing, when it cannot apply):
         agree_to_wait(AgreeToWait) -> LineStatus: the customer consents to the delay.
         accept_offer(AcceptOffer) -> Offer: the customer takes a goodwill offer (which is also
@@ -86,7 +99,7 @@ class BackorderLineWorkflow:
         book = (
             line.carried.resumed(line.request)
             if line.carried is not None
-            else LineBook.open(line.request, line.ship_by, line.payment)
+            else LineBook.open(line.request, line.ship_by, line.payment, hold_until(line))
         )
         key = line_key(line.request.order_id, line.request.line_id)
         shown = book.payment.state.value if book.payment is not None else None
@@ -104,6 +117,11 @@ class BackorderLineWorkflow:
         else:
             run.show_details()  # a new run starts with none
         while not book.state.is_final:
+            if book.release_news:
+                book.release_news = False
+                if workflow.patched("preorder-release-moves"):
+                    await life.tell_release_moved(run)
+                continue
             if book.eta_news:
                 book.eta_news = False
                 await run.send(
@@ -193,6 +211,14 @@ class BackorderLineWorkflow:
             return
         self._line.book.record_eta(update.eta)
         self._wake = True
+
+    @RELEASE_MOVED.handler
+    def release_moved(self, moved: ReleaseMoved) -> None:
+        if self._line.line.preorder is None:
+            self.payload_refused(RELEASE_MOVED.name, "the line is not a preorder")
+            return
+        if self._line.book.move_release(moved.release_at, moved.eta):
+            self._wake = True
 
     @ORDER_SHIPPED.handler
     def order_shipped(self, shipped: OrderShipped) -> None:
@@ -298,5 +324,9 @@ class BackorderLineWorkflow:
     def status(self) -> LineStatus:
         run = self._line
         return run.book.status(
-            workflow_id=run.key, request=run.request, ship_by=run.line.ship_by, step=run.next
+            workflow_id=run.key,
+            request=run.request,
+            ship_by=run.line.ship_by,
+            step=run.next,
+            priority=run.line.priority,
         )

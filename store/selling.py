@@ -1,0 +1,123 @@
+"""What may still be sold: a SKU's backorder limit against its free stock, inbound supply and
+the demand already waiting (docs/selling.md).
+
+    sellable = free stock + inbound + backorder limit - units waiting lines still need
+               - units of lines accepted but not yet recorded
+
+A SKU without a limit has no sellable quantity (None: sell on). A line whose quantity is more
+than the sellable quantity when it arrives is over the limit: it is accepted all the same (the
+order was already taken on a storefront or marketplace whose feed was late), answered
+`over_limit`, and told at once that no date can be given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from domain.line.input import Preorder
+from store.db import Database, lock_sku
+from store.queue import WAITING, open_purchase_orders
+from store.stock import UnknownSkuError
+from store.tables import LineRow, PendingLineRow, SkuRow, as_utc, utcnow
+
+PENDING_WINDOW = timedelta(minutes=10)
+"""How long a line accepted at the door counts as demand before its workflow records it. A line
+is recorded within seconds; a start whose workflow never began (Temporal refused it) stops
+counting after this."""
+
+
+def waiting_units(session: Session, sku: str) -> int:
+    """Units the SKU's waiting lines still need, summed in the store."""
+    needed = LineRow.quantity - LineRow.allocated_quantity + LineRow.released_quantity
+    total = session.exec(
+        select(func.coalesce(func.sum(needed), 0)).where(LineRow.sku == sku, WAITING)
+    ).one()
+    return int(total)
+
+
+def pending_units(session: Session, sku: str, now: datetime) -> int:
+    total = session.exec(
+        select(func.coalesce(func.sum(PendingLineRow.quantity), 0)).where(
+            PendingLineRow.sku == sku, col(PendingLineRow.created_at) > now - PENDING_WINDOW
+        )
+    ).one()
+    return int(total)
+
+
+def sellable_quantity(session: Session, row: SkuRow, now: datetime) -> int | None:
+    """What a storefront may still sell of the SKU now; None without a backorder limit."""
+    if row.backorder_limit is None:
+        return None
+    inbound = sum(order.inbound for order in open_purchase_orders(session, row.sku))
+    demand = waiting_units(session, row.sku) + pending_units(session, row.sku, now)
+    return max(0, row.free_stock + inbound + row.backorder_limit - demand)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What the catalog says of a new line when it arrives."""
+
+    over_limit: bool
+    preorder: Preorder | None
+    """Set when the line arrives before its product's release date."""
+
+
+def admit_line(db: Database, key: str, sku: str, quantity: int) -> Admitted:
+    """Judge a new line against its SKU's backorder limit, once (`over_limit`), and against its
+    release date. The SKU's lock orders this against every other start, arrival and cancel of
+    the SKU."""
+    now = utcnow()
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None:
+            raise UnknownSkuError(sku)
+        if row.backorder_limit is None:
+            # Nothing to judge, nothing to write: a start takes no lock (as before limits).
+            pending = session.get(PendingLineRow, key)
+            return Admitted(pending is not None and pending.over_limit, _preorder(row, now))
+    with db.transaction() as session:
+        row = lock_sku(session, sku)
+        if row is None:
+            raise UnknownSkuError(sku)
+        return Admitted(_judge(session, row, key, quantity, now), _preorder(row, now))
+
+
+def _preorder(row: SkuRow, now: datetime) -> Preorder | None:
+    release = as_utc(row.release_at) if row.release_at else None
+    if release is None or release <= now:
+        return None
+    return Preorder(release_at=release, ship_before_release=row.ship_before_release)
+
+
+def _judge(session: Session, row: SkuRow, key: str, quantity: int, now: datetime) -> bool:
+    recorded = session.get(LineRow, key)
+    if recorded is not None:
+        return recorded.over_limit
+    pending = session.get(PendingLineRow, key)
+    if pending is not None:
+        return pending.over_limit
+    if row.backorder_limit is None:
+        return False
+    session.exec(
+        delete(PendingLineRow).where(
+            col(PendingLineRow.sku) == row.sku,
+            col(PendingLineRow.created_at) <= now - PENDING_WINDOW,
+        )
+    )
+    sellable = sellable_quantity(session, row, now)
+    over = sellable is not None and quantity > sellable
+    session.add(PendingLineRow(key=key, sku=row.sku, quantity=quantity, over_limit=over))
+    return over
+
+
+def line_over_limit(db: Database, key: str) -> bool:
+    with db.reading() as session:
+        line = session.get(LineRow, key)
+        if line is not None:
+            return line.over_limit
+        pending = session.get(PendingLineRow, key)
+        return pending is not None and pending.over_limit
