@@ -181,6 +181,8 @@ class ChannelPolicy(BaseModel):
     choice_lead_days: Annotated[float, Field(gt=0, le=30)] = 2
     """On marketplaces, the customer is asked to choose this long before the auto-cancel."""
     ladder: list[Rung] = Field(default_factory=lambda: list(DEFAULT_LADDER))
+    locale: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
+    """The language of messages to customers who gave none (BCP 47)."""
 
 
 class DelayRules(BaseModel):

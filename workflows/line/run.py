@@ -120,6 +120,7 @@ class LineRun:
             event_key=event_key,
             ship_by=self.line.ship_by,
             eta=self.book.timeline.eta,
+            locale=self.request.customer.locale or self.policy.channel.locale,
             **content,
         )
         try:
