@@ -421,7 +421,7 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
                 }
             ),
         ]
-    if kind is MessageKind.ETA_UPDATE:
+    if kind in (MessageKind.ETA_UPDATE, MessageKind.BACKORDER_CONFIRMATION):
         return [base, base.model_copy(update={"eta": None})]
     if kind in (MessageKind.APOLOGY_OFFER, MessageKind.CHOICE_REQUEST):
         return [
@@ -432,7 +432,7 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
                     "deadline": ship_by + timedelta(days=7),
                 }
             ),
-            base.model_copy(update={"deadline": ship_by + timedelta(days=7)}),
+            base.model_copy(update={"deadline": ship_by + timedelta(days=7), "first": True}),
         ]
     if kind is MessageKind.PAYMENT_UPDATE_REQUEST:
         return [base.model_copy(update={"deadline": answer_by})]

@@ -183,6 +183,10 @@ class ChannelPolicy(BaseModel):
     ladder: list[Rung] = Field(default_factory=lambda: list(DEFAULT_LADDER))
     locale: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
     """The language of messages to customers who gave none (BCP 47)."""
+    quiet_days: Annotated[float, Field(ge=0, le=7)] = 1
+    """After a message, what no law or deadline makes due (an offer, an ETA update) waits
+    this long, or goes out with the next message due before then. Notices the law requires,
+    the marketplace's choice request and cancellations are never held."""
 
 
 class DelayRules(BaseModel):

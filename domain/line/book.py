@@ -157,6 +157,9 @@ class LineBook(BaseModel):
                     policy.payment.update_grace_days
                 )
                 steps.append(Step(kind=StepKind.CANCEL_NO_PAYMENT, at=deadline))
+        quiet_until = self.timeline.quiet_until
+        if self.eta_news and quiet_until is not None and not self.state.is_final:
+            steps.append(Step(kind=StepKind.ETA_UPDATE, at=quiet_until))
         due = [step for step in steps if step is not None]
         return min(due, key=lambda step: step.at, default=None)
 

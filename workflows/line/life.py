@@ -30,10 +30,10 @@ from domain.line.effects import (
 )
 from domain.line.messages import MessageKind
 from domain.line.state import LineState
-from domain.line.timeline import Step, StepKind
+from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
 from workflows.etas import refresh_etas
-from workflows.line import choices, order, payment
+from workflows.line import choices, moment, order, payment
 from workflows.line.run import LineRun
 
 
@@ -58,6 +58,9 @@ async def begin(line: LineRun) -> None:
             await refresh_etas(request.sku)
     else:
         line.book.timeline.set_eta(await refresh_etas(request.sku, for_line=line.key))
+    if workflow.patched(moment.PATCH):
+        await moment.first(line)
+        return
     # The link's validity counts from the line's start, not from now: the message then reads
     # the same if a lost workflow task sends it again (see `LineRun.send`).
     valid_until = workflow.info().start_time + line.policy.days(90)
@@ -197,7 +200,14 @@ async def _refund_prepaid(line: LineRun, reason: str, unshipped: int) -> RefundR
 async def take_step(line: LineRun, step: Step) -> None:
     """Carry out one deadline of the timeline; each is recorded so it happens once."""
     timeline = line.book.timeline
-    if step.kind is StepKind.DELAY_NOTICE:
+    patched = step.kind in MESSAGES and workflow.patched(moment.PATCH)
+    if patched:
+        step = moment.overtaken(line, step)
+    if patched and step.kind in MESSAGES:
+        await moment.take(line, step)
+    elif step.kind is StepKind.ETA_UPDATE:
+        pass  # the quiet period is over: the run's loop tells the new date
+    elif step.kind is StepKind.DELAY_NOTICE:
         facts = timeline.record_notice(workflow.now(), line.policy)
         substitutes, links = await choices.substitute_choices(line)
         links.append(line.link(LinkAction.CANCEL))
