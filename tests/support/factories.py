@@ -72,6 +72,7 @@ FAST_POLICY: dict[str, Any] = {
     "channels": {
         "web": {
             "handling_days": 3,
+            "quiet_days": 1,
             "ladder": [
                 {
                     "name": "apology",
@@ -94,6 +95,7 @@ FAST_POLICY: dict[str, Any] = {
             "handling_days": 2,
             "auto_cancel": {"business_days": 7},
             "choice_lead_days": 2,
+            "quiet_days": 1,
             "ladder": [],
         },
     },

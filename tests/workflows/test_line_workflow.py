@@ -119,10 +119,8 @@ async def test_a_cancel_in_the_name_of_the_policy_or_an_unknown_role_is_refused(
 async def test_without_consent_the_policy_cancels_at_its_deadline_in_its_own_name(
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    """No supply (no ETA) and ship-by two policy days away: the first message is the delay
-    notice that cannot give a date (its time falls within the quiet period of the start, so it
-    is not preceded by a confirmation), then the cancel at the deadline, recorded as the
-    policy's."""
+    """No supply (no ETA): a delay notice one policy day before ship-by that cannot give a
+    date, then the cancel at the deadline, recorded as the policy's."""
     policy = ServicePolicy.model_validate(
         {
             "day_seconds": 1,
@@ -140,7 +138,11 @@ async def test_without_consent_the_policy_cancels_at_its_deadline_in_its_own_nam
         "delayed without the customer's consent",
         "policy",
     )
-    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.CANCELLED_REFUNDED]
+    assert line.store.kinds() == [
+        MessageKind.BACKORDER_CONFIRMATION,
+        MessageKind.DELAY_NOTICE,
+        MessageKind.CANCELLED_REFUNDED,
+    ]
     assert line.store.released[0].requested_by == "policy"
 
 
