@@ -327,6 +327,7 @@ class OutsideServices:
             (link.action, link.offer_id): self._link_url(message.line_key, link)
             for link in message.links
         }
+        # Every template shows `status_url` when it is given: the customer's page of the line.
         context = message_context(
             message,
             urls,

@@ -9,8 +9,9 @@ option notice with its consent rules, and the offers due. What no law or deadlin
 (`ChannelPolicy.quiet_days`); the notice and the choice request are never held, only sent a
 little early when they fall inside it.
 
-This changes the commands a line issues: new runs take it behind the `PATCH` marker; lines
-started before it keep their one-message-per-event ways (`life.take_step`).
+This changes the commands a line issues, so it sits behind the `PATCH` marker: a history
+recorded before it replays the one-message-per-event ways (`life.take_step`); a line that was
+already running takes these rules from its next message on.
 """
 
 from __future__ import annotations
