@@ -17,7 +17,14 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from activities.messages import render
+from activities.messages import (
+    FALLBACK_LOCALE,
+    MessageTemplates,
+    Rendered,
+    TemplateProblem,
+    message_context,
+    subscription_context,
+)
 from config.settings import Settings
 from domain import contract
 from domain.contract.lines import CREATE_SHIPMENT, GRANT_OFFER, REFUND, SEND_MESSAGE
@@ -53,10 +60,17 @@ def message_key(line_key: str, event_key: str) -> str:
 class OutsideServices:
     """The outside services, by base URL and bearer token from the settings."""
 
-    def __init__(self, settings: Settings, db: Database, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        http: httpx.AsyncClient,
+        templates: MessageTemplates | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.http = http
+        self.templates = templates or MessageTemplates(settings.templates_dir)
 
     async def _post(
         self, service: str, path: str, *, idempotency_key: str, body: dict[str, Any]
@@ -259,11 +273,13 @@ class OutsideServices:
         for subscription in due:
             reference = f"subscription:{subscription.id}"
             key = message_key(reference, "back-in-stock")
-            subject = f"{sku} is back in stock"
-            body = (
-                f"Good news: {sku}, which you asked us to watch, is back in stock and can be "
-                f"ordered now. Stock is limited. You will not hear from us about it again."
+            context = subscription_context(
+                sku=sku,
+                product=await self._product(sku),
+                email=subscription.email,
+                locale=FALLBACK_LOCALE,
             )
+            rendered = self._render(MessageKind.BACK_IN_STOCK, context)
             await self._post(
                 "notifications",
                 "/messages",
@@ -272,8 +288,9 @@ class OutsideServices:
                     "reference": reference,
                     "to": subscription.email,
                     "kind": MessageKind.BACK_IN_STOCK,
-                    "subject": subject,
-                    "body": body,
+                    "subject": rendered.subject,
+                    "body": rendered.text,
+                    "html": rendered.html,
                 },
             )
             await asyncio.to_thread(
@@ -284,12 +301,26 @@ class OutsideServices:
                     line_key=reference,
                     kind=MessageKind.BACK_IN_STOCK,
                     recipient=subscription.email,
-                    subject=subject,
-                    body=body,
+                    subject=rendered.subject,
+                    body=rendered.text,
+                    html=rendered.html,
                 ),
             )
             await asyncio.to_thread(records.mark_notified, self.db, subscription.id)
         return len(due)
+
+    def _render(self, kind: MessageKind, context: dict[str, Any]) -> Rendered:
+        """The message; a template that cannot render it is not retried (the same template
+        would fail again): the line goes on without this message, as for a refused one."""
+        try:
+            return self.templates.render(kind, context)
+        except TemplateProblem as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from None
+
+    async def _product(self, sku: str) -> str:
+        """The product's name in the catalog; its SKU when the catalog has none."""
+        row = await asyncio.to_thread(records.get_sku, self.db, sku)
+        return row.name if row is not None and row.name.strip() else sku
 
     @SEND_MESSAGE.defn
     async def send_message(self, message: MessageInput) -> MessageRecord:
@@ -306,7 +337,14 @@ class OutsideServices:
             pages.append(LinkAction.SURVEY)
         for page in pages:
             urls[(page, None)] = self.page_url(message.line_key, page, message.request.ordered_at)
-        subject, body = render(message, urls)
+        context = message_context(
+            message,
+            urls,
+            product=await self._product(message.request.sku),
+            locale=message.locale or FALLBACK_LOCALE,
+            status_url=urls[(LinkAction.STATUS, None)],
+        )
+        rendered = self._render(message.kind, context)
         recipient = message.request.customer.email
         await self._post(
             "notifications",
@@ -316,8 +354,9 @@ class OutsideServices:
                 "reference": message.line_key,
                 "to": recipient,
                 "kind": message.kind,
-                "subject": subject,
-                "body": body,
+                "subject": rendered.subject,
+                "body": rendered.text,
+                "html": rendered.html,
             },
         )
         row = MessageRow(
@@ -325,8 +364,9 @@ class OutsideServices:
             line_key=message.line_key,
             kind=message.kind,
             recipient=recipient,
-            subject=subject,
-            body=body,
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
         )
         return await asyncio.to_thread(
             functools.partial(

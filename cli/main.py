@@ -10,6 +10,7 @@
     backorders health               each channel's marketplace figures against their thresholds
     backorders migrate [--check]    bring the store's schema to this release's revision
     backorders simulators           serve the simulators of the outside services on their own
+    backorders messages preview KIND  a message rendered with a sample line (--locale, --html)
 
 Settings come from `BACKORDERS_*` environment variables (see the README's table).
 Exit codes: 0 success; 1 the stack did not start or the API did not answer, or the demo saw a
@@ -26,13 +27,17 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from babel import Locale, UnknownLocaleError
 from pydantic import ValidationError
 
 from cli.ops import Ops, OpsError
 from config.settings import Settings
+from domain.line.messages import MessageKind
 from domain.line.state import LineState
 from domain.policy import load_policy
+from domain.requests import Customer
 from domain.values import Channel
 
 DEFAULT_DEMO_LINES = 300
@@ -127,7 +132,56 @@ def build_parser() -> argparse.ArgumentParser:
     simulators.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
+    _add_messages_commands(commands)
     return parser
+
+
+def _add_messages_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    messages = commands.add_parser(
+        "messages",
+        help="the customer messages' templates",
+        description="Work on the templates of the messages to customers: the shipped defaults, "
+        "or the seller's own in BACKORDERS_TEMPLATES_DIR.",
+    )
+    actions = messages.add_subparsers(dest="messages_command", required=True, metavar="ACTION")
+    preview = actions.add_parser(
+        "preview",
+        help="render a message kind with a sample line",
+        description="Render the template of one message kind with a sample line: the subject "
+        "and text part to the terminal, the HTML part to a file. Uses BACKORDERS_TEMPLATES_DIR "
+        "when set, the shipped defaults otherwise.",
+    )
+    preview.add_argument(
+        "kind",
+        choices=[kind.value for kind in MessageKind],
+        metavar="KIND",
+        help=f"one of: {', '.join(kind.value for kind in MessageKind)}",
+    )
+    preview.add_argument(
+        "--locale",
+        default="en",
+        type=locale_tag,
+        help="the customer's language, a BCP 47 tag (default: %(default)s)",
+    )
+    preview.add_argument(
+        "--sample",
+        type=positive_int,
+        default=1,
+        help="which sample line, for kinds with several (default: %(default)s)",
+    )
+    preview.add_argument("--html", type=Path, metavar="FILE", help="write the HTML part to FILE")
+
+
+def locale_tag(text: str) -> str:
+    """A BCP 47 tag Babel can write in, as `customer.locale` accepts."""
+    try:
+        Customer(id="preview", email="preview@example.com", locale=text)
+        Locale.parse(text, sep="-")
+    except (ValueError, UnknownLocaleError):
+        raise argparse.ArgumentTypeError(f"{text} is not a locale we can write in") from None
+    return text
 
 
 def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -225,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_migrate(settings, check=args.check)
     if args.command == "simulators":
         return run_simulators(settings, args.host)
+    if args.command == "messages":
+        from cli.messages import preview
+
+        return preview(
+            settings, MessageKind(args.kind), locale=args.locale, sample=args.sample, html=args.html
+        )
     return run_stack_command(args, settings)
 
 
@@ -276,6 +336,7 @@ def run_simulators(settings: Settings, host: str) -> int:
 def check_server_settings(settings: Settings) -> None:
     """Settings only the stack uses, refused before anything starts (ValueError naming the
     variable). Imported here, like the stack, to keep the ops commands quick to start."""
+    from activities.messages import check_templates
     from api.codec_server import cors_origins
     from client.backorders import temporal_tls
     from client.codec import key_ring
@@ -287,6 +348,7 @@ def check_server_settings(settings: Settings) -> None:
     key_ring(settings)
     cors_origins(settings)
     temporal_tls(settings)
+    check_templates(settings.templates_dir, load_policy(settings.policy_file))
 
 
 def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:

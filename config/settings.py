@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the store; defaults to SQLite in the state folder."""
     policy_file: Path | None = None
+    templates_dir: Path | None = None
+    """The seller's message templates (`<locale>/<kind>.txt`, `.html`), each overriding the
+    shipped default of its name; checked by rendering them all when the worker starts."""
     task_queue: str = contract.TASK_QUEUE
 
     carrier_url: str | None = None

@@ -181,6 +181,14 @@ class ChannelPolicy(BaseModel):
     choice_lead_days: Annotated[float, Field(gt=0, le=30)] = 2
     """On marketplaces, the customer is asked to choose this long before the auto-cancel."""
     ladder: list[Rung] = Field(default_factory=lambda: list(DEFAULT_LADDER))
+    locale: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
+    """The language of messages to customers who gave none (BCP 47)."""
+    quiet_days: Annotated[float, Field(ge=0, le=7)] = 0
+    """After a message, what no law or deadline makes due (an offer, an ETA update) waits
+    this long, or goes out with the next message due before then; a notice or choice request
+    due within it goes out early, with the message due now. Notices the law requires, the
+    marketplace's choice request and cancellations are never held. 0 (the default): nothing
+    is held, and only what is due at the same moment is merged; 1 is a good value."""
 
 
 class DelayRules(BaseModel):

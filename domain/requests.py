@@ -90,6 +90,31 @@ class Customer(Strict):
         ),
     ]
     tier: CustomerTier = CustomerTier.STANDARD
+    locale: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+            max_length=35,
+            json_schema_extra={ADDED_LATER: True},
+        ),
+    ] = None
+    """The customer's language for messages, as a BCP 47 tag (`de`, `de-AT`, `pt-BR`); absent:
+    the channel's (`ChannelPolicy.locale`)."""
+
+    @model_validator(mode="after")
+    def _known_locale(self, info: ValidationInfo) -> Customer:
+        # At the door only: a line's input is read again inside workflows, which need no Babel.
+        if self.locale is not None and isinstance(info.context, Arrival):
+            from babel import Locale, UnknownLocaleError
+
+            try:
+                Locale.parse(self.locale, sep="-")
+            except (ValueError, UnknownLocaleError):
+                raise field_error(
+                    "locale", "unknown_locale", "is not a locale we can write in", self.locale
+                ) from None
+        return self
 
 
 class InStockLine(Strict):

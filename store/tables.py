@@ -245,7 +245,10 @@ class MessageRow(SQLModel, table=True):
     recipient: str
     subject: str
     body: str
+    """The text part."""
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    html: str | None = None
+    """The HTML part; None for messages sent before messages had one."""
 
 
 class OfferRow(SQLModel, table=True):

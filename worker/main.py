@@ -16,6 +16,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.messages import check_templates
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.services import OutsideServices
@@ -162,6 +163,7 @@ def main() -> None:
         # Settings refused before anything starts, in one line naming the variable.
         settings.require_production_ready()
         temporal_tls(settings)
+        check_templates(settings.templates_dir, load_policy(settings.policy_file))
     except ValueError as exc:
         raise SystemExit(f"worker: {exc}") from None
     try:

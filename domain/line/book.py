@@ -179,6 +179,9 @@ class LineBook(BaseModel):
                 steps.append(Step(kind=StepKind.CANCEL_NO_PAYMENT, at=deadline))
         if self.hold_until is not None and not self.state.is_final:
             steps.append(Step(kind=StepKind.SHIP_AT_RELEASE, at=self.hold_until))
+        quiet_until = self.timeline.quiet_until
+        if self.eta_news and quiet_until is not None and not self.state.is_final:
+            steps.append(Step(kind=StepKind.ETA_UPDATE, at=quiet_until))
         due = [step for step in steps if step is not None]
         return min(due, key=lambda step: step.at, default=None)
 

@@ -78,6 +78,10 @@ class MessageInput(BaseModel):
     """The line is a preorder: its messages say "pre-order, ships from" its release date."""
     release_at: datetime | None = None
     """A preorder's release date."""
+    first: bool = False
+    """The line's first message: it also confirms the order (one message per moment)."""
+    locale: str | None = None
+    """The customer's locale (BCP 47); None: the channel's, or English."""
     charged: str | None = None
     """On a cancel of a line with payment terms: what was charged in all and kept (the value
     of what shipped); "0" when nothing was charged, so the message can say so."""

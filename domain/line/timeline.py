@@ -47,6 +47,8 @@ class StepKind(StrEnum):
     RENEW_HOLD = "renew_hold"
     CANCEL_NO_PAYMENT = "cancel_no_payment"
     SHIP_AT_RELEASE = "ship_at_release"
+    ETA_UPDATE = "eta_update"
+    """A new date held for the quiet period after the last message."""
 
 
 _DESCRIPTIONS = {
@@ -58,7 +60,12 @@ _DESCRIPTIONS = {
     StepKind.RENEW_HOLD: "renew the payment hold before it lapses",
     StepKind.CANCEL_NO_PAYMENT: "cancel: no payment method after a declined renewal",
     StepKind.SHIP_AT_RELEASE: "ship the preorder's stock at the release date",
+    StepKind.ETA_UPDATE: "tell the customer the new date",
 }
+
+
+MESSAGES = frozenset({StepKind.DELAY_NOTICE, StepKind.OFFER, StepKind.CHOICE_REQUEST})
+"""The steps that are a message to the customer: due at one moment, they go out as one."""
 
 
 class Step(BaseModel):
@@ -98,6 +105,9 @@ class Timeline(BaseModel):
     rungs_fired: list[int] = Field(default_factory=list)
     choice_sent: bool = False
     escalation_level: int = 0
+    quiet_until: datetime | None = None
+    """Until when what no deadline makes due (an offer, an ETA update) waits after the last
+    message, so the customer is not sent a burst; None before one message per moment."""
 
     @classmethod
     def start(cls, ship_by: datetime) -> Timeline:
@@ -106,16 +116,57 @@ class Timeline(BaseModel):
     def next_step(self, policy: LinePolicy, *, fully_allocated: bool) -> Step | None:
         if fully_allocated:
             return None
+        steps = self._steps(policy)
+        if self.quiet_until is not None:
+            # An offer has no deadline: it waits out the quiet period after the last message.
+            steps = [
+                step.model_copy(update={"at": max(step.at, self.quiet_until)})
+                if step.kind is StepKind.OFFER
+                else step
+                for step in steps
+            ]
+        order = list(StepKind)
+        return min(steps, key=lambda step: (step.at, order.index(step.kind)), default=None)
+
+    def due_together(self, policy: LinePolicy, now: datetime) -> list[Step]:
+        """What the customer is told at `now`, in one message: the offers whose time has
+        come, and the delay notice and the marketplace's choice request when they are due
+        within the quiet period (sent a little early rather than as a second message right
+        after this one). A notice checked at a promise the ETA meets is never early: the
+        stock may still come in time."""
+        early = now + policy.days(policy.channel.quiet_days)
+        on_time = self.keeps_promise()
+        due = []
+        for step in self._steps(policy):
+            if step.kind not in MESSAGES:
+                continue
+            fixed = step.kind is StepKind.OFFER or (step.kind is StepKind.DELAY_NOTICE and on_time)
+            if step.at <= (now if fixed else early):
+                due.append(step)
+        return due
+
+    def keeps_promise(self) -> bool:
+        """The ETA meets the promise: a date with a basis."""
+        return self.eta is not None and self.promise is not None and self.eta <= self.promise
+
+    def notice_at(self, policy: LinePolicy) -> datetime | None:
+        """When the next delay notice is due; None when none is pending."""
+        if self.promise is None or self.notice_for == self.promise:
+            return None
+        on_time = self.eta is not None and self.eta <= self.promise
+        return (
+            self.promise if on_time else self.promise - policy.days(policy.delay.notice_lead_days)
+        )
+
+    def _steps(self, policy: LinePolicy) -> list[Step]:
         steps: list[Step] = [
             Step(kind=StepKind.OFFER, at=self.ship_by + policy.days(rung.offset_days), rung=index)
             for index, rung in enumerate(policy.channel.ladder)
             if index not in self.rungs_fired
         ]
-        if self.promise is not None and self.notice_for != self.promise:
-            on_time = self.eta is not None and self.eta <= self.promise
-            lead = policy.days(policy.delay.notice_lead_days)
-            at = self.promise if on_time else self.promise - lead
-            steps.append(Step(kind=StepKind.DELAY_NOTICE, at=at))
+        notice_at = self.notice_at(policy)
+        if notice_at is not None:
+            steps.append(Step(kind=StepKind.DELAY_NOTICE, at=notice_at))
         if self.deadline is not None:
             steps.append(Step(kind=StepKind.CANCEL_NO_CONSENT, at=self.deadline))
         auto_cancel = policy.auto_cancel_at(self.ship_by)
@@ -124,8 +175,7 @@ class Timeline(BaseModel):
                 choice_at = auto_cancel - policy.days(policy.channel.choice_lead_days)
                 steps.append(Step(kind=StepKind.CHOICE_REQUEST, at=choice_at))
             steps.append(Step(kind=StepKind.CANCEL_MARKETPLACE, at=auto_cancel))
-        order = list(StepKind)
-        return min(steps, key=lambda step: (step.at, order.index(step.kind)), default=None)
+        return steps
 
     def record_notice(self, now: datetime, policy: LinePolicy) -> NoticeFacts:
         """A delay notice went out now; returns what it says."""

@@ -74,6 +74,7 @@ FAST_POLICY: dict[str, Any] = {
     "channels": {
         "web": {
             "handling_days": 3,
+            "quiet_days": 1,
             "ladder": [
                 {
                     "name": "apology",
@@ -96,6 +97,7 @@ FAST_POLICY: dict[str, Any] = {
             "handling_days": 2,
             "auto_cancel": {"business_days": 7},
             "choice_lead_days": 2,
+            "quiet_days": 1,
             "ladder": [],
         },
     },

@@ -40,6 +40,20 @@ async def wait_for_kind(stack: Stack, order: str, kind: str, within: float = 20)
     return next(message for message in messages if message["body"]["kind"] == kind)
 
 
+async def wait_for_offer(
+    stack: Stack, order: str, offer_id: str, within: float = 20
+) -> dict[str, Any]:
+    """The line's message that made the offer: an apology, or a notice or choice request that
+    went out at the same moment (one message per moment)."""
+    messages = await eventually(
+        lambda: sent(stack, order),
+        lambda messages: any(("accept_offer", offer_id) in links(m) for m in messages),
+        within=within,
+        what=f"an offer {offer_id} for {order}",
+    )
+    return next(m for m in messages if ("accept_offer", offer_id) in links(m))
+
+
 def links(message: dict[str, Any]) -> dict[tuple[str, str | None], str]:
     """The signed links in a message, by (action, offer id), read from their claims."""
     found = {}

@@ -86,6 +86,8 @@ class StubStore:
     shipments: list[ShipmentInput] = field(default_factory=list)
     refunds: list[RefundInput] = field(default_factory=list)
     messages: list[MessageInput] = field(default_factory=list)
+    sent_at: list[datetime] = field(default_factory=list)
+    """When each of `messages` was sent, by the clock."""
     grants: list[OfferGrant] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     substitutes: dict[str, SubstituteOption] = field(default_factory=dict)
@@ -177,6 +179,7 @@ class StubStore:
         key = f"{message.line_key}:message:{message.event_key}"
         if all(f"{m.line_key}:message:{m.event_key}" != key for m in self.messages):
             self.messages.append(message)
+            self.sent_at.append(datetime.now(UTC))
         return MessageRecord(
             kind=message.kind,
             subject=str(message.kind),

@@ -49,7 +49,7 @@ async def test_a_line_with_free_stock_ships_at_once_without_a_backorder_notice(
 async def test_a_waiting_line_is_confirmed_then_ships_each_part_as_it_is_allocated(
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    eta = datetime.now(UTC) + timedelta(days=4)
+    eta = datetime.now(UTC) + timedelta(seconds=20)  # before ship-by, 30 policy seconds away
     async with line_worker(temporal_env.client, StubStore(eta=eta)) as line:
         request = line_request(order_id(), quantity=3)
         handle = await line.start(request)

@@ -8,6 +8,7 @@ value and the customer's tier); what taking one does to the line is the book's
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from temporalio import workflow
@@ -41,13 +42,30 @@ from workflows.line.run import LineRun
 
 async def offer(line: LineRun, index: int) -> None:
     """A rung of the ladder: apologise, with the offers the catalogue gives this line."""
+    offers = await make_offers(line, index, workflow.now())
+    if not offers:
+        return
+    links = [line.link(LinkAction.ACCEPT_OFFER, each) for each in offers]
+    substitutes, substitute_links = await substitute_choices(line)
+    await line.send(
+        MessageKind.APOLOGY_OFFER,
+        f"offer:{line.policy.channel.ladder[index].name}",
+        offers=offers,
+        substitutes=substitutes,
+        links=[*links, *substitute_links, line.link(LinkAction.CANCEL)],
+    )
+
+
+async def make_offers(line: LineRun, index: int, now: datetime) -> list[Offer]:
+    """A rung of the ladder reached at `now`: the offers the catalogue gives this line (none
+    for some lines), and a personal-outreach task when the rule asks for one."""
     rung = line.policy.channel.ladder[index]
     line.book.timeline.record_rung(index)
     request = line.request
     rule = rung.rule_for(request.line_total(), request.customer.tier)
     if rule is None:
-        return
-    expires_at = workflow.now() + line.policy.days(line.policy.offer_valid_days)
+        return []
+    expires_at = now + line.policy.days(line.policy.offer_valid_days)
     offers = [
         Offer(
             offer_id=f"{rung.name}-{number}",
@@ -73,15 +91,7 @@ async def offer(line: LineRun, index: int) -> None:
             ),
             summary=f"outreach task for customer service ({rung.name})",
         )
-    links = [line.link(LinkAction.ACCEPT_OFFER, each) for each in offers]
-    substitutes, substitute_links = await substitute_choices(line)
-    await line.send(
-        MessageKind.APOLOGY_OFFER,
-        f"offer:{rung.name}",
-        offers=offers,
-        substitutes=substitutes,
-        links=[*links, *substitute_links, line.link(LinkAction.CANCEL)],
-    )
+    return offers
 
 
 def offer_refusal(line: LineRun, offer_id: str) -> Offer:
@@ -206,14 +216,17 @@ async def take_substitute(line: LineRun, sku: str) -> str:
     return detail
 
 
-async def substitute_choices(line: LineRun) -> tuple[list[SubstituteOption], list[LinkSpec]]:
-    """The catalog's substitutes in stock for what the line still needs, with their links."""
+async def substitute_choices(
+    line: LineRun, now: datetime | None = None
+) -> tuple[list[SubstituteOption], list[LinkSpec]]:
+    """The catalog's substitutes in stock for what the line still needs, with their links
+    (valid from `now`, default the workflow's)."""
     options = await line.call(
         FIND_SUBSTITUTES,
         FindSubstitutes(sku=line.request.sku, quantity=line.request.quantity - line.book.shipped),
         summary="find in-stock substitutes",
     )
-    expires_at = workflow.now() + line.policy.days(line.policy.offer_valid_days)
+    expires_at = (now or workflow.now()) + line.policy.days(line.policy.offer_valid_days)
     links = [
         LinkSpec(action=LinkAction.SUBSTITUTE, offer_id=option.sku, expires_at=expires_at)
         for option in options

@@ -35,10 +35,10 @@ from domain.line.effects import (
 )
 from domain.line.messages import MessageKind, SurveyInput
 from domain.line.state import LineState
-from domain.line.timeline import Step, StepKind
+from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
 from workflows.etas import refresh_etas
-from workflows.line import choices, order, payment
+from workflows.line import choices, moment, order, payment
 from workflows.line.run import LineRun
 
 SURVEY_PATCH = "survey-after-shipping"
@@ -66,6 +66,9 @@ async def begin(line: LineRun) -> None:
             await refresh_etas(request.sku)
     else:
         line.book.timeline.set_eta(await refresh_etas(request.sku, for_line=line.key))
+    if workflow.patched(moment.PATCH):
+        await moment.first(line, beyond_supply=_beyond_supply(line))
+        return
     if _beyond_supply(line) and workflow.patched("over-limit-notice"):
         # The first message of a line sold beyond what supply covers: the law's delay-option
         # notice, at once, in place of a confirmation promising a date it has no basis for.
@@ -260,7 +263,14 @@ async def tell_release_moved(line: LineRun) -> None:
 async def take_step(line: LineRun, step: Step) -> None:
     """Carry out one deadline of the timeline; each is recorded so it happens once."""
     timeline = line.book.timeline
-    if step.kind is StepKind.DELAY_NOTICE:
+    patched = step.kind in MESSAGES and workflow.patched(moment.PATCH)
+    if patched:
+        step = moment.overtaken(line, step)
+    if patched and step.kind in MESSAGES:
+        await moment.take(line, step)
+    elif step.kind is StepKind.ETA_UPDATE:
+        pass  # the quiet period is over: the run's loop tells the new date
+    elif step.kind is StepKind.DELAY_NOTICE:
         await delay_notice(line)
     elif step.kind is StepKind.OFFER:
         assert step.rung is not None

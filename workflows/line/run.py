@@ -121,6 +121,7 @@ class LineRun:
             ship_by=self.line.ship_by,
             eta=self.book.timeline.eta,
             **self._preorder_facts(),
+            locale=self.request.customer.locale or self.policy.channel.locale,
             **content,
         )
         try:

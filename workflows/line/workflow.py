@@ -37,7 +37,7 @@ from domain.links import LinkAction
 from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
 from workflows.calls import local_first
-from workflows.line import choices, life, order, payment
+from workflows.line import choices, life, moment, order, payment
 from workflows.line.run import LineRun
 
 
@@ -122,26 +122,28 @@ class BackorderLineWorkflow:
                 if workflow.patched("preorder-release-moves"):
                     await life.tell_release_moved(run)
                 continue
-            if book.eta_news:
+            if book.eta_news and moment.quiet_over(run):
                 book.eta_news = False
                 await run.send(
                     MessageKind.ETA_UPDATE,
                     f"eta:{book.eta_changes}",
                     links=[run.link(LinkAction.CANCEL)],
                 )
+                if book.timeline.quiet_until is not None:
+                    moment.quiet(run, workflow.now())
                 continue
             if book.order_news:
                 await order.tell_change(run, book.order_news.pop(0))
                 continue
             if life.history_full(run):
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if book.has_news():
+                if self._news_due():
                     continue  # news came in while handlers finished: tell it first
                 if not book.has_work() and not book.state.is_final:
                     life.continue_as_new(run)
             step = run.show_next_step()
             if await self._wait_for_news(step):
-                if book.has_news():
+                if self._news_due():
                     continue  # tell the customer first, then act
                 await life.act(run)
             elif step is not None:
@@ -152,6 +154,11 @@ class BackorderLineWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await life.ask_later(run)
         return self.status()
+
+    def _news_due(self) -> bool:
+        """News to tell the customer now (a new date held for the quiet period is not)."""
+        book = self._line.book
+        return bool(book.order_news) or (book.eta_news and moment.quiet_over(self._line))
 
     async def _wait_for_news(self, step: Step | None) -> bool:
         """Wait for something to do; False when the step's time came first."""

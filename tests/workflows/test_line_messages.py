@@ -1,0 +1,170 @@
+"""One message per moment, and never a date without a basis: lines started in each situation
+(supply inbound, none, ship-by already past, the marketplace's deadline near or gone), counting
+their messages and reading their dates against the clock, over stub activities. Policy days of
+one second."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from domain.contract.lines import ETA_CHANGED
+from domain.line.input import EtaUpdate
+from domain.line.messages import MessageInput, MessageKind
+from domain.line.state import LineState
+from domain.line.status import LineStatus
+from domain.links import LinkAction
+from domain.policy import ServicePolicy
+from tests.workflows.stubs import StubStore, line_request, line_worker, status_when
+
+APOLOGY = {
+    "name": "apology",
+    "offset_days": -1,
+    "rules": [{"offers": [{"kind": "discount_code", "percent": 10}]}],
+}
+POLICY = ServicePolicy.model_validate(
+    {
+        "day_seconds": 1,
+        "delay": {"notice_lead_days": 2},
+        "offer_valid_days": 5,
+        "channels": {
+            "web": {"handling_days": 30, "ladder": [APOLOGY], "quiet_days": 3},
+            "amazon": {
+                "handling_days": 30,
+                "auto_cancel": {"calendar_days": 12},
+                "choice_lead_days": 11,
+                "ladder": [],
+            },
+        },
+    }
+)
+
+
+def order_id() -> str:
+    return f"msg-{uuid.uuid4().hex[:10]}"
+
+
+def dates(message: MessageInput) -> list[datetime]:
+    """Every date the message names as still to come."""
+    found = [offer.expires_at for offer in message.offers]
+    if message.notice is not None:
+        found += [d for d in (message.notice.revised, message.notice.answer_by) if d]
+    if message.deadline is not None:
+        found.append(message.deadline)
+    if message.kind is MessageKind.BACKORDER_CONFIRMATION and message.eta is not None:
+        found.append(message.eta)
+    return found
+
+
+def assert_no_past_dates(store: StubStore) -> None:
+    for message, sent in zip(store.messages, store.sent_at, strict=True):
+        for named in dates(message):
+            assert named > sent, f"{message.kind} names {named}, sent at {sent}"
+
+
+def actions(message: MessageInput) -> set[LinkAction]:
+    return {link.action for link in message.links}
+
+
+async def test_a_line_with_supply_too_late_starts_with_the_option_notice(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    eta = datetime.now(UTC) + timedelta(seconds=45)  # ship-by is 30 s away
+    async with line_worker(temporal_env.client, StubStore(eta=eta)) as line:
+        handle = await line.start(line_request(order_id()), policy=POLICY)
+        await status_when(handle, lambda s: bool(s.messages))
+        await handle.cancel()
+    [notice] = line.store.messages
+    assert notice.kind is MessageKind.DELAY_NOTICE and notice.first
+    assert notice.notice is not None and notice.notice.revised == eta
+    assert notice.notice.silence_is_consent  # within 30 days of ship-by
+    assert_no_past_dates(line.store)
+
+
+async def test_a_line_without_supply_names_no_expected_date(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    async with line_worker(temporal_env.client) as line:
+        handle = await line.start(line_request(order_id()), policy=POLICY)
+        await status_when(handle, lambda s: bool(s.messages))
+        await handle.cancel()
+    [message] = line.store.messages
+    assert message.kind is MessageKind.BACKORDER_CONFIRMATION and message.eta is None
+
+
+async def test_a_line_past_its_ship_by_says_so_once_with_its_offers_then_cancels_at_the_answer(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    now = datetime.now(UTC)
+    request = line_request(order_id(), ordered_at=(now - timedelta(seconds=10)).isoformat())
+    async with line_worker(temporal_env.client) as line:
+        handle = await line.start(request, policy=POLICY, ship_in=timedelta(seconds=5))
+        status = await handle.result()
+    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.CANCELLED_REFUNDED]
+    notice = line.store.messages[0]
+    assert notice.first and notice.notice is not None
+    assert notice.notice.revised is None and not notice.notice.silence_is_consent
+    assert [offer.offer_id for offer in notice.offers] == ["apology-1"]
+    assert {LinkAction.CANCEL, LinkAction.WAIT, LinkAction.ACCEPT_OFFER} <= actions(notice)
+    answer_by = notice.notice.answer_by
+    assert answer_by is not None and answer_by - line.store.sent_at[0] >= timedelta(seconds=1.5)
+    assert line.store.sent_at[1] >= answer_by
+    assert status.cancel_reason == "delayed without the customer's consent"
+    assert_no_past_dates(line.store)
+
+
+async def marketplace_line(
+    env: WorkflowEnvironment, *, ordered_ago: float
+) -> tuple[StubStore, LineStatus]:
+    """A marketplace line ordered `ordered_ago` seconds ago with 3 s of handling, run to its
+    end."""
+    ordered_at = datetime.now(UTC) - timedelta(seconds=ordered_ago)
+    request = line_request(order_id(), channel="amazon", ordered_at=ordered_at.isoformat())
+    async with line_worker(env.client) as line:
+        handle = await line.start(request, policy=POLICY, ship_in=timedelta(seconds=3))
+        return line.store, await handle.result()
+
+
+async def test_a_marketplace_line_near_its_deadline_gets_one_message_asking_to_choose(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    # ship-by 2 s ago: the marketplace cancels 10 s from now; the choice was due 1 s ago
+    store, status = await marketplace_line(temporal_env, ordered_ago=5)
+    assert store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.CANCELLED_REFUNDED]
+    notice = store.messages[0]
+    assert notice.first and notice.deadline is not None and notice.notice is not None
+    assert LinkAction.WAIT in actions(notice)
+    # Unanswered: cancelled at the first of the notice's answer-by and the marketplace's own.
+    assert notice.notice.answer_by is not None
+    assert store.sent_at[1] >= min(notice.notice.answer_by, notice.deadline)
+    assert status.state is LineState.CANCELLED
+    assert_no_past_dates(store)
+
+
+async def test_a_marketplace_line_whose_deadline_is_gone_hears_only_of_its_cancellation(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    store, _ = await marketplace_line(temporal_env, ordered_ago=20)  # cancelled 5 s ago
+    assert store.kinds() == [MessageKind.CANCELLED_REFUNDED]
+
+
+async def test_supply_in_time_is_confirmed_with_its_eta_and_a_new_date_waits_out_the_quiet(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    eta = datetime.now(UTC) + timedelta(seconds=20)
+    async with line_worker(temporal_env.client, StubStore(eta=eta)) as line:
+        handle = await line.start(line_request(order_id()), policy=POLICY)
+        await status_when(handle, lambda s: bool(s.messages))
+        moved: Any = EtaUpdate(eta=eta + timedelta(seconds=5))
+        await handle.signal(ETA_CHANGED.name, moved)
+        status = await status_when(handle, lambda s: len(s.messages) == 2, within=10)
+        await handle.cancel()
+    confirmation, update = line.store.messages
+    assert confirmation.kind is MessageKind.BACKORDER_CONFIRMATION and confirmation.eta == eta
+    assert update.kind is MessageKind.ETA_UPDATE and status.state is LineState.WAITING
+    confirmed, updated = line.store.sent_at
+    assert updated - confirmed >= timedelta(seconds=2.9)  # the web channel's 3 quiet days
+    assert_no_past_dates(line.store)

@@ -1,0 +1,138 @@
+"""One message per moment, and never a date without a basis.
+
+What a line must tell its customer at one instant (the confirmation, the delay-option notice of
+16 CFR 435, goodwill offers, the marketplace's choice request) goes out as one message that says
+all of it. A line that starts with no date it can keep (no supply inbound and its notice due
+soon, supply inbound too late, or its ship-by already past) says so in its first message: the
+option notice with its consent rules, and the offers due. What no law or deadline makes due now
+(an offer, an ETA update) waits out the channel's quiet period after the last message
+(`ChannelPolicy.quiet_days`); the notice and the choice request are never held, only sent a
+little early when they fall inside it.
+
+This changes the commands a line issues, so it sits behind the `PATCH` marker: a history
+recorded before it replays the one-message-per-event ways (`life.take_step`); a line that was
+already running takes these rules from its next message on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+from domain import contract
+from domain.line.choices import Offer
+from domain.line.messages import LinkSpec, MessageKind
+from domain.line.timeline import MESSAGES, Step, StepKind
+from domain.links import LinkAction
+from workflows.line import choices
+from workflows.line.run import LineRun
+
+PATCH = "one-message-per-moment"
+
+
+async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
+    """The line's first message, at its start: a confirmation with the ETA when the ETA meets
+    the promise (or, with no supply inbound yet, the promise and when we will know more), else
+    the option notice with everything else due at once. A line sold beyond what supply covers
+    (`beyond_supply`: over its SKU's backorder limit, no inbound supply dating it in time) has
+    no date with a basis: it starts with the notice."""
+    timeline = line.book.timeline
+    now = workflow.now()
+    auto_cancel = line.policy.auto_cancel_at(line.line.ship_by)
+    if auto_cancel is not None and auto_cancel <= now:
+        return  # the marketplace's deadline is gone: the cancellation is the first message
+    # What to say is decided at the line's start, not `now`: a lost workflow task decides the
+    # same again, and a confirmation (sent local-first) reads the same. What the notice says
+    # counts from now (it goes as a regular activity): no date in it is already gone.
+    start = workflow.info().start_time
+    steps = timeline.due_together(line.policy, start)
+    late = beyond_supply or (timeline.eta is not None and not timeline.keeps_promise())
+    if late and not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
+        steps.append(Step(kind=StepKind.DELAY_NOTICE, at=start))
+    if steps and await tell(line, steps, now, first=True):
+        workflow.upsert_search_attributes(
+            [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
+        )
+        return
+    await line.send(
+        MessageKind.BACKORDER_CONFIRMATION,
+        "confirmation",
+        links=[line.link(LinkAction.CANCEL, expires_at=start + line.policy.days(90))],
+        stable=True,
+    )
+    quiet(line, now)
+
+
+def overtaken(line: LineRun, step: Step) -> Step:
+    """A message step whose moment the marketplace's auto-cancel already passed becomes that
+    cancel: no message asks a customer to act on a deadline that is gone."""
+    auto_cancel = line.policy.auto_cancel_at(line.line.ship_by)
+    if step.kind in MESSAGES and auto_cancel is not None and auto_cancel <= workflow.now():
+        return Step(kind=StepKind.CANCEL_MARKETPLACE, at=auto_cancel)
+    return step
+
+
+async def take(line: LineRun, step: Step) -> None:
+    """A message step's time came: it goes out with whatever else is due now."""
+    now = workflow.now()
+    steps = line.book.timeline.due_together(line.policy, now)
+    if not any(due.kind is step.kind and due.rung == step.rung for due in steps):
+        steps.append(step)
+    await tell(line, steps, now)
+
+
+async def tell(line: LineRun, steps: list[Step], now: datetime, *, first: bool = False) -> bool:
+    """Record every step and send one message saying all of them; False when there was
+    nothing to say (a rung with no offer for this line)."""
+    timeline = line.book.timeline
+    kinds = {step.kind for step in steps}
+    notice = timeline.record_notice(now, line.policy) if StepKind.DELAY_NOTICE in kinds else None
+    offers: list[Offer] = []
+    rungs = sorted(step.rung for step in steps if step.rung is not None)
+    for rung in rungs:
+        offers += await choices.make_offers(line, rung, now)
+    deadline = None
+    if StepKind.CHOICE_REQUEST in kinds:
+        timeline.record_choice_request()
+        deadline = line.policy.auto_cancel_at(line.line.ship_by)
+    if notice is None and deadline is None and not offers:
+        return False
+    substitutes, links = await choices.substitute_choices(line, now)
+    links += [line.link(LinkAction.ACCEPT_OFFER, offer) for offer in offers]
+    links.append(line.link(LinkAction.CANCEL, expires_at=now + line.policy.days(90)))
+    # Agreeing to wait is the consent a notice asks for, and the answer to a choice request.
+    wait_until = notice.answer_by if notice is not None and notice.answer_by else deadline
+    if wait_until is not None:
+        links.append(LinkSpec(action=LinkAction.WAIT, expires_at=wait_until))
+    if notice is not None:
+        kind, event = MessageKind.DELAY_NOTICE, f"notice:{timeline.notices}"
+    elif deadline is not None:
+        kind, event = MessageKind.CHOICE_REQUEST, "choice"
+    else:
+        kind, event = MessageKind.APOLOGY_OFFER, f"offer:{offers[0].rung}"
+    await line.send(
+        kind,
+        event,
+        first=first,
+        notice=notice,
+        offers=offers,
+        substitutes=substitutes,
+        links=links,
+        deadline=deadline,
+    )
+    quiet(line, now)
+    return True
+
+
+def quiet(line: LineRun, now: datetime) -> None:
+    """A message went out at `now`: it told the customer the current date (no ETA update
+    is owed), and what has no deadline waits out the quiet period."""
+    line.book.eta_news = False
+    line.book.timeline.quiet_until = now + line.policy.days(line.policy.channel.quiet_days)
+
+
+def quiet_over(line: LineRun) -> bool:
+    """An ETA update may go out now (lines started before the quiet period have none)."""
+    until = line.book.timeline.quiet_until
+    return until is None or workflow.now() >= until
