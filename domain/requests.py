@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     BaseModel,
     Field,
+    StrictBool,
     StrictInt,
     ValidationError,
     ValidationInfo,
@@ -322,7 +323,7 @@ class SkuRequest(Strict):
     release_at: Timestamp | None = Field(default=None, json_schema_extra={ADDED_LATER: True})
     """The product's release date: lines started before it are preorders (docs/selling.md).
     Moving it later tells every preorder line once; absent: no release date."""
-    ship_before_release: bool = Field(default=False, json_schema_extra={ADDED_LATER: True})
+    ship_before_release: StrictBool = Field(default=False, json_schema_extra={ADDED_LATER: True})
     """Ship preorders as soon as their stock is here, not from the release date."""
 
 

@@ -82,3 +82,19 @@ async def test_a_limit_of_zero_never_backorders_and_no_limit_sells_on(stack: Sta
     await stack.put_sku(sku, free_stock=0)
     shown = await availability(stack, sku)
     assert (shown["sellable_quantity"], shown["backorder_limit"]) == (None, None)
+
+
+async def test_a_preorder_sold_beyond_the_limit_starts_with_the_notice_not_a_release_date(
+    stack: Stack,
+) -> None:
+    """The release date says when the product is out, not that units will be there for this
+    line: with nothing inbound and the limit used up, the first message gives no date."""
+    sku, line = new_id("sku"), new_id("over")
+    release = datetime.now(UTC) + timedelta(days=5)
+    await stack.put_sku(sku, backorder_limit=0, release_at=release.isoformat())
+    started = await stack.start(backorder(line, sku, quantity=1))
+    assert started.status_code == 201 and started.json()["over_limit"] is True
+
+    told = await stack.wait_line(line, lambda found: len(found["messages"]) >= 1)
+    assert [message["kind"] for message in told["messages"]] == ["delay_notice"]
+    assert "cannot give you a new date" in told["messages"][0]["body"]

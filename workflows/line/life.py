@@ -86,9 +86,12 @@ async def begin(line: LineRun) -> None:
 
 
 def _beyond_supply(line: LineRun) -> bool:
-    """Sold beyond the backorder limit, and no inbound supply dates it within its promise."""
+    """Sold beyond the backorder limit, and no inbound supply dates it within its promise (a
+    preorder's release date is no such basis: it says when the product is out, not that
+    units will be there for this line)."""
     eta = line.book.timeline.eta
-    return line.line.over_limit and (eta is None or eta > line.line.ship_by)
+    preorder = line.line.preorder is not None
+    return line.line.over_limit and (eta is None or eta > line.line.ship_by or preorder)
 
 
 async def record(line: LineRun) -> RecordLineResult:
