@@ -148,7 +148,9 @@ def availability(
             return Availability(label="Out of stock", status="out_of_stock", **facts)
         first = max(0, ((soonest or eta) - now).days)
         if supply.allowances:
-            last = max(first + 1, (eta - now).days)
+            # Up to the day the ETA falls in (rounded up): the range never ends before the
+            # date a line started now is given.
+            last = max(first + 1, -((now - eta) // timedelta(days=1)))
         else:
             last = first + max(1, window.days)
         return Availability(
