@@ -28,6 +28,12 @@ def _timestamp(*, nullable: bool = False, index: bool = False) -> Column[datetim
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
 
 
+def _partial(name: str, where: str, *columns: str) -> Index:
+    """An index of the rows `where` holds for, on both stores (see `store.queue.WAITING` for why
+    a query must state `where` as written here)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 class SkuRow(SQLModel, table=True):
     __tablename__ = "skus"
 
@@ -70,6 +76,22 @@ class LineRow(SQLModel, table=True):
             postgresql_where=text("waiting"),
             sqlite_where=text("waiting"),
         ),
+        # Open lines by age, so that a metrics scrape reads a count and a few rows at an
+        # offset, not every open line (`store.metrics`); closed, cancelled and over-limit lines,
+        # so that the scrape reads those few, not a store full of waiting lines.
+        _partial(
+            "ix_lines_open_age", "state NOT IN ('shipped', 'cancelled')", "ordered_at", "state"
+        ),
+        _partial(
+            "ix_lines_closed",
+            "state IN ('shipped', 'cancelled')",
+            "state",
+            "cancelled_by",
+            "cancel_reason",
+        ),
+        _partial("ix_lines_cancelled_at", "cancelled_at IS NOT NULL", "cancelled_at"),
+        _partial("ix_lines_cancel_reason", "cancel_reason IS NOT NULL", "cancel_reason"),
+        _partial("ix_lines_over_limit", "over_limit", "over_limit"),
     )
 
     key: str = Field(primary_key=True, max_length=160)
