@@ -34,6 +34,14 @@ def _partial(name: str, where: str, *columns: str) -> Index:
     return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
+QUEUE_INDEX = (
+    *("sku", "priority", "ship_by", "ordered_at", "key"),
+    *("quantity", "allocated_quantity", "released_quantity", "waiting"),
+)
+"""The columns of the queue index `ix_lines_queue`: the queue order, then what a line still
+needs (and `waiting`, which SQLite must read for the index to cover a sum)."""
+
+
 class SkuRow(SQLModel, table=True):
     __tablename__ = "skus"
 
@@ -65,14 +73,11 @@ class LineRow(SQLModel, table=True):
     __tablename__ = "lines"
     __table_args__ = (
         # The queue: only waiting lines are in this index, in allocation order, so that
-        # allocating costs the lines served, not the lines waiting.
+        # allocating costs the lines served, not the lines waiting. What each line still needs
+        # is in it too, so that the demand ahead of a place is summed from the index alone.
         Index(
             "ix_lines_queue",
-            "sku",
-            "priority",
-            "ship_by",
-            "ordered_at",
-            "key",
+            *QUEUE_INDEX,
             postgresql_where=text("waiting"),
             sqlite_where=text("waiting"),
         ),

@@ -1,5 +1,6 @@
-"""Queue reads: partial indexes let a metrics scrape aggregate open lines by age and read
-closed, cancelled and over-limit lines without reading every line.
+"""Queue reads: the queue index also holds what each line still needs (the demand ahead of a
+place is summed from the index alone); partial indexes let a metrics scrape aggregate open
+lines by age and read closed, cancelled and over-limit lines without reading every line.
 
 Revision ID: 0007
 Revises: 0006
@@ -27,7 +28,24 @@ PARTIAL = {
 }
 
 
+QUEUE_ORDER = ["sku", "priority", "ship_by", "ordered_at", "key"]
+DEMAND = ["quantity", "allocated_quantity", "released_quantity", "waiting"]
+
+
+def _queue_index(columns: list[str]) -> None:
+    op.drop_index("ix_lines_queue", table_name="lines")
+    op.create_index(
+        "ix_lines_queue",
+        "lines",
+        columns,
+        unique=False,
+        postgresql_where=sa.text("waiting"),
+        sqlite_where=sa.text("waiting"),
+    )
+
+
 def upgrade() -> None:
+    _queue_index(QUEUE_ORDER + DEMAND)
     for name, (columns, where) in PARTIAL.items():
         op.create_index(
             name,
@@ -40,5 +58,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _queue_index(QUEUE_ORDER)
     for name in reversed(PARTIAL):
         op.drop_index(name, table_name="lines")
