@@ -39,7 +39,7 @@ from prometheus_client.exposition import (
     generate_latest,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, asc, func, or_, text
 from sqlmodel import Session, col, select
 
 from domain.contract.lines import CANCEL_NO_PAYMENT, DEADLINE_CANCEL_REASONS
@@ -69,6 +69,15 @@ POLICY = "policy"
 
 OPEN_STATES = [state for state in LineState if not state.is_final]
 
+OPEN = text("lines.state NOT IN ('shipped', 'cancelled')")
+"""Open lines, written as the partial index `ix_lines_open_age` states it (see
+`store.queue.WAITING` for why the text must match)."""
+CLOSED = text("lines.state IN ('shipped', 'cancelled')")
+"""Closed lines, as the partial index `ix_lines_closed` states it: beside `state = ...` it lets
+both stores read the few closed lines, not scan a store full of waiting ones."""
+OVER_LIMIT = text("lines.over_limit")
+"""Lines sold over the limit, as the partial index `ix_lines_over_limit` states it."""
+
 BACKORDER_RATE_DAYS = 90
 """The backorder rate counts the sales days reported in this many UTC days up to today."""
 
@@ -90,6 +99,51 @@ def percentiles(durations: Sequence[timedelta]) -> Percentiles:
     )
 
 
+def _backorder_age(session: Session, now: datetime) -> Percentiles:
+    """The open lines' ages, aggregated in the store through the partial index of open lines
+    by `ordered_at`: a count and a sum, and each nearest-rank percentile as one row read at
+    its offset (the youngest line is the oldest `ordered_at`, so ranks count from the end).
+    Loading every open line's date into Python cost 0.4-0.5 s per 100,000 lines."""
+    count, earliest, latest, summed = session.exec(
+        select(
+            func.count(),
+            func.min(LineRow.ordered_at),
+            func.max(LineRow.ordered_at),
+            func.coalesce(func.sum(_epoch_seconds(session)), 0),
+        ).where(OPEN)
+    ).one()
+    if not count:
+        return percentiles([])
+    oldest_first = select(LineRow.ordered_at).where(OPEN).order_by(asc(col(LineRow.ordered_at)))
+
+    def rank(share: float) -> float:
+        # Ages sorted ascending: rank r is the r-th latest order, at offset count - r from the
+        # oldest; the ends are already known from the aggregate.
+        offset = count - max(1, math.ceil(share * count))
+        if offset == 0:
+            ordered = earliest
+        elif offset == count - 1:
+            ordered = latest
+        else:
+            ordered = session.exec(oldest_first.offset(offset).limit(1)).one()
+        return (now - as_utc(ordered)).total_seconds()
+
+    return Percentiles(
+        count=int(count),
+        p50_seconds=rank(0.5),
+        p90_seconds=rank(0.9),
+        sum_seconds=int(count) * now.timestamp() - float(summed),
+    )
+
+
+def _epoch_seconds(session: Session) -> Any:
+    """`ordered_at` as seconds since the epoch, in the store's own arithmetic (SQLite keeps
+    timestamps as UTC text)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(LineRow.ordered_at) - 2440587.5) * 86400.0
+    return func.extract("epoch", col(LineRow.ordered_at))
+
+
 def rate(numerator: int, denominator: int) -> Rate:
     return Rate(
         numerator=numerator,
@@ -104,20 +158,19 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         by_state = dict(
             session.exec(select(LineRow.state, func.count()).group_by(LineRow.state)).all()
         )
-        open_ordered = session.exec(
-            select(LineRow.ordered_at).where(col(LineRow.state).in_(OPEN_STATES))
-        ).all()
+        backorder_age = _backorder_age(session, now)
         # One row per shipped line: when its last unit left, against its promise.
         shipped = session.exec(
             select(LineRow.ordered_at, LineRow.ship_by, func.max(ShipmentRow.created_at))
             .join(ShipmentRow, col(ShipmentRow.line_key) == col(LineRow.key))
-            .where(LineRow.state == LineState.SHIPPED)
+            .where(CLOSED, LineRow.state == LineState.SHIPPED)
             .group_by(col(LineRow.key), col(LineRow.ordered_at), col(LineRow.ship_by))
         ).all()
         # Only the line's own deadlines cancel as `policy`; a reason written by a caller proves
         # nothing. Lines cancelled before the store kept who cancelled count by their reason.
         deadline_cancels = session.exec(
             select(func.count()).where(
+                CLOSED,
                 LineRow.state == LineState.CANCELLED,
                 or_(
                     col(LineRow.cancelled_by) == POLICY,
@@ -148,7 +201,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
         )
         money = _money(session)
         backorder_rate, by_channel = _by_channel(session, now)
-        over_limit = session.exec(select(func.count()).where(col(LineRow.over_limit))).one()
+        over_limit = session.exec(select(func.count()).select_from(LineRow).where(OVER_LIMIT)).one()
 
     shipped_late = sum(
         1 for _, ship_by, last in shipped if last is not None and as_utc(last) > as_utc(ship_by)
@@ -161,7 +214,7 @@ def collect(db: Database, now: datetime | None = None) -> Metrics:
             LineState.SHIPPED.value: by_state.get(LineState.SHIPPED, 0),
             LineState.CANCELLED.value: by_state.get(LineState.CANCELLED, 0),
         },
-        backorder_age=percentiles([now - as_utc(ordered) for ordered in open_ordered]),
+        backorder_age=backorder_age,
         time_to_ship=percentiles(
             [as_utc(last) - as_utc(ordered) for ordered, _, last in shipped if last is not None]
         ),

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, asc, exists, func, text, true, tuple_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from domain.policy import SupplierDates
 from store.suppliers import allowances
@@ -51,6 +52,20 @@ def waiting_lines(
         .limit(limit)
     )
     return session.exec(query.with_for_update() if for_update else query).all()
+
+
+def queue_demand(
+    sku: str, *, dated_only: bool = False
+) -> Select[str, int, datetime | None, datetime | None]:
+    """The SKU's queue in allocation order as (key, units still needed, ready_at, eta): only the
+    columns a re-dating walk reads, not whole rows with their requests."""
+    needed = LineRow.quantity - LineRow.allocated_quantity + LineRow.released_quantity
+    return (
+        select(col(LineRow.key), needed, col(LineRow.ready_at), col(LineRow.eta))
+        .where(LineRow.sku == sku, WAITING)
+        .where(col(LineRow.eta).is_not(None) if dated_only else true())
+        .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
+    )
 
 
 def still_needed(line: LineRow) -> int:

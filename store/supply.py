@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
+
 from domain.policy import SupplierDates
 from domain.stock import Availability, EtaChange, PurchaseOrderInput
 from store import selling
@@ -17,8 +19,7 @@ from store.queue import (
     inbound_supply,
     open_purchase_orders,
     preorder_eta,
-    still_needed,
-    waiting_lines,
+    queue_demand,
 )
 from store.stock import UnknownSkuError
 from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
@@ -73,13 +74,16 @@ def refresh_etas(
         supply = inbound_supply(session, orders, receiving, dates)
         demand = 0
         changes = []
-        for line in waiting_lines(session, sku, dated_only=not orders):
-            demand += still_needed(line)
-            eta = preorder_eta(line.ready_at, supply.date_covering(demand))
-            stored = as_utc(line.eta) if line.eta else None
-            if stored != eta:
-                line.eta = eta
-                changes.append(EtaChange(line_key=line.key, eta=eta))
+        for key, needed, ready_at, stored in session.exec(queue_demand(sku, dated_only=not orders)):
+            demand += needed
+            eta = preorder_eta(ready_at, supply.date_covering(demand))
+            if (as_utc(stored) if stored else None) != eta:
+                changes.append(EtaChange(line_key=key, eta=eta))
+        if changes:
+            # By primary key, in batches: only the lines whose date moved are written.
+            session.execute(
+                update(LineRow), [{"key": change.line_key, "eta": change.eta} for change in changes]
+            )
         return changes
 
 

@@ -28,6 +28,20 @@ def _timestamp(*, nullable: bool = False, index: bool = False) -> Column[datetim
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
 
 
+def _partial(name: str, where: str, *columns: str) -> Index:
+    """An index of the rows `where` holds for, on both stores (see `store.queue.WAITING` for why
+    a query must state `where` as written here)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
+QUEUE_INDEX = (
+    *("sku", "priority", "ship_by", "ordered_at", "key"),
+    *("quantity", "allocated_quantity", "released_quantity", "waiting"),
+)
+"""The columns of the queue index `ix_lines_queue`: the queue order, then what a line still
+needs (and `waiting`, which SQLite must read for the index to cover a sum)."""
+
+
 class SkuRow(SQLModel, table=True):
     __tablename__ = "skus"
 
@@ -59,17 +73,30 @@ class LineRow(SQLModel, table=True):
     __tablename__ = "lines"
     __table_args__ = (
         # The queue: only waiting lines are in this index, in allocation order, so that
-        # allocating costs the lines served, not the lines waiting.
+        # allocating costs the lines served, not the lines waiting. What each line still needs
+        # is in it too, so that the demand ahead of a place is summed from the index alone.
         Index(
             "ix_lines_queue",
-            "sku",
-            "priority",
-            "ship_by",
-            "ordered_at",
-            "key",
+            *QUEUE_INDEX,
             postgresql_where=text("waiting"),
             sqlite_where=text("waiting"),
         ),
+        # Open lines by age, so that a metrics scrape reads a count and a few rows at an
+        # offset, not every open line (`store.metrics`); closed, cancelled and over-limit lines,
+        # so that the scrape reads those few, not a store full of waiting lines.
+        _partial(
+            "ix_lines_open_age", "state NOT IN ('shipped', 'cancelled')", "ordered_at", "state"
+        ),
+        _partial(
+            "ix_lines_closed",
+            "state IN ('shipped', 'cancelled')",
+            "state",
+            "cancelled_by",
+            "cancel_reason",
+        ),
+        _partial("ix_lines_cancelled_at", "cancelled_at IS NOT NULL", "cancelled_at"),
+        _partial("ix_lines_cancel_reason", "cancel_reason IS NOT NULL", "cancel_reason"),
+        _partial("ix_lines_over_limit", "over_limit", "over_limit"),
     )
 
     key: str = Field(primary_key=True, max_length=160)
