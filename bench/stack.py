@@ -21,6 +21,7 @@ from temporalio.client import Client
 from cli.stack import TemporalDevServer
 from client.http import ApiClient
 from config.settings import Settings
+from domain.contract.lines import SURVEY_WORKFLOW
 from store.db import Database
 
 FLOOR_QUEUE = "bench-floor"
@@ -158,9 +159,11 @@ class BenchStack:
         return await asyncio.to_thread(read)
 
     async def running(self, task_queue: str) -> int:
-        """Workflows still running on a task queue (Temporal's visibility store)."""
+        """Workflows still running on a task queue (Temporal's visibility store), the surveys
+        shipped lines leave waiting for their day left out."""
         found = await self.client.count_workflows(
             f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
+            f' AND WorkflowType != "{SURVEY_WORKFLOW.name}"'
         )
         return found.count
 

@@ -23,6 +23,7 @@ from activities.services import OutsideServices
 from activities.signals import Signaller
 from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
+from activities.surveys import SurveyActivities
 from client import connect
 from client.backorders import temporal_tls
 from config import tracing
@@ -90,6 +91,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         signaller = Signaller(client)
         supply = SupplyActivities(db, client, policy)
         orders = OrderActivities(client, settings.task_queue)
+        surveys = SurveyActivities(client, settings.task_queue)
         activities: list[Callable[..., Any]] = [
             store.record_line,
             store.release_line,
@@ -109,6 +111,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             supply.refresh_etas,
             orders.join_order,
             orders.withdraw_from_order,
+            surveys.start_survey,
             services.create_order_shipment,
             payments.authorize,
             payments.capture,

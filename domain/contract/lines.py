@@ -129,6 +129,10 @@ SEND_MESSAGE = Activity(
     "send_message", MessageInput, MessageRecord, SERVICE_TIMEOUT, MESSAGE_RETRY, local=True
 )
 GRANT_OFFER = Activity("grant_offer", OfferGrant, str, SERVICE_TIMEOUT, RETRY, local=True)
+START_SURVEY = Activity("start_survey", SurveyInput, type(None), STORE_TIMEOUT, RETRY, local=True)
+"""Start the line's survey workflow (`survey:{line}`): local-first, since a repeat finds it
+started and does nothing; one marker in the line's history where a child workflow would cost
+it five events and a workflow task."""
 
 AUTHORIZE = Activity("authorize_payment", AuthorizeInput, Authorization, SERVICE_TIMEOUT, RETRY)
 """A new hold; regular, since its expiry counts from now. A decline is an answer (the result

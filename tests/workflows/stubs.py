@@ -32,6 +32,7 @@ from domain.contract.lines import (
     REFUND,
     RELEASE_LINE,
     SEND_MESSAGE,
+    START_SURVEY,
     STATUS,
     SUBSTITUTE_LINE,
     VOID,
@@ -56,7 +57,7 @@ from domain.line.effects import (
     ShipmentRecord,
 )
 from domain.line.input import LineInput
-from domain.line.messages import MessageInput, MessageKind, MessageRecord
+from domain.line.messages import MessageInput, MessageKind, MessageRecord, SurveyInput
 from domain.line.payment import (
     Authorization,
     AuthorizeInput,
@@ -95,7 +96,8 @@ class StubStore:
     authorizations: list[AuthorizeInput] = field(default_factory=list)
     captures: list[CaptureInput] = field(default_factory=list)
     voids: list[VoidInput] = field(default_factory=list)
-    """Units each started line ordered."""
+    surveys: list[SurveyInput] = field(default_factory=list)
+    """Surveys the lines asked to start (`survey_worker` of the survey tests starts them)."""
     _next_allocation: int = 100
 
     def allocation(
@@ -240,6 +242,10 @@ class StubStore:
     async def signal_allocations(self, batch: SignalAllocationsInput) -> int:
         return len(batch.allocations)
 
+    @START_SURVEY.defn
+    async def start_survey(self, survey: SurveyInput) -> None:
+        self.surveys.append(survey)
+
     def activities(self) -> Sequence[Callable[..., Any]]:
         return [
             self.record_line,
@@ -253,6 +259,7 @@ class StubStore:
             self.substitute_line,
             self.refresh_etas,
             self.signal_allocations,
+            self.start_survey,
             self.authorize,
             self.capture,
             self.void,

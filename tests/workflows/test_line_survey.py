@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.surveys import SurveyActivities
 from domain.contract.lines import CANCEL, survey_workflow_id
 from domain.line.effects import CancelRequest
 from domain.line.messages import MessageKind
@@ -27,11 +28,14 @@ from workflows.survey import LineSurveyWorkflow
 async def survey_worker(client: Client, store: StubStore) -> AsyncIterator[LineHarness]:
     """A worker running the line's workflow and the survey's, over `store`'s stubs."""
     task_queue = f"survey-test-{uuid.uuid4().hex[:8]}"
+    # The real activity starts the survey's workflow; the store's stubs do the rest.
+    starts = SurveyActivities(client, task_queue)
+    stubs = [stub for stub in store.activities() if stub != store.start_survey]
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[BackorderLineWorkflow, LineSurveyWorkflow],
-        activities=store.activities(),
+        activities=[*stubs, starts.start_survey],
     ):
         yield LineHarness(client, task_queue, store)
 

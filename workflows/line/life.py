@@ -7,10 +7,7 @@ Each step is a function of the run (`LineRun`); the rules they follow are the bo
 
 from __future__ import annotations
 
-import contextlib
-
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain import contract
 from domain.contract.lines import (
@@ -21,8 +18,7 @@ from domain.contract.lines import (
     RECORD_LINE,
     REFUND,
     RELEASE_LINE,
-    SURVEY_WORKFLOW,
-    survey_workflow_id,
+    START_SURVEY,
 )
 from domain.line.effects import (
     CancelRequest,
@@ -341,12 +337,4 @@ async def ask_later(line: LineRun) -> None:
         ship_by=line.line.ship_by,
         ask_at=last + line.policy.days(after),
     )
-    # Asked already (one survey per line): nothing more to do.
-    with contextlib.suppress(WorkflowAlreadyStartedError):
-        await workflow.start_child_workflow(
-            SURVEY_WORKFLOW.name,
-            survey,
-            id=survey_workflow_id(line.key),
-            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            static_summary="ask the customer how the wait went",
-        )
+    await line.call(START_SURVEY, survey, summary="start the survey after the wait")

@@ -1,0 +1,34 @@
+"""Starting the survey after the wait: the line, as it ends, has its survey workflow started by
+this activity (`domain.contract.lines.START_SURVEY`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from domain.contract.lines import START_SURVEY, SURVEY_WORKFLOW, survey_workflow_id
+from domain.line.messages import SurveyInput
+
+
+class SurveyActivities:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @START_SURVEY.defn
+    async def start_survey(self, survey: SurveyInput) -> None:
+        """One survey per line: a survey already running is kept, one already finished is not
+        started again."""
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                SURVEY_WORKFLOW.name,
+                survey,
+                id=survey_workflow_id(survey.line_key),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary="ask the customer how the wait went",
+            )
