@@ -153,9 +153,10 @@ def cpu_per_line_to_floor(results: dict[str, Any]) -> tuple[float, float, float]
             )
         )
 
-    line = spent(results["surge"])
-    floor = (spent(results["floor"]["before"]) + spent(results["floor"]["after"])) / 2
-    return round(line, 1), round(floor, 1), round(line / floor, 2) if floor else float("inf")
+    # The ratio is of the printed figures, so that a reader can check the division.
+    line = round(spent(results["surge"]), 1)
+    floor = round((spent(results["floor"]["before"]) + spent(results["floor"]["after"])) / 2, 1)
+    return line, floor, round(line / floor, 2) if floor else float("inf")
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
