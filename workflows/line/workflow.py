@@ -49,6 +49,10 @@ def hold_until(line: LineInput) -> datetime | None:
     return preorder.release_at
 
 
+QUIET_RELEASE_PATCH = "preorder-release-same-ship-date"
+"""A release moved without moving the line's ship date: the stock waits for the new release,
+and no message goes out."""
+
 CANCEL_ROLES = frozenset({"customer", "order_system", "ops"})
 """Who may ask a line to cancel through the `cancel` Update; `policy` cancels come only from
 the line's own deadlines."""
@@ -119,7 +123,10 @@ class BackorderLineWorkflow:
         while not book.state.is_final:
             if book.release_news:
                 book.release_news = False
-                if workflow.patched("preorder-release-moves"):
+                if workflow.patched("preorder-release-moves") and (
+                    # A move that kept the ship date tells no one; runs of earlier code told.
+                    book.release_date_moved or not workflow.patched(QUIET_RELEASE_PATCH)
+                ):
                     await life.tell_release_moved(run)
                 continue
             if book.eta_news and moment.quiet_over(run):
