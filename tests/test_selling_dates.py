@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from store.supply import preorder_label
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
 from tests.test_preorders import put_release
+from tests.test_supply import label as availability
 
 
 def next_friday(after: datetime) -> datetime:
@@ -55,3 +57,34 @@ async def test_a_release_moved_over_a_weekend_tells_only_when_the_business_day_s
     await asyncio.sleep(1.5)
     for order in orders:
         assert len((await stack.line(order))["messages"]) == 2, "told once"
+
+
+async def test_the_preorder_label_gives_the_date_a_line_started_now_is_given(
+    stack: Stack,
+) -> None:
+    supplier, sku, order = new_id("sup"), new_id("sku"), new_id("lbl")
+    now = datetime.now(UTC)
+    release = now + timedelta(days=3)
+    await put_release(stack, sku, release)
+    shown = await availability(stack, sku)
+    assert (shown["label"], datetime.fromisoformat(shown["ships_from"])) == (
+        preorder_label(release),
+        release,
+    ), "nothing inbound: the release is the basis of the promise"
+
+    # Supply that covers a new line only after the release: the label says so.
+    expected = now + timedelta(days=10)
+    body = {"sku": sku, "quantity": 5, "expected_at": expected.isoformat()}
+    response = await stack.api.put(
+        f"/v1/suppliers/{supplier}/purchase-orders/po1", json=body, headers=stack.auth("ops")
+    )
+    assert response.status_code == 201, response.text
+    shown = await availability(stack, sku)
+    ships_from = datetime.fromisoformat(shown["ships_from"])
+    assert ships_from == expected + timedelta(days=1), "the PO's date plus a day of receiving"
+    assert shown["label"] == preorder_label(ships_from)
+    assert shown["status"] == "preorder"
+
+    assert (await stack.start(backorder(order, sku))).status_code == 201
+    line = await stack.wait_line(order, lambda line: line["eta"] is not None)
+    assert datetime.fromisoformat(line["eta"]) == ships_from, "the label agrees with the line"
