@@ -51,6 +51,9 @@ class StockResult(BaseModel):
     duplicate: bool = False
     release_moves: list[ReleaseMove] = Field(default_factory=list)
     """Preorder lines to tell that their release moved later (catalog updates only)."""
+    redate_skus: list[str] = Field(default_factory=list)
+    """Other SKUs on the supplier's open POs, whose ETAs its new lateness may move (receipts
+    on a PO only)."""
 
 
 class SignalReleaseMoves(BaseModel):

@@ -349,7 +349,25 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)
-        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
+        redate = (
+            _supplier_skus(session, receipt_input.supplier_id, sku.sku)
+            if row.lateness_seconds is not None
+            else []
+        )
+        return StockResult(
+            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, redate_skus=redate
+        )
+
+
+def _supplier_skus(session: Session, supplier_id: str, received: str) -> list[str]:
+    """The other SKUs the supplier still has inbound: dates built on its POs add its lateness
+    allowance, which the receipt just recorded may have moved."""
+    orders = session.exec(
+        select(PurchaseOrderRow).where(
+            PurchaseOrderRow.supplier_id == supplier_id, PurchaseOrderRow.sku != received
+        )
+    ).all()
+    return sorted({order.sku for order in orders if order.inbound > 0})
 
 
 def apply_sku(

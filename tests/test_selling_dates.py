@@ -88,3 +88,44 @@ async def test_the_preorder_label_gives_the_date_a_line_started_now_is_given(
     assert (await stack.start(backorder(order, sku))).status_code == 201
     line = await stack.wait_line(order, lambda line: line["eta"] is not None)
     assert datetime.fromisoformat(line["eta"]) == ships_from, "the label agrees with the line"
+
+
+async def test_a_suppliers_new_lateness_re_dates_the_lines_of_its_other_skus(
+    stack: Stack,
+) -> None:
+    supplier, received, other, order = new_id("late"), new_id("sku"), new_id("sku"), new_id()
+    ops = stack.auth("ops")
+    await stack.put_sku(received)
+    await stack.put_sku(other)
+    now = datetime.now(UTC)
+
+    async def purchase_order(po: str, sku: str, expected_at: datetime) -> None:
+        body = {"sku": sku, "quantity": 2, "expected_at": expected_at.isoformat()}
+        path = f"/v1/suppliers/{supplier}/purchase-orders/{po}"
+        response = await stack.api.put(path, json=body, headers=ops)
+        assert response.status_code == 201, response.text
+
+    expected = now + timedelta(days=2)
+    await purchase_order("other", other, expected)
+    assert (await stack.start(backorder(order, other))).status_code == 201
+    line = await stack.wait_line(order, lambda line: line["eta"] is not None)
+    # No record yet: the PO's date plus a day of receiving.
+    assert abs(datetime.fromisoformat(line["eta"]) - (expected + timedelta(days=1))) < timedelta(
+        seconds=1
+    )
+
+    for n in range(3):  # three orders of the other SKU, each a week late: a record
+        await purchase_order(f"late{n}", received, now - timedelta(days=7))
+        receipt = {"receipt_id": new_id("r"), "sku": received, "quantity": 2, "po_id": f"late{n}"}
+        response = await stack.api.post(
+            f"/v1/suppliers/{supplier}/receipts", json=receipt, headers=ops
+        )
+        assert response.status_code == 201, response.text
+
+    # The line waiting on the supplier's PO for another SKU is told the week it adds.
+    line = await stack.wait_line(
+        order,
+        lambda line: datetime.fromisoformat(line["eta"]) > expected + timedelta(days=7),
+    )
+    eta = datetime.fromisoformat(line["eta"])
+    assert abs(eta - (expected + timedelta(days=8))) < timedelta(minutes=2)

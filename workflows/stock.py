@@ -63,6 +63,11 @@ class ReceiptWorkflow:
             summary=f"allocate {receipt.receipt.quantity} x {receipt.receipt.sku}",
         )
         await _tell_lines(result)
+        if result.redate_skus and workflow.patched("supplier-lateness-redates"):
+            # The supplier's record moved: so may the dates of its other SKUs' waiting lines
+            # (each refresh tells only the lines whose date really moved).
+            for sku in result.redate_skus:
+                await refresh_etas(sku)
         return result
 
 
