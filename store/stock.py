@@ -25,7 +25,13 @@ from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
 from domain.values import Channel
 from store.db import Database, lock_sku
-from store.queue import DEFAULT_SUPPLIER_DATES, place_in_queue, preorder_eta, waiting_lines
+from store.queue import (
+    DEFAULT_SUPPLIER_DATES,
+    QUEUE_ORDER,
+    place_in_queue,
+    preorder_eta,
+    waiting_lines,
+)
 from store.tables import (
     AllocationRow,
     LineRow,
@@ -387,6 +393,11 @@ def apply_sku(
         sku.price = request.price
         sku.backorder_limit = request.backorder_limit
         moves = _move_release(session, sku, request.release_at, policy)
+        ship_now = (
+            _held_preorders(session, sku.sku)
+            if request.ship_before_release and not sku.ship_before_release
+            else []
+        )
         sku.release_at = request.release_at
         sku.ship_before_release = request.ship_before_release
         if request.free_stock is not None:
@@ -395,8 +406,28 @@ def apply_sku(
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
         return StockResult(
-            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, release_moves=moves
+            sku=sku.sku,
+            allocations=allocations,
+            free_stock=sku.free_stock,
+            release_moves=moves,
+            ship_now=ship_now,
         )
+
+
+def _held_preorders(session: Session, sku: str) -> list[str]:
+    """The SKU's open preorder lines in queue order: they hold their stock for the release,
+    and now that the SKU ships before it, ship it at once (those still waiting ship what
+    arrives, as it arrives)."""
+    keys = session.exec(
+        select(LineRow.key)
+        .where(
+            LineRow.sku == sku,
+            col(LineRow.release_at).is_not(None),
+            col(LineRow.state).not_in([LineState.SHIPPED, LineState.CANCELLED]),
+        )
+        .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
+    ).all()
+    return list(keys)
 
 
 def _move_release(

@@ -129,3 +129,26 @@ async def test_a_suppliers_new_lateness_re_dates_the_lines_of_its_other_skus(
     )
     eta = datetime.fromisoformat(line["eta"])
     assert abs(eta - (expected + timedelta(days=8))) < timedelta(minutes=2)
+
+
+async def test_turning_on_ship_before_release_ships_the_stock_held_for_preorders(
+    stack: Stack,
+) -> None:
+    sku, first, second = new_id("sku"), new_id("sbr"), new_id("sbr")
+    release = datetime.now(UTC) + timedelta(days=5)
+    await put_release(stack, sku, release)
+    for order in (first, second):
+        assert (await stack.start(backorder(order, sku))).status_code == 201
+        await stack.wait_line(order, lambda line: len(line["messages"]) == 1)
+    assert (await stack.receive(sku, 1)).status_code == 201
+    await stack.wait_state(first, "allocated")
+    await asyncio.sleep(1.0)
+    assert (await stack.line(first))["shipments"] == [], "held for the release"
+
+    await put_release(stack, sku, release, ship_before_release=True)
+    line = await stack.wait_state(first, "shipped")
+    assert datetime.fromisoformat(line["shipments"][0]["created_at"]) < release
+    # The next preorder in the queue ships what arrives, as it arrives.
+    assert (await stack.receive(sku, 1)).status_code == 201
+    await stack.wait_state(second, "shipped")
+    stack.assert_rules(sku)

@@ -109,6 +109,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             services.send_message,
             signaller.signal_allocations,
             signaller.signal_release_moves,
+            signaller.signal_ship_before_release,
             supply.apply_purchase_order,
             supply.refresh_etas,
             orders.join_order,

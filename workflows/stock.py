@@ -19,6 +19,7 @@ from domain.contract.stock import (
     RECORD_RECEIPT,
     SIGNAL_ALLOCATIONS,
     SIGNAL_RELEASE_MOVES,
+    SIGNAL_SHIP_BEFORE_RELEASE,
     SKU_UPDATE_WORKFLOW,
 )
 from domain.stock import (
@@ -26,6 +27,7 @@ from domain.stock import (
     ReceiptInput,
     SignalAllocationsInput,
     SignalReleaseMoves,
+    SignalShipBeforeRelease,
     SkuInput,
     StockResult,
 )
@@ -83,6 +85,12 @@ class SkuUpdateWorkflow:
                 SIGNAL_RELEASE_MOVES,
                 SignalReleaseMoves(moves=result.release_moves),
                 summary=f"tell {len(result.release_moves)} preorders of their new release",
+            )
+        if result.ship_now and workflow.patched("preorder-ship-before-release"):
+            await execute(
+                SIGNAL_SHIP_BEFORE_RELEASE,
+                SignalShipBeforeRelease(sku=result.sku, line_keys=result.ship_now),
+                summary=f"ship the stock {len(result.ship_now)} preorders hold",
             )
         await _tell_lines(result)
         return result

@@ -258,6 +258,14 @@ class LineBook(BaseModel):
         self.release_news = True
         return True
 
+    def ship_before_release(self) -> bool:
+        """The SKU now ships before its release: nothing is held any more. False when the line
+        is final or held nothing."""
+        if self.state.is_final or self.hold_until is None:
+            return False
+        self.hold_until = None
+        return True
+
     def request_cancel(self, request: CancelRequest) -> None:
         """The first cancel asked wins; the line acts on it as soon as it can."""
         if self.cancel_request is None:
