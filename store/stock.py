@@ -335,6 +335,7 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 allocations=_notices_by_source(session, source),
                 free_stock=sku.free_stock,
                 duplicate=True,
+                redate_skus=_redate_after(session, existing),
             )
         row = ReceiptRow(
             supplier_id=receipt_input.supplier_id,
@@ -355,22 +356,24 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)
-        redate = (
-            _supplier_skus(session, receipt_input.supplier_id, sku.sku)
-            if row.lateness_seconds is not None
-            else []
-        )
         return StockResult(
-            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, redate_skus=redate
+            sku=sku.sku,
+            allocations=allocations,
+            free_stock=sku.free_stock,
+            redate_skus=_redate_after(session, row),
         )
 
 
-def _supplier_skus(session: Session, supplier_id: str, received: str) -> list[str]:
-    """The other SKUs the supplier still has inbound: dates built on its POs add its lateness
-    allowance, which the receipt just recorded may have moved."""
+def _redate_after(session: Session, receipt: ReceiptRow) -> list[str]:
+    """The other SKUs the supplier still has inbound, when the receipt recorded lateness: dates
+    built on its POs add its lateness allowance, which the receipt may have moved. (A repeat of
+    the receipt answers the same, so a retry after the commit re-dates them too.)"""
+    if receipt.lateness_seconds is None:
+        return []
     orders = session.exec(
         select(PurchaseOrderRow).where(
-            PurchaseOrderRow.supplier_id == supplier_id, PurchaseOrderRow.sku != received
+            PurchaseOrderRow.supplier_id == receipt.supplier_id,
+            PurchaseOrderRow.sku != receipt.sku,
         )
     ).all()
     return sorted({order.sku for order in orders if order.inbound > 0})
