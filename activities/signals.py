@@ -17,10 +17,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeat import heartbeating
-from domain.contract.lines import ALLOCATED, RELEASE_MOVED
-from domain.contract.stock import SIGNAL_ALLOCATIONS, SIGNAL_RELEASE_MOVES
-from domain.line.input import ReleaseMoved
-from domain.stock import SignalAllocationsInput, SignalReleaseMoves
+from domain.contract.lines import ALLOCATED, RELEASE_MOVED, SHIP_BEFORE_RELEASE
+from domain.contract.stock import (
+    SIGNAL_ALLOCATIONS,
+    SIGNAL_RELEASE_MOVES,
+    SIGNAL_SHIP_BEFORE_RELEASE,
+)
+from domain.line.input import ReleaseMoved, ShipBeforeRelease
+from domain.stock import SignalAllocationsInput, SignalReleaseMoves, SignalShipBeforeRelease
 
 MAX_SIGNALS_IN_FLIGHT = 64
 
@@ -71,4 +75,14 @@ class Signaller:
                     (move.line_key, ReleaseMoved(release_at=move.release_at, eta=move.eta))
                     for move in batch.moves
                 ],
+            )
+
+    @SIGNAL_SHIP_BEFORE_RELEASE.defn
+    async def signal_ship_before_release(self, batch: SignalShipBeforeRelease) -> int:
+        """Tell each open preorder line of the SKU that its held stock ships now; started in
+        queue order, as an arrival's allocations are (a repeat changes nothing)."""
+        signal = ShipBeforeRelease(sku=batch.sku)
+        async with heartbeating():
+            return await signal_lines(
+                self.client, SHIP_BEFORE_RELEASE.name, [(key, signal) for key in batch.line_keys]
             )

@@ -27,7 +27,7 @@ from domain.line.choices import (
 )
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
-from domain.policy import SupplierDates
+from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import ReceiptInput, SkuInput, StockResult
 from store import records, stock
 from store.db import Database
@@ -63,8 +63,11 @@ class StoreActivities:
         db: Database,
         receiving: timedelta = timedelta(0),
         dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+        policy: ServicePolicy = DEFAULT_POLICY,
     ) -> None:
         self.db = db
+        self.policy = policy
+        """Each channel's handling time: a moved release re-dates preorders with it."""
         self.receiving = receiving
         """From a purchase order's date to stock on the shelf: part of every ETA."""
         self.dates = dates
@@ -113,4 +116,4 @@ class StoreActivities:
 
     @APPLY_SKU.defn
     async def apply_sku(self, sku: SkuInput) -> StockResult:
-        return await run_in_store(lambda: stock.apply_sku(self.db, sku))
+        return await run_in_store(lambda: stock.apply_sku(self.db, sku, self.policy))

@@ -51,10 +51,21 @@ class StockResult(BaseModel):
     duplicate: bool = False
     release_moves: list[ReleaseMove] = Field(default_factory=list)
     """Preorder lines to tell that their release moved later (catalog updates only)."""
+    ship_now: list[str] = Field(default_factory=list)
+    """Open preorder lines, in queue order, whose SKU now ships before its release: what they
+    hold ships now (catalog updates only)."""
+    redate_skus: list[str] = Field(default_factory=list)
+    """Other SKUs on the supplier's open POs, whose ETAs its new lateness may move (receipts
+    on a PO only)."""
 
 
 class SignalReleaseMoves(BaseModel):
     moves: list[ReleaseMove]
+
+
+class SignalShipBeforeRelease(BaseModel):
+    sku: str
+    line_keys: list[str]
 
 
 class SkuInput(BaseModel):

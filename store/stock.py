@@ -21,10 +21,17 @@ from domain.line.choices import SubstituteInput, SubstituteOption, SubstituteRes
 from domain.line.effects import RecordLineResult, ReleaseInput, ReleaseResult
 from domain.line.input import LineInput
 from domain.line.state import LineState
-from domain.policy import SupplierDates
+from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
+from domain.values import Channel
 from store.db import Database, lock_sku
-from store.queue import DEFAULT_SUPPLIER_DATES, place_in_queue, preorder_eta, waiting_lines
+from store.queue import (
+    DEFAULT_SUPPLIER_DATES,
+    QUEUE_ORDER,
+    place_in_queue,
+    preorder_eta,
+    waiting_lines,
+)
 from store.tables import (
     AllocationRow,
     LineRow,
@@ -328,6 +335,7 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 allocations=_notices_by_source(session, source),
                 free_stock=sku.free_stock,
                 duplicate=True,
+                redate_skus=_redate_after(session, existing),
             )
         row = ReceiptRow(
             supplier_id=receipt_input.supplier_id,
@@ -348,11 +356,34 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
         sku.free_stock += receipt.quantity
         sku.stock_in_total += receipt.quantity
         allocations = allocate_free_stock(session, sku, source)
-        return StockResult(sku=sku.sku, allocations=allocations, free_stock=sku.free_stock)
+        return StockResult(
+            sku=sku.sku,
+            allocations=allocations,
+            free_stock=sku.free_stock,
+            redate_skus=_redate_after(session, row),
+        )
 
 
-def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
-    """Create or update a catalog entry; free stock set here goes to waiting lines at once."""
+def _redate_after(session: Session, receipt: ReceiptRow) -> list[str]:
+    """The other SKUs the supplier still has inbound, when the receipt recorded lateness: dates
+    built on its POs add its lateness allowance, which the receipt may have moved. (A repeat of
+    the receipt answers the same, so a retry after the commit re-dates them too.)"""
+    if receipt.lateness_seconds is None:
+        return []
+    orders = session.exec(
+        select(PurchaseOrderRow).where(
+            PurchaseOrderRow.supplier_id == receipt.supplier_id,
+            PurchaseOrderRow.sku != receipt.sku,
+        )
+    ).all()
+    return sorted({order.sku for order in orders if order.inbound > 0})
+
+
+def apply_sku(
+    db: Database, sku_input: SkuInput, policy: ServicePolicy = DEFAULT_POLICY
+) -> StockResult:
+    """Create or update a catalog entry; free stock set here goes to waiting lines at once.
+    `policy` gives each channel's handling time, from which a moved release dates preorders."""
     request = sku_input.request
     source = f"sku:{sku_input.sku}"
     with db.transaction() as session:
@@ -364,7 +395,12 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
         sku.substitutes = list(request.substitutes)
         sku.price = request.price
         sku.backorder_limit = request.backorder_limit
-        moves = _move_release(session, sku, request.release_at)
+        moves = _move_release(session, sku, request.release_at, policy)
+        ship_now = (
+            _held_preorders(session, sku.sku)
+            if request.ship_before_release and not sku.ship_before_release
+            else []
+        )
         sku.release_at = request.release_at
         sku.ship_before_release = request.ship_before_release
         if request.free_stock is not None:
@@ -373,14 +409,41 @@ def apply_sku(db: Database, sku_input: SkuInput) -> StockResult:
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
         return StockResult(
-            sku=sku.sku, allocations=allocations, free_stock=sku.free_stock, release_moves=moves
+            sku=sku.sku,
+            allocations=allocations,
+            free_stock=sku.free_stock,
+            release_moves=moves,
+            ship_now=ship_now,
         )
 
 
-def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) -> list[ReleaseMove]:
+def _held_preorders(session: Session, sku: str) -> list[str]:
+    """The SKU's open preorder lines in queue order: they hold their stock for the release,
+    and now that the SKU ships before it, ship it at once (those still waiting ship what
+    arrives, as it arrives)."""
+    keys = session.exec(
+        select(LineRow.key)
+        .where(
+            LineRow.sku == sku,
+            col(LineRow.release_at).is_not(None),
+            col(LineRow.state).not_in([LineState.SHIPPED, LineState.CANCELLED]),
+        )
+        .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
+    ).all()
+    return list(keys)
+
+
+def _move_release(
+    session: Session,
+    sku: SkuRow,
+    release_at: datetime | None,
+    policy: ServicePolicy = DEFAULT_POLICY,
+) -> list[ReleaseMove]:
     """The SKU's release moved later: each open preorder line promised an earlier release now
-    ships from the new one (its handling time kept), and is told once. An earlier or removed
-    release changes no line's promise: the lines keep their own dates."""
+    ships from the new one (its handling time kept), and is signalled once: its stock waits
+    for the new release, and its customer is told when its ship date moved (the line compares
+    the ETA). An earlier or removed release changes no line's promise: the lines keep their
+    own dates."""
     if release_at is None:
         return []
     lines = session.exec(
@@ -396,7 +459,7 @@ def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) ->
         old = as_utc(line.release_at)
         if old >= release_at:
             continue
-        ready = as_utc(line.ready_at) + (release_at - old)
+        ready = moved_ship_date(as_utc(line.ready_at), old, release_at, policy, line.channel)
         line.ready_at = ready
         line.release_at = release_at
         # A new release already past gives no date by itself: the moved promise is the news.
@@ -404,3 +467,18 @@ def _move_release(session: Session, sku: SkuRow, release_at: datetime | None) ->
         line.eta = eta
         moves.append(ReleaseMove(line_key=line.key, release_at=release_at, eta=eta))
     return moves
+
+
+def moved_ship_date(
+    ready: datetime, old: datetime, new: datetime, policy: ServicePolicy, channel: str
+) -> datetime:
+    """The ship date a preorder promised `ready` for a release at `old` gets for one at `new`.
+
+    A promise that was the release plus the channel's handling in business days (as a line
+    started before the release is given) is that again from the new release: a release moved
+    over a weekend (Friday to Saturday) keeps the same ship date. Any other promise (a ship-by
+    from the order system, a line on a scaled clock) keeps its distance from the release."""
+    handling = policy.for_channel(Channel(channel))
+    if handling.ship_by(old) == ready:
+        return max(ready, handling.ship_by(new))
+    return ready + (new - old)

@@ -16,6 +16,7 @@ from store import selling
 from store.db import Database, lock_sku
 from store.queue import (
     DEFAULT_SUPPLIER_DATES,
+    InboundSupply,
     inbound_supply,
     open_purchase_orders,
     preorder_eta,
@@ -97,6 +98,19 @@ def preorder_label(release: datetime) -> str:
     return f"Pre-order: ships from {release:%d %b %Y}"
 
 
+def preorder_ships_from(
+    free_stock: int, release: datetime, supply: InboundSupply, waiting: int
+) -> datetime:
+    """The date a preorder of one unit started now is given (`store.stock.record_line`): free
+    stock is its own and ships from the release; otherwise it stands behind every unit waiting,
+    and the PO that covers it, if it comes after the release, dates it. Nothing inbound to
+    cover it: the release is the basis of the promise."""
+    if free_stock > 0:
+        return release
+    covering = supply.date_covering(waiting + 1)
+    return release if covering is None else max(release, covering)
+
+
 def availability(
     db: Database,
     sku: str,
@@ -128,11 +142,14 @@ def availability(
         if sellable == 0:
             return Availability(label="Out of stock", status="out_of_stock", **facts)
         if release is not None and release > now:
+            ships_from = preorder_ships_from(
+                row.free_stock, release, inbound_supply(session, orders, receiving, dates), waiting
+            )
             return Availability(
-                label=preorder_label(release),
+                label=preorder_label(ships_from),
                 status="preorder",
                 release_at=release,
-                ships_from=release,
+                ships_from=ships_from,
                 **facts,
             )
         if row.free_stock > low_stock:

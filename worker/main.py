@@ -85,7 +85,9 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
     async with httpx.AsyncClient(timeout=timeout) as http:
         tracing.instrument_http(http, settings)
         policy = load_policy(settings.policy_file)
-        store = StoreActivities(db, policy.days(policy.receiving_days), policy.supplier_dates)
+        store = StoreActivities(
+            db, policy.days(policy.receiving_days), policy.supplier_dates, policy
+        )
         services = OutsideServices(settings, db, http)
         payments = PaymentActivities(services)
         signaller = Signaller(client)
@@ -107,6 +109,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             services.send_message,
             signaller.signal_allocations,
             signaller.signal_release_moves,
+            signaller.signal_ship_before_release,
             supply.apply_purchase_order,
             supply.refresh_etas,
             orders.join_order,

@@ -19,6 +19,7 @@ from domain.contract.stock import (
     RECORD_RECEIPT,
     SIGNAL_ALLOCATIONS,
     SIGNAL_RELEASE_MOVES,
+    SIGNAL_SHIP_BEFORE_RELEASE,
     SKU_UPDATE_WORKFLOW,
 )
 from domain.stock import (
@@ -26,6 +27,7 @@ from domain.stock import (
     ReceiptInput,
     SignalAllocationsInput,
     SignalReleaseMoves,
+    SignalShipBeforeRelease,
     SkuInput,
     StockResult,
 )
@@ -63,6 +65,11 @@ class ReceiptWorkflow:
             summary=f"allocate {receipt.receipt.quantity} x {receipt.receipt.sku}",
         )
         await _tell_lines(result)
+        if result.redate_skus and workflow.patched("supplier-lateness-redates"):
+            # The supplier's record moved: so may the dates of its other SKUs' waiting lines
+            # (each refresh tells only the lines whose date really moved).
+            for sku in result.redate_skus:
+                await refresh_etas(sku)
         return result
 
 
@@ -78,6 +85,12 @@ class SkuUpdateWorkflow:
                 SIGNAL_RELEASE_MOVES,
                 SignalReleaseMoves(moves=result.release_moves),
                 summary=f"tell {len(result.release_moves)} preorders of their new release",
+            )
+        if result.ship_now and workflow.patched("preorder-ship-before-release"):
+            await execute(
+                SIGNAL_SHIP_BEFORE_RELEASE,
+                SignalShipBeforeRelease(sku=result.sku, line_keys=result.ship_now),
+                summary=f"ship the stock {len(result.ship_now)} preorders hold",
             )
         await _tell_lines(result)
         return result

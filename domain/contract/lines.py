@@ -38,7 +38,7 @@ from domain.line.effects import (
     ShipmentInput,
     ShipmentRecord,
 )
-from domain.line.input import EtaUpdate, LineInput, ReleaseMoved
+from domain.line.input import EtaUpdate, LineInput, ReleaseMoved, ShipBeforeRelease
 from domain.line.messages import MessageInput, MessageRecord, SurveyInput
 from domain.line.payment import (
     Authorization,
@@ -84,6 +84,8 @@ ORDER_CHANGED = Signal("order_changed", OrderChange)
 RELEASE_MOVED = Signal("release_moved", ReleaseMoved)
 """A preorder's release date moved later: the customer is told once, as the law's delay
 rules say, counted from the old date."""
+SHIP_BEFORE_RELEASE = Signal("ship_before_release", ShipBeforeRelease)
+"""The preorder's SKU now ships before its release: stock held for the release ships now."""
 
 CANCEL = Update("cancel", CancelRequest, CancelResult)
 """Cancel what has not shipped; answers with what was released and refunded."""

@@ -17,6 +17,7 @@ from domain.stock import (
     RefreshEtas,
     SignalAllocationsInput,
     SignalReleaseMoves,
+    SignalShipBeforeRelease,
     SkuInput,
     StockResult,
 )
@@ -75,6 +76,16 @@ SIGNAL_RELEASE_MOVES = Activity(
     heartbeat=HEARTBEAT_TIMEOUT,
 )
 """Tell each preorder line whose release moved later (signal `release_moved`)."""
+SIGNAL_SHIP_BEFORE_RELEASE = Activity(
+    "signal_ship_before_release",
+    SignalShipBeforeRelease,
+    int,
+    FAN_OUT_TIMEOUT,
+    RETRY,
+    heartbeat=HEARTBEAT_TIMEOUT,
+)
+"""Tell each open preorder line of a SKU that now ships before its release, in queue order
+(signal `ship_before_release`)."""
 ALERT_SUBSCRIBERS = Activity(
     "alert_subscribers", str, int, FAN_OUT_TIMEOUT, RETRY, heartbeat=HEARTBEAT_TIMEOUT
 )

@@ -89,6 +89,9 @@ class LineBook(BaseModel):
     """The preorder's release moved later and the customer has not been told yet."""
     release_moved_to: datetime | None = None
     """The latest release date the line was told of (a repeated signal tells nothing new)."""
+    release_date_moved: bool = False
+    """The last release move changed the line's ship date: only then is it news for the
+    customer (a release moved over a weekend may keep the business-day ship date)."""
 
     @classmethod
     def open(
@@ -251,8 +254,16 @@ class LineBook(BaseModel):
         self.release_moved_to = release_at
         if self.hold_until is not None:
             self.hold_until = release_at
-        self.timeline.set_eta(eta)
+        self.release_date_moved = self.timeline.set_eta(eta)
         self.release_news = True
+        return True
+
+    def ship_before_release(self) -> bool:
+        """The SKU now ships before its release: nothing is held any more. False when the line
+        is final or held nothing."""
+        if self.state.is_final or self.hold_until is None:
+            return False
+        self.hold_until = None
         return True
 
     def request_cancel(self, request: CancelRequest) -> None:

@@ -69,4 +69,11 @@ class ReleaseMoved(BaseModel):
     eta: Timestamp
 
 
+class ShipBeforeRelease(BaseModel):
+    """The preorder's SKU now ships before its release: stock held for the release ships now,
+    and stock that comes later ships as it arrives."""
+
+    sku: str
+
+
 LineInput.model_rebuild()

@@ -18,6 +18,7 @@ from domain.contract.lines import (
     ORDER_CHANGED,
     ORDER_SHIPPED,
     RELEASE_MOVED,
+    SHIP_BEFORE_RELEASE,
     STATUS,
     TAKE_SUBSTITUTE,
     UPDATE_PAYMENT,
@@ -27,7 +28,7 @@ from domain.contract.stock import RECEIPT_PREFIX
 from domain.line.book import LineBook
 from domain.line.choices import AcceptOffer, AgreeToWait, Offer, TakeSubstitute
 from domain.line.effects import CancelRequest, CancelResult
-from domain.line.input import EtaUpdate, LineInput, ReleaseMoved
+from domain.line.input import EtaUpdate, LineInput, ReleaseMoved, ShipBeforeRelease
 from domain.line.messages import MessageKind
 from domain.line.payment import NewPaymentMethod, PaymentView
 from domain.line.state import LineState
@@ -48,6 +49,10 @@ def hold_until(line: LineInput) -> datetime | None:
         return None
     return preorder.release_at
 
+
+QUIET_RELEASE_PATCH = "preorder-release-same-ship-date"
+"""A release moved without moving the line's ship date: the stock waits for the new release,
+and no message goes out."""
 
 CANCEL_ROLES = frozenset({"customer", "order_system", "ops"})
 """Who may ask a line to cancel through the `cancel` Update; `policy` cancels come only from
@@ -76,6 +81,8 @@ class BackorderLineWorkflow:
         release_moved(ReleaseMoved): a preorder's release moved later; the customer is told
             once (the law's delay notice, counted from the old date) and stock waits for the
             new date.
+        ship_before_release(ShipBeforeRelease): the preorder's SKU now ships before its
+            release: held stock ships now, later stock as it arrives.
     Updates (each refused by its validator, changing nothing, when it cannot apply):
         agree_to_wait(AgreeToWait) -> LineStatus: the customer consents to the delay.
         accept_offer(AcceptOffer) -> Offer: the customer takes a goodwill offer (which is also
@@ -119,7 +126,10 @@ class BackorderLineWorkflow:
         while not book.state.is_final:
             if book.release_news:
                 book.release_news = False
-                if workflow.patched("preorder-release-moves"):
+                if workflow.patched("preorder-release-moves") and (
+                    # A move that kept the ship date tells no one; runs of earlier code told.
+                    book.release_date_moved or not workflow.patched(QUIET_RELEASE_PATCH)
+                ):
                     await life.tell_release_moved(run)
                 continue
             if book.eta_news and moment.quiet_over(run):
@@ -225,6 +235,14 @@ class BackorderLineWorkflow:
             self.payload_refused(RELEASE_MOVED.name, "the line is not a preorder")
             return
         if self._line.book.move_release(moved.release_at, moved.eta):
+            self._wake = True
+
+    @SHIP_BEFORE_RELEASE.handler
+    def ship_before_release(self, change: ShipBeforeRelease) -> None:
+        if self._line.line.preorder is None or change.sku != self._line.request.sku:
+            self.payload_refused(SHIP_BEFORE_RELEASE.name, "the line is not a preorder of it")
+            return
+        if self._line.book.ship_before_release():
             self._wake = True
 
     @ORDER_SHIPPED.handler
