@@ -44,6 +44,7 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
                     sku=order.sku,
                     quantity=order.quantity,
                     expected_at=order.expected_at,
+                    location=order.location,
                 )
             )
             return
@@ -55,6 +56,7 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
         row.sku = order.sku
         row.quantity = order.quantity
         row.expected_at = order.expected_at
+        row.location = order.location
         row.updated_at = utcnow()
 
 
