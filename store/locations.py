@@ -32,10 +32,12 @@ from store.tables import (
 
 
 def location_order(preferred: Sequence[str], present: Iterable[str]) -> list[str]:
-    """The order free stock is taken from: the `preferred` locations (a channel's policy) as
-    listed, then `main`, then the rest by name."""
-    rest = sorted(set(present) - set(preferred), key=lambda name: (name != MAIN_LOCATION, name))
-    return [*dict.fromkeys(preferred), *rest]
+    """The order free stock is taken from, of the locations `present`: the `preferred` ones (a
+    channel's policy) as listed, then `main`, then the rest by name."""
+    here = set(present)
+    first = [name for name in dict.fromkeys(preferred) if name in here]
+    rest = sorted(here - set(first), key=lambda name: (name != MAIN_LOCATION, name))
+    return [*first, *rest]
 
 
 def stock_at(session: Session, sku: SkuRow) -> dict[str, LocationStockRow]:
