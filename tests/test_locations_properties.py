@@ -21,14 +21,10 @@ After every batch:
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,7 +43,7 @@ from store import locations, records, stock
 from store.audit import broken_rules
 from store.db import Database
 from store.tables import AllocationRow, LineRow, ReceiptRow, ShipmentRow
-from tests.support.stack import fresh_database
+from tests.support.concurrent import Stores, concurrent_stores, run_at_once
 
 THREADS = 4
 LOCATIONS = ("main", "east", "west")
@@ -72,12 +68,10 @@ class Arrival:
 
 
 @dataclass(frozen=True)
-class Cancel:
-    line: int
+class OnLine:
+    """A cancel or a shipment of a line of an earlier batch."""
 
-
-@dataclass(frozen=True)
-class Ship:
+    action: str
     line: int
 
 
@@ -87,7 +81,7 @@ class Count:
     level: int
 
 
-Operation = NewLine | Arrival | Cancel | Ship | Count
+Operation = NewLine | Arrival | OnLine | Count
 _location = st.integers(0, len(LOCATIONS) - 1)
 _operation: st.SearchStrategy[Operation] = st.one_of(
     st.builds(
@@ -108,8 +102,7 @@ _operation: st.SearchStrategy[Operation] = st.one_of(
         Arrival, location=_location, quantity=st.integers(1, 6), reported=st.sampled_from([1, 1, 2])
     ),
     st.builds(Arrival, location=_location, quantity=st.integers(1, 4), reported=st.just(1)),
-    st.builds(Cancel, line=st.integers(0, 30)),
-    st.builds(Ship, line=st.integers(0, 30)),
+    st.builds(OnLine, action=st.sampled_from(["cancel", "ship"]), line=st.integers(0, 30)),
     st.builds(Count, location=_location, level=st.integers(0, 3)),
 )
 scenarios = st.lists(
@@ -117,28 +110,10 @@ scenarios = st.lists(
 )
 
 
-@dataclass
-class Stores:
-    backend: str
-    dbs: list[Database]
-    threads: ThreadPoolExecutor
-
-
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
-    folder = tempfile.TemporaryDirectory(prefix="backorders-locations-")
-    url, drop = fresh_database(request.param, Path(folder.name))
-    dbs = [Database(url) for _ in range(THREADS)]
-    dbs[0].create_schema()
-    threads = ThreadPoolExecutor(THREADS, thread_name_prefix="locations")
-    try:
-        yield Stores(request.param, dbs, threads)
-    finally:
-        threads.shutdown()
-        for db in dbs:
-            db.dispose()
-        drop()
-        folder.cleanup()
+    with concurrent_stores(request.param, THREADS) as opened:
+        yield opened
 
 
 class Scenario:
@@ -208,14 +183,14 @@ class Scenario:
                         )
                 case Count(location=where, level=level):
                     calls.append(("count", self.sku_input({LOCATIONS[where]: level})))
-                case Cancel(line=index) | Ship(line=index):
+                case OnLine(action=action, line=index):
                     if not self.lines:
                         continue
                     key = self.lines[index % len(self.lines)]
                     if key in touched:
                         continue
                     touched.add(key)
-                    calls.append(("cancel" if isinstance(operation, Cancel) else "ship", key))
+                    calls.append((action, key))
         return calls[:THREADS]
 
     def run(self, db: Database, call: tuple[Any, ...]) -> Any:
@@ -319,17 +294,6 @@ def _picked_in_order(line_input: LineInput, notices: list[AllocationNotice]) -> 
     return own == sorted(own)
 
 
-def run_batch(stores: Stores, scenario: Scenario, calls: list[tuple[Any, ...]]) -> list[Any]:
-    start = threading.Barrier(len(calls))
-
-    def run(index: int) -> Any:
-        start.wait(timeout=30)
-        return scenario.run(stores.dbs[index], calls[index])
-
-    futures = [stores.threads.submit(run, index) for index in range(len(calls))]
-    return [future.result(timeout=120) for future in futures]
-
-
 @settings(
     max_examples=int(os.environ.get("LOCATION_EXAMPLES", "8")),
     deadline=None,
@@ -349,7 +313,7 @@ def test_arrivals_at_several_locations_racing_cancels_and_new_lines_keep_every_r
         if not calls:
             continue
         waited, since = scenario.waiting_keys(), scenario.last_allocation()
-        outcomes = run_batch(stores, scenario, calls)
+        outcomes = run_at_once(stores, calls, scenario.run)
         for call, outcome in zip(calls, outcomes, strict=True):
             if call[0] == "line":
                 request = call[1].request
