@@ -559,6 +559,7 @@ class Admission:
                 name: LocationStock(free_stock=free, inbound=inbound)
                 for name, (free, inbound) in located.items()
             },
+            stock={name: free for name, (free, _) in located.items()},
             sku=row.sku,
             name=row.name,
             free_stock=row.free_stock,

@@ -92,6 +92,8 @@ class SkuView(BaseModel):
     ship_before_release: bool = False
     locations: dict[str, LocationStock] = Field(default_factory=dict)
     """Stock by location, `main` first, then by name (docs/locations.md)."""
+    stock: dict[str, int] = Field(default_factory=dict)
+    """The free stock of each location, in the shape `PUT /v1/skus/{sku}` counts it."""
 
 
 class SkuAnswer(SkuView):

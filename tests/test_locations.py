@@ -98,6 +98,7 @@ async def test_stock_counts_are_levels_per_location_and_the_sku_shows_them(stack
 
     view = await _sku(stack, sku)
     assert view["free_stock"] == 6
+    assert view["stock"] == {"main": 3, "east": 1, "north": 0, "west": 2}
     assert view["locations"] == {
         "main": {"free_stock": 3, "inbound": 0},
         "east": {"free_stock": 1, "inbound": 0},
@@ -210,3 +211,29 @@ async def test_a_bad_location_is_refused_naming_the_field(
     response = await method(url, json=body, headers=stack.auth(actor))
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+async def test_a_complete_line_with_units_at_two_locations_ships_once_from_each(
+    stack: Stack,
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    await stack.start(backorder(order, sku, 3, ship_policy="complete"))
+    await stack.wait_state(order, "waiting")
+
+    await _receive_at(stack, sku, 2, "east")
+    await stack.wait_state(order, "partially_allocated")
+    assert (await stack.line(order))["shipments"] == []
+    await _receive_at(stack, sku, 1, "west")
+    line = await stack.finished(order)
+
+    assert sorted((s["origin"], s["quantity"]) for s in line["shipments"]) == [
+        ("east", 2),
+        ("west", 1),
+    ]
+    booked = await stack.requests("carrier", f"backorder:{order}:1")
+    assert sorted((r["body"]["origin"], r["body"]["quantity"]) for r in booked) == [
+        ("east", 2),
+        ("west", 1),
+    ]
+    stack.assert_rules(sku)
