@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from client import BackorderClient
 from domain.policy import DEFAULT_CHANNELS, DEFAULT_POLICY, ChannelPolicy, ServicePolicy
-from domain.requests import SkuRequest
-from domain.values import Channel
+from domain.requests import ReceiptRequest, SkuRequest
+from domain.values import Channel, canonical_hash
 from store.locations import location_order
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
@@ -44,6 +44,17 @@ def test_a_stock_count_without_a_location_is_at_main_and_one_location_is_counted
     assert both.stock_levels() == {"west": 1, "east": 3}
     with pytest.raises(ValidationError, match="stock"):
         SkuRequest(name="n", free_stock=3, stock={"main": 1})
+
+
+def test_a_request_naming_no_location_hashes_as_before_locations() -> None:
+    """A receipt or count repeated from before locations is still a repeat, not a conflict."""
+    plain = ReceiptRequest(receipt_id="r1", sku="s1", quantity=2)
+    assert canonical_hash(plain) == canonical_hash(plain.model_copy(update={"location": "main"}))
+    assert canonical_hash(plain) != canonical_hash(plain.model_copy(update={"location": "east"}))
+    count = SkuRequest(name="n", free_stock=1)
+    assert canonical_hash(count) == canonical_hash(
+        SkuRequest(name="n", free_stock=1, location="main")
+    )
 
 
 async def _sku(stack: Stack, sku: str) -> dict[str, Any]:
