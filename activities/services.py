@@ -36,7 +36,9 @@ from domain.line.messages import LinkSpec, MessageInput, MessageKind, MessageRec
 from domain.links import LinkAction, LinkClaims, page_claims, sign
 from domain.orders import OrderShipmentInput
 from domain.policy import OfferKind
-from store import records
+from domain.requests import InStockLine
+from domain.values import MAIN_LOCATION
+from store import locations, records
 from store.db import Database
 from store.tables import MessageRow, RefundRow, ShipmentRow
 
@@ -138,22 +140,33 @@ class OutsideServices:
         if done is not None:
             return done
         request = shipment.request
+        # One origin per shipment: what the line holds at one location, up to the quantity
+        # asked. The workflow ships the rest (from the next origin) as its next shipment.
+        origin, quantity = await asyncio.to_thread(
+            locations.plan_line_shipment, self.db, shipment.line_key, key, shipment.quantity
+        )
         if shipment.order_shipment is not None:
-            # The order's one shipment carried this line: record the line's part of it.
+            # The order's shipment carried this line: record the line's part of it, from the
+            # carrier shipment of the same origin.
+            part = next(
+                (p for p in shipment.order_shipment.parts if p.origin == origin),
+                shipment.order_shipment,
+            )
             answer = {
-                "tracking_number": shipment.order_shipment.tracking_number,
-                "shipment_id": shipment.order_shipment.carrier_shipment_id,
+                "tracking_number": part.tracking_number,
+                "shipment_id": part.carrier_shipment_id,
             }
         else:
-            answer = await self._book(shipment)
+            answer = await self._book(shipment, origin, quantity)
         row = ShipmentRow(
             idempotency_key=key,
             line_key=shipment.line_key,
             sequence=shipment.sequence,
-            quantity=shipment.quantity,
+            quantity=quantity,
             tracking_number=str(answer["tracking_number"]),
             carrier_shipment_id=str(answer["shipment_id"]),
             expedited=shipment.expedited,
+            origin=origin,
         )
         return await asyncio.to_thread(
             lambda: records.record_shipment(
@@ -161,7 +174,7 @@ class OutsideServices:
             )
         )
 
-    async def _book(self, shipment: ShipmentInput) -> dict[str, Any]:
+    async def _book(self, shipment: ShipmentInput, origin: str, quantity: int) -> dict[str, Any]:
         request = shipment.request
         return await self._post(
             "carrier",
@@ -171,7 +184,8 @@ class OutsideServices:
                 "reference": shipment.line_key,
                 "order_id": request.order_id,
                 "sku": request.sku,
-                "quantity": shipment.quantity,
+                "quantity": quantity,
+                "origin": origin,
                 "service_level": "expedited" if shipment.expedited else "standard",
                 "recipient": {"customer_id": request.customer.id},
             },
@@ -179,28 +193,53 @@ class OutsideServices:
 
     @CREATE_ORDER_SHIPMENT.defn
     async def create_order_shipment(self, order: OrderShipmentInput) -> ShipmentRecord:
-        """One shipment, one tracking number, for every line of a ship-complete order."""
-        key = f"{order_workflow_id(order.order_id)}:shipment"
+        """A ship-complete order leaves together: one shipment, one tracking number, from each
+        location its lines' units are at (docs/locations.md); the lines that were in stock at
+        checkout leave with the first."""
+        held = await asyncio.to_thread(
+            locations.order_origins, self.db, order.order_id, order.line_ids
+        )
+        if len(held) <= 1:
+            # Everything at one location: the one shipment every order had before locations.
+            origin = next(iter(held), MAIN_LOCATION)
+            return await self._book_order(order, order.items, origin, "shipment")
+        first = True
+        parts = []
+        for origin, skus in held.items():
+            items = [InStockLine(sku=sku, quantity=units) for sku, units in skus.items()]
+            if first:
+                items += order.in_stock_items
+            parts.append(await self._book_order(order, items, origin, f"shipment:{origin}"))
+            first = False
+        return parts[0].model_copy(
+            update={"quantity": sum(part.quantity for part in parts), "parts": parts}
+        )
+
+    async def _book_order(
+        self, order: OrderShipmentInput, items: list[InStockLine], origin: str, step: str
+    ) -> ShipmentRecord:
         answer = await self._post(
             "carrier",
             "/shipments",
-            idempotency_key=key,
+            idempotency_key=f"{order_workflow_id(order.order_id)}:{step}",
             body={
                 "reference": order_workflow_id(order.order_id),
                 "order_id": order.order_id,
-                "items": [item.model_dump() for item in order.items],
-                "quantity": sum(item.quantity for item in order.items),
+                "items": [item.model_dump() for item in items],
+                "quantity": sum(item.quantity for item in items),
+                "origin": origin,
                 "service_level": "standard",
                 "recipient": {"customer_id": order.customer_id},
             },
         )
         return ShipmentRecord(
             sequence=1,
-            quantity=sum(item.quantity for item in order.items),
+            quantity=sum(item.quantity for item in items),
             tracking_number=str(answer["tracking_number"]),
             carrier_shipment_id=str(answer["shipment_id"]),
             expedited=False,
             created_at=datetime.now(UTC),
+            origin=origin,
         )
 
     @REFUND.defn

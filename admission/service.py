@@ -72,6 +72,7 @@ from domain.responses import (
     ChoiceAnswer,
     EtaAnswer,
     Health,
+    LocationStock,
     OfferAccepted,
     OutreachTask,
     PurchaseOrderAnswer,
@@ -87,7 +88,17 @@ from domain.responses import (
 )
 from domain.stock import Availability
 from domain.values import Identifier, canonical_hash
-from store import feedback, idempotency, metrics, records, selling, stock, suppliers, supply
+from store import (
+    feedback,
+    idempotency,
+    locations,
+    metrics,
+    records,
+    selling,
+    stock,
+    suppliers,
+    supply,
+)
 from store import health as marketplace_health
 from store.db import Database
 from store.idempotency import Found
@@ -542,7 +553,13 @@ class Admission:
         row = await self._store(lambda: records.get_sku(self.db, sku))
         if row is None:
             raise NotFound(f"unknown SKU {sku!r}")
+        located = await self._store(lambda: locations.stock_by_location(self.db, sku))
         return SkuView(
+            locations={
+                name: LocationStock(free_stock=free, inbound=inbound)
+                for name, (free, inbound) in located.items()
+            },
+            stock={name: free for name, (free, _) in located.items()},
             sku=row.sku,
             name=row.name,
             free_stock=row.free_stock,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.line.effects import ShipmentRecord
 from domain.requests import InStockLine
@@ -30,6 +30,14 @@ class OrderShipmentInput(BaseModel):
     order_id: str
     customer_id: str
     items: list[InStockLine]
+    line_ids: list[str] = Field(default_factory=list)
+    """The backordered lines shipping in it, whose items come first in `items` (their units
+    may be at several locations); empty in inputs recorded before locations."""
+
+    @property
+    def in_stock_items(self) -> list[InStockLine]:
+        """The items of the order's lines that were in stock at checkout."""
+        return self.items[len(self.line_ids) :]
 
 
 class OrderShipped(BaseModel):

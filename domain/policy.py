@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from domain.health import MarketplaceHealthPolicy
-from domain.values import Channel, CustomerTier
+from domain.values import Channel, CustomerTier, Location
 
 DAY_SECONDS = 86_400.0
 
@@ -189,6 +189,9 @@ class ChannelPolicy(BaseModel):
     due within it goes out early, with the message due now. Notices the law requires, the
     marketplace's choice request and cancellations are never held. 0 (the default): nothing
     is held, and only what is due at the same moment is merged; 1 is a good value."""
+    locations: list[Location] = Field(default_factory=list, max_length=50)
+    """Where a new line of this channel takes free stock from first, in this order; the
+    locations not listed follow, `main` first, then by name (docs/locations.md)."""
 
 
 class DelayRules(BaseModel):

@@ -33,6 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from domain.line.state import LineState
 from domain.values import (
     ADDED_LATER,
+    MAIN_LOCATION,
     MINOR_UNITS,
     PRINTABLE,
     Channel,
@@ -40,6 +41,7 @@ from domain.values import (
     CustomerTier,
     DecimalString,
     Identifier,
+    Location,
     Quantity,
     ShipPolicy,
     Strict,
@@ -288,6 +290,8 @@ class ReceiptRequest(Strict):
     sku: Identifier
     quantity: Quantity
     po_id: Identifier | None = None
+    location: Location = Field(default=MAIN_LOCATION, json_schema_extra={ADDED_LATER: True})
+    """Where the stock arrived: it is allocated there, and ships from there."""
 
 
 class SubscriptionRequest(Strict):
@@ -303,6 +307,12 @@ class PurchaseOrderRequest(Strict):
     sku: Identifier
     quantity: Quantity
     expected_at: Timestamp
+    location: Location = Field(default=MAIN_LOCATION, json_schema_extra={ADDED_LATER: True})
+    """Where the supply is to arrive."""
+
+
+StockLevel = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
+"""A stock count: the units on hand that no line holds."""
 
 
 class SkuRequest(Strict):
@@ -311,7 +321,7 @@ class SkuRequest(Strict):
     Arrivals are reported as receipts."""
 
     name: Annotated[str, text(200)]
-    free_stock: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = None
+    free_stock: StockLevel | None = None
     substitutes: list[Identifier] = Field(default_factory=list, max_length=50)
     price: DecimalString | None = None
     """Unit price, used to price a substitute for a line of another SKU."""
@@ -325,6 +335,32 @@ class SkuRequest(Strict):
     Moving it later tells every preorder line once; absent: no release date."""
     ship_before_release: StrictBool = Field(default=False, json_schema_extra={ADDED_LATER: True})
     """Ship preorders as soon as their stock is here, not from the release date."""
+    location: Location = Field(default=MAIN_LOCATION, json_schema_extra={ADDED_LATER: True})
+    """The location `free_stock` counts (docs/locations.md): a count at one location sets that
+    location's level only."""
+    stock: dict[Location, StockLevel] | None = Field(
+        default=None, max_length=100, json_schema_extra={ADDED_LATER: True}
+    )
+    """Stock counts at several locations at once, `{location: level}`; with `free_stock`, it
+    must not name `location` too."""
+
+    @model_validator(mode="after")
+    def _one_count_per_location(self) -> SkuRequest:
+        if self.stock and self.free_stock is not None and self.location in self.stock:
+            raise field_error(
+                ("stock", self.location),
+                "count_twice",
+                "is counted by free_stock too (send one of them)",
+                self.stock[self.location],
+            )
+        return self
+
+    def stock_levels(self) -> dict[str, int]:
+        """The stock counts this request sets, by location."""
+        levels = dict(self.stock or {})
+        if self.free_stock is not None:
+            levels[self.location] = self.free_stock
+        return levels
 
 
 class CancelBody(Strict):

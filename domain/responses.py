@@ -70,8 +70,17 @@ class SupplierPerformance(BaseModel):
     """What ETAs built on its POs add to their expected date; None until it has a record."""
 
 
+class LocationStock(BaseModel):
+    """A SKU's stock at one location."""
+
+    free_stock: int
+    """Units on hand here that no line holds."""
+    inbound: int = 0
+    """Units still to come here on purchase orders."""
+
+
 class SkuView(BaseModel):
-    """A catalog entry and its free stock."""
+    """A catalog entry and its free stock (in all, and by location)."""
 
     sku: str
     name: str
@@ -81,6 +90,10 @@ class SkuView(BaseModel):
     backorder_limit: int | None = None
     release_at: datetime | None = None
     ship_before_release: bool = False
+    locations: dict[str, LocationStock] = Field(default_factory=dict)
+    """Stock by location, `main` first, then by name (docs/locations.md)."""
+    stock: dict[str, int] = Field(default_factory=dict)
+    """The free stock of each location, in the shape `PUT /v1/skus/{sku}` counts it."""
 
 
 class SkuAnswer(SkuView):

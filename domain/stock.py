@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from domain.requests import PurchaseOrderRequest, ReceiptRequest, SkuRequest
-from domain.values import PRINTABLE, Identifier
+from domain.values import MAIN_LOCATION, PRINTABLE, Identifier, Location
 
 ALLOCATION_SOURCE = r"^(receipt|sku|release|substitute|returned):[A-Za-z0-9._:-]+$"
 """What gave a line its stock; checked where a line receives it, since a signal can come from
@@ -26,6 +26,8 @@ class AllocationNotice(BaseModel):
     source: Annotated[str, Field(max_length=200, pattern=ALLOCATION_SOURCE)]
     """`receipt:{supplier}:{receipt}`, `sku:{sku}` (catalog stock), `release:{line}` or
     `substitute:{line}`: a line shows the receipt's id to ops (a search attribute)."""
+    location: Location = MAIN_LOCATION
+    """Where the units are (notices from before locations: `main`)."""
 
 
 class ReceiptInput(BaseModel):

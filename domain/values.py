@@ -36,6 +36,13 @@ the same pattern guards bodies, paths and query parameters."""
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
+LOCATION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+MAIN_LOCATION = "main"
+"""The stock location of requests that name none, and of everything before locations."""
+
+Location = Annotated[str, Field(pattern=LOCATION_PATTERN)]
+"""A stock location (a warehouse, a store's back room): a short lowercase identifier."""
+
 DECIMAL_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,4})?$"
 """ASCII digits only: `\\d` would also take Arabic-Indic or Devanagari digits, which `Decimal`
 reads as numbers (Arabic-Indic "12.5" became 12.5) though no payment service would."""

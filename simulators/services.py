@@ -207,6 +207,7 @@ async def create_shipment(body: JsonBody, key: Key, sim: SimulatorDep) -> Respon
             "shipment_id": f"shp_{seq:08d}",
             "tracking_number": f"1ZBO{seq:012d}",
             "service_level": body.get("service_level", "standard"),
+            "origin": body.get("origin", "main"),
         },
     )
 

@@ -3,6 +3,8 @@
 no oversell:      free stock + units allocated and not released == units that came in,
                   and free stock is never negative
 no stranded stock: no line waits for a SKU that has free stock
+per location:     the same balance at each location, the locations add up to the SKU, and no
+                  line shipped more from a location than it was given there
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from store.db import Database
-from store.tables import AllocationRow, LineRow, SkuRow
+from store.tables import AllocationRow, LineRow, LocationStockRow, ShipmentRow, SkuRow
 
 
 def broken_rules(db: Database, sku: str) -> list[str]:
@@ -40,4 +42,46 @@ def broken_rules(db: Database, sku: str) -> list[str]:
         )
     if row.free_stock > 0 and waiting:
         problems.append(f"{sku}: {row.free_stock} free while {waiting} lines wait")
+    return problems + _broken_at_locations(db, row)
+
+
+def _broken_at_locations(db: Database, row: SkuRow) -> list[str]:
+    sku = row.sku
+    with db.reading() as session:
+        here = list(session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku)))
+        allocated = dict(
+            session.exec(
+                select(AllocationRow.location, func.sum(AllocationRow.quantity))
+                .where(AllocationRow.sku == sku)
+                .group_by(AllocationRow.location)
+            ).all()
+        )
+        given = session.exec(
+            select(AllocationRow.line_key, AllocationRow.location, func.sum(AllocationRow.quantity))
+            .where(AllocationRow.sku == sku, col(AllocationRow.quantity) > 0)
+            .group_by(AllocationRow.line_key, AllocationRow.location)
+        ).all()
+        shipped = session.exec(
+            select(ShipmentRow.line_key, ShipmentRow.origin, func.sum(ShipmentRow.quantity))
+            .where(ShipmentRow.sku == sku)
+            .group_by(ShipmentRow.line_key, ShipmentRow.origin)
+        ).all()
+    if not here:
+        return []  # a SKU untouched since before locations: all of it at `main`
+    problems = []
+    if sum(loc.free_stock for loc in here) != row.free_stock:
+        problems.append(f"{sku}: the locations' free stock does not add up to {row.free_stock}")
+    for loc in here:
+        units = int(allocated.get(loc.location) or 0)
+        if loc.free_stock < 0:
+            problems.append(f"{sku}@{loc.location}: free stock is {loc.free_stock}")
+        if loc.free_stock + units != loc.stock_in_total:
+            problems.append(
+                f"{sku}@{loc.location}: free {loc.free_stock} + allocated {units} "
+                f"!= stock in {loc.stock_in_total}"
+            )
+    received = {(line, location): int(units) for line, location, units in given}
+    for line, origin, units in shipped:
+        if int(units) > received.get((line, origin), 0):
+            problems.append(f"{sku}@{origin}: {line} shipped {units}, more than it got there")
     return problems

@@ -50,6 +50,7 @@ def shipment_record(row: ShipmentRow) -> ShipmentRecord:
         carrier_shipment_id=row.carrier_shipment_id,
         expedited=row.expedited,
         created_at=as_utc(row.created_at),
+        origin=row.origin,
     )
 
 
@@ -89,6 +90,7 @@ def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) 
         line = session.get(LineRow, line_key)
         if line is None:
             raise LineNotFoundError(line_key)
+        row.sku = row.sku or line.sku
         session.add(row)
         line.shipped_quantity += row.quantity
         refresh_state(line)

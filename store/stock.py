@@ -10,6 +10,7 @@ and reports it instead of doing it again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import asc
@@ -23,8 +24,9 @@ from domain.line.input import LineInput
 from domain.line.state import LineState
 from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
-from domain.values import Channel
+from domain.values import MAIN_LOCATION, Channel
 from store.db import Database, lock_sku
+from store.locations import at, change_free, held_at, location_order, stock_at
 from store.queue import (
     DEFAULT_SUPPLIER_DATES,
     QUEUE_ORDER,
@@ -79,35 +81,50 @@ def _notice(row: AllocationRow, line: LineRow) -> AllocationNotice:
         line_id=line.line_id,
         quantity=row.quantity,
         source=row.source,
+        location=row.location,
     )
 
 
-def allocate_free_stock(session: Session, sku: SkuRow, source: str) -> list[AllocationNotice]:
+def allocate_free_stock(
+    session: Session, sku: SkuRow, source: str, preferred: Sequence[str] = ()
+) -> list[AllocationNotice]:
     """Give the SKU's free stock to its waiting lines in queue order. Caller holds the SKU lock.
+
+    One queue per SKU, whatever the location: stock at any location goes to the head of the
+    queue, taken from the `preferred` locations first, then `main`, then the rest by name
+    (`store.locations.location_order`). With no stock stranded, only the location that just
+    gained stock has any while lines wait.
 
     Reads only the head of the queue (a line takes at least one unit, so never more lines than
     units), and writes each batch's allocations in one round trip: the cost grows with the lines
     served, not with the lines waiting (README: Performance)."""
     taken: list[tuple[AllocationRow, LineRow]] = []
-    while sku.free_stock > 0:
-        head = min(QUEUE_BATCH, sku.free_stock)
-        batch = waiting_lines(session, sku.sku, limit=head, for_update=True)
-        if not batch:
-            break
-        for line in batch:
-            if sku.free_stock == 0:
+    locations = stock_at(session, sku) if sku.free_stock > 0 else {}
+    for location in location_order(preferred, locations):
+        here = locations[location]
+        while here.free_stock > 0:
+            head = min(QUEUE_BATCH, here.free_stock)
+            batch = waiting_lines(session, sku.sku, limit=head, for_update=True)
+            if not batch:
                 break
-            # Record what this line takes before anything else moves: the filled quantity,
-            # not the leftover, is what is subtracted.
-            take = min(sku.free_stock, line.quantity - line.allocated_quantity)
-            sku.free_stock -= take
-            line.allocated_quantity += take
-            refresh_state(line)
-            row = AllocationRow(line_key=line.key, sku=sku.sku, quantity=take, source=source)
-            session.add(row)
-            taken.append((row, line))
-        # The batch's rows get their ids; lines it filled leave the queue for the next read.
-        session.flush()
+            for line in batch:
+                if here.free_stock == 0:
+                    break
+                # Record what this line takes before anything else moves: the filled quantity,
+                # not the leftover, is what is subtracted.
+                take = min(here.free_stock, line.quantity - line.allocated_quantity)
+                change_free(sku, here, -take)
+                line.allocated_quantity += take
+                refresh_state(line)
+                row = AllocationRow(
+                    line_key=line.key, sku=sku.sku, quantity=take, source=source, location=location
+                )
+                session.add(row)
+                taken.append((row, line))
+            # The batch's rows get their ids; lines it filled leave the queue for the next read.
+            session.flush()
+        if here.free_stock > 0:
+            break  # no line waits: the other locations keep theirs
     sku.updated_at = utcnow()
     return [_notice(row, line) for row, line in taken]
 
@@ -159,7 +176,9 @@ def record_line(
             if pending is not None:
                 session.delete(pending)
             session.flush()
-            allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}")
+            # A new line takes free stock where its channel's policy says first.
+            preferred = line_input.policy.channel.locations
+            allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}", preferred)
         else:
             # A retry after the commit: report the allocations that transaction made.
             allocations = _allocations_of(session, line)
@@ -221,17 +240,32 @@ def release_line(db: Database, release: ReleaseInput) -> ReleaseResult:
 
 
 def _return_stock(session: Session, sku: SkuRow, line: LineRow, quantity: int) -> None:
-    """Give units a line held back to its SKU's free stock, on the record."""
+    """Give units a line held back to its SKU's free stock, at the locations they are at, on
+    the record."""
     if quantity <= 0:
         return
+    held = held_at(session, line)
     line.released_quantity += quantity
-    sku.free_stock += quantity
-    # A negative allocation: the audit sums allocations per SKU, whatever SKU the line has now.
-    session.add(
-        AllocationRow(
-            line_key=line.key, sku=sku.sku, quantity=-quantity, source=f"returned:{line.key}"
+    locations = stock_at(session, sku)
+    left = quantity
+    # Units the store cannot place (rows from before locations) go back to `main`.
+    for location, units in [*held.items(), (MAIN_LOCATION, quantity)]:
+        part = min(units, left)
+        if part <= 0:
+            continue
+        left -= part
+        change_free(sku, at(session, locations, sku, location), part)
+        # A negative allocation: the audit sums allocations per SKU, whatever SKU the line has
+        # now.
+        session.add(
+            AllocationRow(
+                line_key=line.key,
+                sku=sku.sku,
+                quantity=-part,
+                source=f"returned:{line.key}",
+                location=location,
+            )
         )
-    )
 
 
 class SubstituteRefusedError(ValueError):
@@ -270,12 +304,7 @@ def substitute_line(db: Database, change: SubstituteInput) -> SubstituteResult:
             )
         held = line.held_quantity
         _return_stock(session, old, line, held)
-        new.free_stock -= needed
-        session.add(
-            AllocationRow(
-                line_key=line.key, sku=new.sku, quantity=needed, source=f"substitute:{line.key}"
-            )
-        )
+        _take_substitute(session, new, line, needed)
         line.allocated_quantity += needed
         line.sku = new.sku
         refresh_state(line)
@@ -285,6 +314,26 @@ def substitute_line(db: Database, change: SubstituteInput) -> SubstituteResult:
             released_quantity=held,
             reallocated=reallocated,
             unit_price=new.price,
+        )
+
+
+def _take_substitute(session: Session, new: SkuRow, line: LineRow, needed: int) -> None:
+    """The substitute's free stock for `needed` units, `main` first, then by location name."""
+    locations = stock_at(session, new)
+    for location in location_order((), locations):
+        part = min(locations[location].free_stock, needed)
+        if part <= 0:
+            continue
+        needed -= part
+        change_free(new, locations[location], -part)
+        session.add(
+            AllocationRow(
+                line_key=line.key,
+                sku=new.sku,
+                quantity=part,
+                source=f"substitute:{line.key}",
+                location=location,
+            )
         )
 
 
@@ -344,6 +393,7 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
             quantity=receipt.quantity,
             po_id=receipt.po_id,
             request_hash=receipt_input.request_hash,
+            location=receipt.location,
         )
         session.add(row)
         if receipt.po_id is not None:
@@ -353,9 +403,12 @@ def record_receipt(db: Database, receipt_input: ReceiptInput) -> StockResult:
                 # The supplier's record: how late this arrival was against the PO's date.
                 row.expected_at = as_utc(order.expected_at)
                 row.lateness_seconds = (as_utc(row.created_at) - row.expected_at).total_seconds()
-        sku.free_stock += receipt.quantity
-        sku.stock_in_total += receipt.quantity
-        allocations = allocate_free_stock(session, sku, source)
+        locations = stock_at(session, sku)
+        change_free(
+            sku, at(session, locations, sku, receipt.location), receipt.quantity, enters=True
+        )
+        # The arrival goes down the SKU's queue from where it arrived.
+        allocations = allocate_free_stock(session, sku, source, [receipt.location])
         return StockResult(
             sku=sku.sku,
             allocations=allocations,
@@ -403,9 +456,7 @@ def apply_sku(
         )
         sku.release_at = request.release_at
         sku.ship_before_release = request.ship_before_release
-        if request.free_stock is not None:
-            sku.stock_in_total += request.free_stock - sku.free_stock
-            sku.free_stock = request.free_stock
+        _count_stock(session, sku, request.stock_levels())
         session.flush()
         allocations = allocate_free_stock(session, sku, source)
         return StockResult(
@@ -482,3 +533,14 @@ def moved_ship_date(
     if handling.ship_by(old) == ready:
         return max(ready, handling.ship_by(new))
     return ready + (new - old)
+
+
+def _count_stock(session: Session, sku: SkuRow, levels: dict[str, int]) -> None:
+    """Stock counts: each sets its location's free stock (a level), and only that location's."""
+    if not levels:
+        return
+    session.flush()  # a new SKU's row, before its locations are read
+    locations = stock_at(session, sku)
+    for location, level in levels.items():
+        here = at(session, locations, sku, location)
+        change_free(sku, here, level - here.free_stock, enters=True)

@@ -45,6 +45,7 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
                     sku=order.sku,
                     quantity=order.quantity,
                     expected_at=order.expected_at,
+                    location=order.location,
                 )
             )
             return
@@ -56,6 +57,7 @@ def apply_purchase_order(db: Database, change: PurchaseOrderInput) -> None:
         row.sku = order.sku
         row.quantity = order.quantity
         row.expected_at = order.expected_at
+        row.location = order.location
         row.updated_at = utcnow()
 
 

@@ -11,8 +11,13 @@ from datetime import UTC, date, datetime
 from sqlalchemy import JSON, Column, DateTime, Index, false, text
 from sqlmodel import Field, SQLModel
 
+from domain.values import MAIN_LOCATION
+
 NOT_BY_DEFAULT = {"server_default": false()}
 """A flag added to a table with rows: false for the rows that were there."""
+
+AT_MAIN = {"server_default": MAIN_LOCATION}
+"""A location column added to a table with rows: those rows were all at `main`."""
 
 
 def utcnow() -> datetime:
@@ -65,6 +70,21 @@ class SkuRow(SQLModel, table=True):
     """The product's release date: lines started before it are preorders."""
     ship_before_release: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
     """Preorders ship as soon as their stock is here, not from the release date."""
+
+
+class LocationStockRow(SQLModel, table=True):
+    """A SKU's stock at one location (docs/locations.md). The SKU's `free_stock` and
+    `stock_in_total` are the sums of its locations' (`store.locations` keeps them so)."""
+
+    __tablename__ = "location_stock"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    location: str = Field(primary_key=True, max_length=32)
+    free_stock: int = 0
+    """Units on hand here that no line holds."""
+    stock_in_total: int = 0
+    """Net units that ever entered here: the audit of `SkuRow.stock_in_total`, per location."""
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
 class LineRow(SQLModel, table=True):
@@ -180,6 +200,8 @@ class ReceiptRow(SQLModel, table=True):
     """The expected date of the receipt's purchase order when it arrived (None: no PO)."""
     lateness_seconds: float | None = None
     """How late the supplier was: arrival minus `expected_at` (negative: early)."""
+    location: str = Field(default=MAIN_LOCATION, max_length=32, sa_column_kwargs=AT_MAIN)
+    """Where the stock arrived."""
 
 
 class PurchaseOrderRow(SQLModel, table=True):
@@ -195,6 +217,8 @@ class PurchaseOrderRow(SQLModel, table=True):
     """Units that arrived on receipts naming this PO; what remains is still inbound."""
     expected_at: datetime = Field(sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    location: str = Field(default=MAIN_LOCATION, max_length=32, sa_column_kwargs=AT_MAIN)
+    """Where the supply is to arrive."""
 
     @property
     def inbound(self) -> int:
@@ -212,6 +236,8 @@ class AllocationRow(SQLModel, table=True):
     quantity: int
     source: str = Field(index=True, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    location: str = Field(default=MAIN_LOCATION, max_length=32, sa_column_kwargs=AT_MAIN)
+    """Where the units are: they ship from here, and a return puts them back here."""
 
 
 class ShipmentRow(SQLModel, table=True):
@@ -224,6 +250,24 @@ class ShipmentRow(SQLModel, table=True):
     tracking_number: str
     carrier_shipment_id: str
     expedited: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    origin: str = Field(default=MAIN_LOCATION, max_length=32, sa_column_kwargs=AT_MAIN)
+    """The location the units left from."""
+    sku: str | None = Field(default=None, max_length=64)
+    """The SKU shipped (a line may change SKU by taking a substitute): what the units held at
+    each location are counted against. Rows from before locations have their line's SKU."""
+
+
+class ShipmentPlanRow(SQLModel, table=True):
+    """Where a shipment leaves from and how many units it carries, decided once under its
+    idempotency key before the carrier is asked, so that a retried booking books the same."""
+
+    __tablename__ = "shipment_plans"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    line_key: str = Field(index=True, max_length=160)
+    origin: str = Field(max_length=32)
+    quantity: int
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 

@@ -42,15 +42,11 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import tempfile
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,7 +67,7 @@ from store import records, stock
 from store.audit import broken_rules
 from store.db import Database
 from store.tables import AllocationRow, LineRow, ShipmentRow, SkuRow
-from tests.support.stack import fresh_database
+from tests.support.concurrent import Stores, concurrent_stores, run_at_once
 
 THREADS = 4
 """Operations per batch, each on its own thread and connection."""
@@ -541,41 +537,15 @@ def line_rules(snapshot: Snapshot) -> list[str]:
 # ---- running a scenario ----------------------------------------------------------------------
 
 
-@dataclass
-class Stores:
-    backend: str
-    dbs: list[Database]
-    """One per thread: each has its own engine, so its own connection."""
-    threads: ThreadPoolExecutor
-
-
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
-    folder = tempfile.TemporaryDirectory(prefix="backorders-properties-")
-    url, drop = fresh_database(request.param, Path(folder.name))
-    dbs = [Database(url) for _ in range(THREADS)]
-    dbs[0].create_schema()
-    threads = ThreadPoolExecutor(THREADS, thread_name_prefix="allocation")
-    try:
-        yield Stores(request.param, dbs, threads)
-    finally:
-        threads.shutdown()
-        for db in dbs:
-            db.dispose()
-        drop()
-        folder.cleanup()
+    with concurrent_stores(request.param, THREADS) as opened:
+        yield opened
 
 
 def run_batch(stores: Stores, calls: list[Call]) -> list[Outcome]:
     """Every call at the same moment, each from its own thread and connection."""
-    start = threading.Barrier(len(calls))
-
-    def run(index: int) -> Outcome:
-        start.wait(timeout=30)
-        return run_call(stores.dbs[index], calls[index])
-
-    futures = [stores.threads.submit(run, index) for index in range(len(calls))]
-    return [future.result(timeout=120) for future in futures]
+    return run_at_once(stores, calls, run_call)
 
 
 class Scenarist:

@@ -46,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from sqlmodel import col, select
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -562,10 +562,16 @@ def fuzz_statefully(base_url: str, seeds: Seeds, server_log: ServerLog) -> Fuzzi
 
 
 def _workflow_task_failures(history: WorkflowHistory) -> list[str]:
+    """The workflow tasks that failed on the worker. Not counted: the server's refusal of a
+    task's commands because a signal came in while it ran (`UnhandledCommand`): the worker
+    runs the task again with the signal, which is how Temporal delivers it; nothing in the
+    workflow failed."""
+    unhandled = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
     return [
         event.workflow_task_failed_event_attributes.failure.message
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and event.workflow_task_failed_event_attributes.cause != unhandled
     ]
 
 

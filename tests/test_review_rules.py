@@ -59,6 +59,8 @@ async def test_the_same_stock_count_twice_is_applied_twice_and_once_under_one_ke
         "backorder_limit": None,
         "release_at": None,
         "ship_before_release": False,
+        "locations": {"main": {"free_stock": 0, "inbound": 0}},
+        "stock": {"main": 0},
         "allocated_to_waiting_lines": 0,
     }
     stack.assert_rules(sku)

@@ -73,7 +73,10 @@ class ShipCompleteOrderWorkflow:
             self._shipment = await execute(
                 CREATE_ORDER_SHIPMENT,
                 OrderShipmentInput(
-                    order_id=order.order_id, customer_id=order.customer_id, items=items
+                    order_id=order.order_id,
+                    customer_id=order.customer_id,
+                    items=items,
+                    line_ids=[line.line_id for line in ready],
                 ),
                 summary=f"one shipment: {sum(item.quantity for item in items)} units",
             )

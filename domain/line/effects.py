@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.line.state import LineState
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice
-from domain.values import text
+from domain.values import MAIN_LOCATION, Location, text
 
 
 class RecordLineResult(BaseModel):
@@ -43,6 +43,11 @@ class ShipmentRecord(BaseModel):
     carrier_shipment_id: Annotated[str, text(200)]
     expedited: bool
     created_at: datetime
+    origin: Location = MAIN_LOCATION
+    """The location the units left from."""
+    parts: list[ShipmentRecord] = Field(default_factory=list)
+    """A ship-complete order's shipment from several locations: one carrier shipment per
+    origin (this record is the first); empty when everything left from one."""
 
 
 class ReleaseInput(BaseModel):

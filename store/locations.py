@@ -1,0 +1,194 @@
+"""Stock by location (docs/locations.md): each SKU's free stock and stock-in at each location,
+the units each line holds at each location, and where a shipment leaves from.
+
+The SKU row keeps the totals (`SkuRow.free_stock`, `stock_in_total`), which everything that
+reads a SKU's stock as one figure (availability, selling limits, substitutes) reads as before;
+every change of stock here changes a location and its SKU's total together, under the SKU's
+lock. A SKU whose total the locations do not add up to (a row written before locations, or by
+hand) has the difference at `main`, where everything was before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from domain.contract.lines import line_key
+from domain.values import MAIN_LOCATION
+from store.db import Database, lock_sku
+from store.tables import (
+    AllocationRow,
+    LineRow,
+    LocationStockRow,
+    PurchaseOrderRow,
+    ShipmentPlanRow,
+    ShipmentRow,
+    SkuRow,
+    utcnow,
+)
+
+
+def location_order(preferred: Sequence[str], present: Iterable[str]) -> list[str]:
+    """The order free stock is taken from, of the locations `present`: the `preferred` ones (a
+    channel's policy) as listed, then `main`, then the rest by name."""
+    here = set(present)
+    first = [name for name in dict.fromkeys(preferred) if name in here]
+    rest = sorted(here - set(first), key=lambda name: (name != MAIN_LOCATION, name))
+    return [*first, *rest]
+
+
+def stock_at(session: Session, sku: SkuRow) -> dict[str, LocationStockRow]:
+    """The SKU's stock rows by location, consistent with its totals. Caller holds the SKU lock."""
+    rows = {
+        row.location: row
+        for row in session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku.sku))
+    }
+    free = sum(row.free_stock for row in rows.values())
+    total = sum(row.stock_in_total for row in rows.values())
+    if free != sku.free_stock or total != sku.stock_in_total:
+        main = rows.get(MAIN_LOCATION) or _new_row(session, sku.sku, MAIN_LOCATION)
+        rows[MAIN_LOCATION] = main
+        main.free_stock += sku.free_stock - free
+        main.stock_in_total += sku.stock_in_total - total
+    return rows
+
+
+def _new_row(session: Session, sku: str, location: str) -> LocationStockRow:
+    row = LocationStockRow(sku=sku, location=location)
+    session.add(row)
+    return row
+
+
+def at(
+    session: Session, rows: dict[str, LocationStockRow], sku: SkuRow, location: str
+) -> LocationStockRow:
+    """The SKU's row at `location`, made when the SKU has never had stock there."""
+    if location not in rows:
+        rows[location] = _new_row(session, sku.sku, location)
+    return rows[location]
+
+
+def change_free(sku: SkuRow, row: LocationStockRow, units: int, *, enters: bool = False) -> None:
+    """`units` more (or fewer) free at `row`'s location; `enters`: the units enter (or leave)
+    the stock itself (a receipt, a stock count), not only a line's hold."""
+    row.free_stock += units
+    sku.free_stock += units
+    if enters:
+        row.stock_in_total += units
+        sku.stock_in_total += units
+    row.updated_at = utcnow()
+
+
+def held_at(session: Session, line: LineRow) -> dict[str, int]:
+    """Units of its current SKU the line holds at each location: allocated (returns are
+    negative), less shipped from there. Locations where it holds nothing are left out."""
+    held: dict[str, int] = defaultdict(int)
+    for table, place, sign in (
+        (AllocationRow, AllocationRow.location, 1),
+        (ShipmentRow, ShipmentRow.origin, -1),
+    ):
+        sums = session.exec(
+            select(place, func.sum(table.quantity))
+            .where(table.line_key == line.key, table.sku == line.sku)
+            .group_by(place)
+        ).all()
+        for location, units in sums:
+            held[location] += sign * int(units)
+    return {location: units for location, units in held.items() if units > 0}
+
+
+def first_allocated(session: Session, line: LineRow, locations: Iterable[str]) -> list[str]:
+    """`locations` in the order the line was first given stock at each (oldest first)."""
+    firsts = dict(
+        session.exec(
+            select(AllocationRow.location, func.min(AllocationRow.id))
+            .where(
+                AllocationRow.line_key == line.key,
+                AllocationRow.sku == line.sku,
+                col(AllocationRow.location).in_(list(locations)),
+            )
+            .group_by(AllocationRow.location)
+        ).all()
+    )
+    return sorted(locations, key=lambda location: (firsts.get(location) or 0, location))
+
+
+def plan_shipment(session: Session, line: LineRow, key: str, quantity: int) -> ShipmentPlanRow:
+    """Where shipment `key` of `line` leaves from and how many units it carries: up to
+    `quantity` of what the line holds at one location (the one it was given stock at first);
+    decided once, so that a retry books what the first attempt did. Caller holds the SKU lock.
+
+    A line whose held units the store cannot place (rows from before locations, after a
+    substitute) ships `quantity` from `main`, as every line did before."""
+    plan = session.get(ShipmentPlanRow, key)
+    if plan is not None:
+        return plan
+    held = held_at(session, line)
+    if sum(held.values()) < quantity:
+        origin, units = MAIN_LOCATION, quantity
+    else:
+        origin = first_allocated(session, line, held)[0]
+        units = min(quantity, held[origin])
+    plan = ShipmentPlanRow(idempotency_key=key, line_key=line.key, origin=origin, quantity=units)
+    session.add(plan)
+    return plan
+
+
+def inbound_at(session: Session, sku: str) -> dict[str, int]:
+    """Units still to come on the SKU's purchase orders, by the location they are for."""
+    inbound: dict[str, int] = defaultdict(int)
+    for order in session.exec(select(PurchaseOrderRow).where(PurchaseOrderRow.sku == sku)):
+        if order.inbound > 0:
+            inbound[order.location] += order.inbound
+    return dict(inbound)
+
+
+def plan_line_shipment(db: Database, key_of_line: str, key: str, quantity: int) -> tuple[str, int]:
+    """The origin and units of shipment `key` of a line (`plan_shipment`), in its own
+    transaction under the lock of the line's SKU."""
+    with db.transaction() as session:
+        line = session.get(LineRow, key_of_line)
+        if line is None:
+            return MAIN_LOCATION, quantity  # the store does not know it: as before locations
+        lock_sku(session, line.sku)
+        session.refresh(line)
+        plan = plan_shipment(session, line, key, quantity)
+        return plan.origin, plan.quantity
+
+
+def order_origins(
+    db: Database, order_id: str, line_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """What the lines of a ship-complete order hold, by origin then SKU, origins in the order
+    `main` first, then by name."""
+    found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    with db.reading() as session:
+        keys = [line_key(order_id, line_id) for line_id in line_ids]
+        for line in session.exec(select(LineRow).where(col(LineRow.key).in_(keys))):
+            for location, units in held_at(session, line).items():
+                found[location][line.sku] += units
+    return {location: dict(found[location]) for location in location_order((), found)}
+
+
+def stock_by_location(db: Database, sku: str) -> dict[str, tuple[int, int]]:
+    """The SKU's free stock and inbound units at each location it has or expects stock at."""
+    with db.reading() as session:
+        row = session.get(SkuRow, sku)
+        if row is None:
+            return {}
+        free = {
+            here.location: here.free_stock
+            for here in session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku))
+        }
+        inbound = inbound_at(session, sku)
+    # A total the locations do not add up to has the difference at `main` (`stock_at`).
+    missing = row.free_stock - sum(free.values())
+    if missing or not free:
+        free[MAIN_LOCATION] = free.get(MAIN_LOCATION, 0) + missing
+    return {
+        location: (free.get(location, 0), inbound.get(location, 0))
+        for location in location_order((), {*free, *inbound})
+    }
