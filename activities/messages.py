@@ -93,6 +93,11 @@ def _number(context: Any, value: int | Decimal) -> str:
     return babel.numbers.format_decimal(value, locale=_locale(context))
 
 
+BABEL_FILTERS = {"date": _date, "datetime": _datetime, "money": _money, "number": _number}
+"""Dates, money and numbers for the locale in the template's context (`locale`): the messages'
+filters, and the customer's pages' (`api.pages`)."""
+
+
 def _paragraphs(text: str) -> Markup:
     """The text part as HTML: paragraphs and lists, escaped, with its links clickable."""
     html = Markup()
@@ -149,9 +154,7 @@ class MessageTemplates:
             cache_size=-1,
             lstrip_blocks=True,
         )
-        self.env.filters.update(
-            date=_date, datetime=_datetime, money=_money, number=_number, paragraphs=_paragraphs
-        )
+        self.env.filters.update(BABEL_FILTERS, paragraphs=_paragraphs)
 
     def locales(self) -> list[str]:
         """The shipped languages and every language folder of the seller's."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -19,18 +21,37 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+import api
+from domain.contract.lines import line_key
+from domain.links import LinkAction, page_claims, sign
 from tests.support.factories import backorder, new_id
 from tests.support.messages import RECEIVING, at, inbound, sent
 from tests.support.poll import eventually
 from tests.support.stack import Stack, running_stack
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
+STATUS_LINK = re.compile(r"(http://\S+/v1/status/\S+)")
+
+
+FRENCH_WORDS = {
+    '"Order"': '"Commande"',
+    '"On backorder: waiting for stock"': '"En réapprovisionnement : en attente de stock"',
+}
+"""The seller's French status page: the shipped English words, a few of them translated."""
 
 
 @pytest.fixture(scope="module")
-async def seller_stack(temporal_env: WorkflowEnvironment) -> AsyncIterator[Stack]:
+async def seller_stack(
+    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    folder = tmp_path_factory.mktemp("templates")
+    shutil.copytree(TEMPLATES, folder, dirs_exist_ok=True)
+    words = (Path(api.__file__).parent / "templates" / "en" / "status.html").read_text()
+    for english, french in FRENCH_WORDS.items():
+        words = words.replace(english, french)
+    (folder / "fr" / "status.html").write_text(words)
     async with running_stack(
-        "sqlite", temporal_env, settings_overrides={"templates_dir": TEMPLATES}
+        "sqlite", temporal_env, settings_overrides={"templates_dir": folder}
     ) as running:
         yield running
 
@@ -189,3 +210,19 @@ async def test_a_sellers_folder_writes_to_its_customers_in_their_language(
     assert refused.json()["detail"][0]["loc"] == ["body", "customer", "locale"]
     line = await stack.line(french)
     assert line["messages"][0]["subject"] == fr["body"]["subject"]
+
+    # Their status pages: the seller's French words for the one, the shipped German for the
+    # other, each with dates and money for the customer's locale.
+    claims = page_claims(line_key(french, "1"), LinkAction.STATUS, now)
+    french_page = await stack.api.get(f"/v1/status/{sign(stack.settings.signing_key, claims)}")
+    assert french_page.status_code == 200, french_page.text
+    assert '<html lang="fr-CA">' in french_page.text
+    assert "En réapprovisionnement : en attente de stock" in french_page.text
+    assert "décembre" in french_page.text  # the expected date, in French
+    link = STATUS_LINK.search(de["body"]["body"])
+    assert link is not None, de["body"]["body"]
+    german_page = await stack.api.get(link.group(1))
+    assert german_page.status_code == 200, german_page.text
+    assert '<html lang="de">' in german_page.text
+    assert "Nachbestellt: wartet auf Ware" in german_page.text
+    assert "19,99\xa0$" in german_page.text and "Weiter warten" in german_page.text
