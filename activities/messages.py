@@ -431,7 +431,8 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
         preorder = {"is_preorder": True, "release_at": ship_by - timedelta(days=2)}
         return [base, base.model_copy(update={"eta": None}), base.model_copy(update=preorder)]
     if kind is MessageKind.ETA_UPDATE:
-        return [base, base.model_copy(update={"eta": None})]
+        asked = {"deadline": answer_by}  # a notice still waiting for the customer's consent
+        return [base, base.model_copy(update={"eta": None}), base.model_copy(update=asked)]
     if kind in (MessageKind.APOLOGY_OFFER, MessageKind.CHOICE_REQUEST):
         return [
             base.model_copy(

@@ -104,6 +104,29 @@ async def test_a_line_without_supply_starts_with_the_option_notice_and_no_date(
     assert_no_past_dates(line.store)
 
 
+async def test_a_date_that_comes_after_a_notice_without_one_still_asks_for_consent(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Started with nothing inbound (the notice without a date), then supply dates the line:
+    the ETA update gives the date and, as the notice's consent is still due, its answer-by and
+    the link to keep waiting."""
+    async with line_worker(temporal_env.client) as line:
+        handle = await line.start(line_request(order_id()), policy=POLICY)
+        await status_when(handle, lambda s: bool(s.messages))
+        eta = datetime.now(UTC) + timedelta(seconds=60)
+        await handle.signal(ETA_CHANGED.name, EtaUpdate(eta=eta))
+        await status_when(handle, lambda s: len(s.messages) == 2, within=10)
+        await handle.cancel()
+    notice, update = line.store.messages
+    assert notice.kind is MessageKind.DELAY_NOTICE and notice.notice is not None
+    assert update.kind is MessageKind.ETA_UPDATE and update.eta == eta
+    assert update.deadline == notice.notice.answer_by
+    assert {link.action: link.expires_at for link in update.links}[LinkAction.WAIT] == (
+        notice.notice.answer_by
+    )
+    assert_no_past_dates(line.store)
+
+
 async def test_a_line_past_its_ship_by_says_so_once_with_its_offers_then_cancels_at_the_answer(
     temporal_env: WorkflowEnvironment,
 ) -> None:
