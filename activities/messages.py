@@ -175,7 +175,7 @@ class MessageTemplates:
         html_names += [f"{tag}/message.html" for tag in candidates] + ["message.html"]
         text_template = self._select(text_names)
         html_template = self._select(html_names)
-        with _named(text_template.filename):
+        with naming_the_template(text_template.filename):
             missing = {"subject", "body"} - set(text_template.blocks)
             if missing:
                 raise TemplateProblem(
@@ -184,7 +184,7 @@ class MessageTemplates:
                 )
             subject = " ".join(_block(text_template, "subject", context).split())
             text = _block(text_template, "body", context).strip() + "\n"
-        with _named(html_template.filename):
+        with naming_the_template(html_template.filename):
             html = html_template.render({**context, "subject": subject, "text": text})
         return Rendered(subject=subject, text=text, html=html)
 
@@ -229,7 +229,7 @@ def _block(template: jinja2.Template, name: str, context: Mapping[str, Any]) -> 
 
 
 @contextmanager
-def _named(filename: str | None) -> Iterator[None]:
+def naming_the_template(filename: str | None) -> Iterator[None]:
     """Turns an error rendering a template into a TemplateProblem naming its file and line
     (Jinja puts the template's lines into the traceback)."""
     try:
@@ -345,6 +345,16 @@ def subscription_context(*, sku: str, product: str, email: str, locale: str) -> 
 # ---- sample lines, for validation and the preview ----------------------------------------------
 
 SAMPLE_NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+SAMPLE_SUBSTITUTE = SubstituteOption(sku="KTL-RED", name="Red kettle", free_stock=4, price="26.50")
+SAMPLE_SHIPMENT = ShipmentRecord(
+    sequence=1,
+    quantity=1,
+    tracking_number="1ZBO000000000042",
+    carrier_shipment_id="shp_42",
+    expedited=False,
+    created_at=SAMPLE_NOW,
+)
+"""What the samples of messages and of the status page show (`api.pages.sample_pages`)."""
 
 
 def sample_request(locale: str | None = None) -> BackorderRequest:
@@ -362,7 +372,7 @@ def sample_request(locale: str | None = None) -> BackorderRequest:
     )
 
 
-def _sample_offers() -> list[Offer]:
+def sample_offers() -> list[Offer]:
     specs = [
         OfferSpec(kind=OfferKind.DISCOUNT_CODE, percent=10),
         OfferSpec(kind=OfferKind.FREE_EXPEDITED_SHIPPING),
@@ -399,15 +409,8 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
             for action in (LinkAction.CANCEL, LinkAction.WAIT, LinkAction.UPDATE_PAYMENT)
         ],
     )
-    substitutes = [SubstituteOption(sku="KTL-RED", name="Red kettle", free_stock=4, price="26.50")]
-    shipment = ShipmentRecord(
-        sequence=1,
-        quantity=1,
-        tracking_number="1ZBO000000000042",
-        carrier_shipment_id="shp_42",
-        expedited=False,
-        created_at=SAMPLE_NOW,
-    )
+    substitutes = [SAMPLE_SUBSTITUTE]
+    shipment = SAMPLE_SHIPMENT
     answer_by = ship_by + timedelta(days=1)
     if kind is MessageKind.DELAY_NOTICE:
         consent = NoticeFacts(
@@ -421,7 +424,7 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
                     "notice": ask,
                     "eta": None,
                     "first": True,
-                    "offers": _sample_offers(),
+                    "offers": sample_offers(),
                     "substitutes": substitutes,
                     "deadline": ship_by + timedelta(days=7),
                 }
@@ -437,7 +440,7 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
         return [
             base.model_copy(
                 update={
-                    "offers": _sample_offers(),
+                    "offers": sample_offers(),
                     "substitutes": substitutes,
                     "deadline": ship_by + timedelta(days=7),
                 }

@@ -15,13 +15,15 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 import api
-from api.pages import page
+from activities.messages import TemplateProblem
+from api.pages import check_pages, page
 from domain.contract.lines import line_key
 from domain.line.choices import SubstituteOption
 from domain.line.page import Certainty, choices_open, customer_page
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.links import LinkAction, page_claims, sign
+from domain.policy import ServicePolicy
 from tests.support.browser import ARTIFACTS, HEADLESS_FLAGS, chromium_path
 from tests.support.factories import backorder, new_id
 from tests.support.messages import wait_for_kind
@@ -280,3 +282,12 @@ def test_a_sellers_folder_words_the_page_file_by_file(tmp_path: Path) -> None:
     line = status()
     assert "Still on its way to us" in rendered(line, "en", tmp_path)
     assert "Nachbestellt: wartet auf Ware" in rendered(line, "de", tmp_path)  # theirs: en only
+
+
+def test_a_broken_page_template_of_the_sellers_is_named_at_start(tmp_path: Path) -> None:
+    (tmp_path / "de").mkdir()
+    (tmp_path / "de" / "status.html").write_text('{% set order = "Bestellung" %}\n{{ nope(')
+    with pytest.raises(TemplateProblem) as broken:
+        check_pages(tmp_path, ServicePolicy.model_validate({}))
+    assert str(broken.value).startswith(f"{tmp_path / 'de' / 'status.html'}, line 2:")
+    assert check_pages(None, ServicePolicy.model_validate({})) > 0
