@@ -127,6 +127,8 @@ class BackorderLineWorkflow:
                 # A notice still waits for the customer's consent (one that gave no date, most
                 # often): the new date does not change that, and the update says so.
                 answer_by = book.timeline.deadline
+                if answer_by is not None and answer_by <= workflow.now():
+                    answer_by = None  # its cancel is due now: no deadline already gone is named
                 asked = (
                     [] if answer_by is None else [run.link(LinkAction.WAIT, expires_at=answer_by)]
                 )
