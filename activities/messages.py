@@ -93,6 +93,11 @@ def _number(context: Any, value: int | Decimal) -> str:
     return babel.numbers.format_decimal(value, locale=_locale(context))
 
 
+BABEL_FILTERS = {"date": _date, "datetime": _datetime, "money": _money, "number": _number}
+"""Dates, money and numbers for the locale in the template's context (`locale`): the messages'
+filters, and the customer's pages' (`api.pages`)."""
+
+
 def _paragraphs(text: str) -> Markup:
     """The text part as HTML: paragraphs and lists, escaped, with its links clickable."""
     html = Markup()
@@ -149,9 +154,7 @@ class MessageTemplates:
             cache_size=-1,
             lstrip_blocks=True,
         )
-        self.env.filters.update(
-            date=_date, datetime=_datetime, money=_money, number=_number, paragraphs=_paragraphs
-        )
+        self.env.filters.update(BABEL_FILTERS, paragraphs=_paragraphs)
 
     def locales(self) -> list[str]:
         """The shipped languages and every language folder of the seller's."""
@@ -172,7 +175,7 @@ class MessageTemplates:
         html_names += [f"{tag}/message.html" for tag in candidates] + ["message.html"]
         text_template = self._select(text_names)
         html_template = self._select(html_names)
-        with _named(text_template.filename):
+        with naming_the_template(text_template.filename):
             missing = {"subject", "body"} - set(text_template.blocks)
             if missing:
                 raise TemplateProblem(
@@ -181,7 +184,7 @@ class MessageTemplates:
                 )
             subject = " ".join(_block(text_template, "subject", context).split())
             text = _block(text_template, "body", context).strip() + "\n"
-        with _named(html_template.filename):
+        with naming_the_template(html_template.filename):
             html = html_template.render({**context, "subject": subject, "text": text})
         return Rendered(subject=subject, text=text, html=html)
 
@@ -226,7 +229,7 @@ def _block(template: jinja2.Template, name: str, context: Mapping[str, Any]) -> 
 
 
 @contextmanager
-def _named(filename: str | None) -> Iterator[None]:
+def naming_the_template(filename: str | None) -> Iterator[None]:
     """Turns an error rendering a template into a TemplateProblem naming its file and line
     (Jinja puts the template's lines into the traceback)."""
     try:
@@ -342,6 +345,16 @@ def subscription_context(*, sku: str, product: str, email: str, locale: str) -> 
 # ---- sample lines, for validation and the preview ----------------------------------------------
 
 SAMPLE_NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+SAMPLE_SUBSTITUTE = SubstituteOption(sku="KTL-RED", name="Red kettle", free_stock=4, price="26.50")
+SAMPLE_SHIPMENT = ShipmentRecord(
+    sequence=1,
+    quantity=1,
+    tracking_number="1ZBO000000000042",
+    carrier_shipment_id="shp_42",
+    expedited=False,
+    created_at=SAMPLE_NOW,
+)
+"""What the samples of messages and of the status page show (`api.pages.sample_pages`)."""
 
 
 def sample_request(locale: str | None = None) -> BackorderRequest:
@@ -359,7 +372,7 @@ def sample_request(locale: str | None = None) -> BackorderRequest:
     )
 
 
-def _sample_offers() -> list[Offer]:
+def sample_offers() -> list[Offer]:
     specs = [
         OfferSpec(kind=OfferKind.DISCOUNT_CODE, percent=10),
         OfferSpec(kind=OfferKind.FREE_EXPEDITED_SHIPPING),
@@ -396,15 +409,8 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
             for action in (LinkAction.CANCEL, LinkAction.WAIT, LinkAction.UPDATE_PAYMENT)
         ],
     )
-    substitutes = [SubstituteOption(sku="KTL-RED", name="Red kettle", free_stock=4, price="26.50")]
-    shipment = ShipmentRecord(
-        sequence=1,
-        quantity=1,
-        tracking_number="1ZBO000000000042",
-        carrier_shipment_id="shp_42",
-        expedited=False,
-        created_at=SAMPLE_NOW,
-    )
+    substitutes = [SAMPLE_SUBSTITUTE]
+    shipment = SAMPLE_SHIPMENT
     answer_by = ship_by + timedelta(days=1)
     if kind is MessageKind.DELAY_NOTICE:
         consent = NoticeFacts(
@@ -418,7 +424,7 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
                     "notice": ask,
                     "eta": None,
                     "first": True,
-                    "offers": _sample_offers(),
+                    "offers": sample_offers(),
                     "substitutes": substitutes,
                     "deadline": ship_by + timedelta(days=7),
                 }
@@ -428,12 +434,13 @@ def sample_messages(kind: MessageKind) -> list[MessageInput]:
         preorder = {"is_preorder": True, "release_at": ship_by - timedelta(days=2)}
         return [base, base.model_copy(update={"eta": None}), base.model_copy(update=preorder)]
     if kind is MessageKind.ETA_UPDATE:
-        return [base, base.model_copy(update={"eta": None})]
+        asked = {"deadline": answer_by}  # a notice still waiting for the customer's consent
+        return [base, base.model_copy(update={"eta": None}), base.model_copy(update=asked)]
     if kind in (MessageKind.APOLOGY_OFFER, MessageKind.CHOICE_REQUEST):
         return [
             base.model_copy(
                 update={
-                    "offers": _sample_offers(),
+                    "offers": sample_offers(),
                     "substitutes": substitutes,
                     "deadline": ship_by + timedelta(days=7),
                 }

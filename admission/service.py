@@ -316,7 +316,8 @@ class Admission:
 
     async def customer_page(self, line: str) -> CustomerPage:
         """The line named by a customer's status link, as its customer reads it: the item by
-        its catalog name, the choices open now."""
+        its catalog name, the choices open now, in the customer's language (else the
+        channel's, as their messages)."""
         _, order_id, line_id = line.split(":", 2)
         status = await self.line(order_id, line_id)
         row = await self._store(lambda: records.get_sku(self.db, status.sku))
@@ -328,11 +329,13 @@ class Admission:
                 lambda: stock.in_stock_substitutes(self.db, status.sku, still_due)
             )
         )
+        channel_locale = self.policy.for_channel(status.channel).channel.locale
         return customer_page(
             status,
             product=row.name if row is not None else status.sku,
             substitutes=substitutes,
             now=datetime.now(UTC),
+            locale=status.customer.locale or channel_locale,
         )
 
     async def choose_on_page(

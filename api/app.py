@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from admission import Admission
 from api import errors
+from api.pages import check_pages
 from api.routers import catalog, customers, operations, orders, pages, suppliers
 from client.backorders import connect
 from config import tracing
@@ -79,13 +80,14 @@ def create_app(
         # not at this release's revision stops the start with what to run.
         store = db or open_store(settings)
         try:
+            policy = load_policy(settings.policy_file)
+            # The customers' pages in every language, rendered once: a broken template of the
+            # seller's stops the start, naming its file and line, rather than a customer's page.
+            check_pages(settings.templates_dir, policy)
             client = temporal or await connect(settings)
             app.state.settings = settings
             app.state.admission = Admission(
-                settings=settings,
-                temporal=client,
-                db=store,
-                policy=load_policy(settings.policy_file),
+                settings=settings, temporal=client, db=store, policy=policy
             )
             yield
         finally:

@@ -338,6 +338,7 @@ def check_server_settings(settings: Settings) -> None:
     variable). Imported here, like the stack, to keep the ops commands quick to start."""
     from activities.messages import check_templates
     from api.codec_server import cors_origins
+    from api.pages import check_pages
     from client.backorders import temporal_tls
     from client.codec import key_ring
     from simulators.app import faults_from_env
@@ -349,6 +350,7 @@ def check_server_settings(settings: Settings) -> None:
     cors_origins(settings)
     temporal_tls(settings)
     check_templates(settings.templates_dir, load_policy(settings.policy_file))
+    check_pages(settings.templates_dir, load_policy(settings.policy_file))
 
 
 def run_stack_command(args: argparse.Namespace, settings: Settings) -> int:

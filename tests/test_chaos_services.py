@@ -396,7 +396,7 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     await stack.put_sku(sku)
     await inject(stack, FAULTS)
     try:
-        # The same start request, five times at once: one workflow, one confirmation.
+        # The same start request, five times at once: one workflow, one first message.
         body = backorder(first, sku, 2, ordered_at=hours_ago(2))
         starts = await asyncio.gather(*(stack.start(body) for _ in range(5)))
         assert sorted(r.status_code for r in starts) == [200, 200, 200, 200, 201]
@@ -419,8 +419,9 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
         # The same customer link, clicked four times at once: one refund, one code.
         waiting, offered = new_id(), new_id()
         assert (await stack.start(backorder(waiting, sku))).status_code == 201
-        confirmation = await wait_for_kind(stack, waiting, "backorder_confirmation", within=30)
-        cancel_link = links(confirmation)[("cancel", None)]
+        # Nothing inbound dates it: its first message is the notice, with the cancel link.
+        notice = await wait_for_kind(stack, waiting, "delay_notice", within=30)
+        cancel_link = links(notice)[("cancel", None)]
         cancel_clicks = await asyncio.gather(
             *(stack.api.post(f"/v1/links/{cancel_link}") for _ in range(4))
         )
@@ -448,7 +449,7 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     ]
     assert len(runs) == 1
     notes = await stack.requests("notifications", first_key)
-    assert [row["body"]["kind"] for row in notes] == ["backorder_confirmation", "shipped"]
+    assert [row["body"]["kind"] for row in notes] == ["delay_notice", "shipped"]
 
     assert partial["shipments"][0]["quantity"] == 1
     assert [s["quantity"] for s in shipped_first["shipments"]] == [2]
@@ -471,7 +472,7 @@ async def test_duplicate_receipts_starts_and_clicks_under_faults_act_once(chaos:
     waiting_key = line_key(waiting, "1")
     assert len(await stack.requests("payments", waiting_key)) == 1
     kinds = [row["body"]["kind"] for row in await stack.requests("notifications", waiting_key)]
-    assert kinds == ["backorder_confirmation", "cancelled_refunded"]
+    assert kinds == ["delay_notice", "cancelled_refunded"]
 
     assert sorted(click.status_code for click in offer_clicks) == [200, 409, 409, 409], [
         click.text for click in offer_clicks

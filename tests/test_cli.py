@@ -163,7 +163,7 @@ async def test_dev_stops_on_ctrl_c_and_resumes_waiting_lines_after_a_restart(
             what="the line to ship after the restart",
         )
         assert shipped.state == "shipped" and shipped.shipped_quantity == 2
-        assert [m.kind for m in shipped.messages] == ["backorder_confirmation", "shipped"]
+        assert [m.kind for m in shipped.messages] == ["delay_notice", "shipped"]
 
         # The worker's SDK metrics: its runtime serves them on their own port.
         sdk = f"http://{stack_env.variables['BACKORDERS_SDK_METRICS_ADDRESS']}/metrics"

@@ -8,17 +8,22 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+import api
+from activities.messages import TemplateProblem
+from api.pages import check_pages, page
 from domain.contract.lines import line_key
 from domain.line.choices import SubstituteOption
 from domain.line.page import Certainty, choices_open, customer_page
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.links import LinkAction, page_claims, sign
+from domain.policy import ServicePolicy
 from tests.support.browser import ARTIFACTS, HEADLESS_FLAGS, chromium_path
 from tests.support.factories import backorder, new_id
 from tests.support.messages import wait_for_kind
@@ -62,8 +67,8 @@ def test_a_waiting_line_offers_wait_and_cancel_and_a_final_one_nothing() -> None
 def test_an_in_stock_substitute_is_a_choice_named_by_the_catalog() -> None:
     teapot = SubstituteOption(sku="TEA-2", name="Green teapot", free_stock=3, price="12.00")
     found = choices_open(status(), [teapot], NOW)
-    assert [(c.action, c.choice, c.label) for c in found if c.action is LinkAction.SUBSTITUTE] == [
-        (LinkAction.SUBSTITUTE, "TEA-2", "Take Green teapot instead")
+    assert [(c.action, c.choice, c.substitute) for c in found if c.substitute] == [
+        (LinkAction.SUBSTITUTE, "TEA-2", teapot)
     ]
 
 
@@ -113,9 +118,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def status_link(stack: Stack, order: str) -> str:
-    confirmation = await wait_for_kind(stack, order, "backorder_confirmation")
-    found = STATUS_LINK.search(confirmation["body"]["body"])
-    assert found is not None, confirmation["body"]["body"]
+    """The status link of a line's first message: nothing inbound dates these lines, so the
+    delay-option notice."""
+    notice = await wait_for_kind(stack, order, "delay_notice")
+    found = STATUS_LINK.search(notice["body"]["body"])
+    assert found is not None, notice["body"]["body"]
     return found.group(1)
 
 
@@ -154,7 +161,7 @@ async def test_a_customer_opens_the_status_link_keeps_waiting_then_cancels(
         await page.reload()
         assert await page.inner_text("#state") == "Cancelled"
         assert await page.get_by_role("button").count() == 0
-        assert "39.98 USD" in await page.inner_text("#money")
+        assert "$39.98" in await page.inner_text("#money")  # Babel, for the customer's locale
         await page.screenshot(path=ARTIFACTS / "status-page-cancelled.png", full_page=True)
 
         token = link.rsplit("/", 1)[1]
@@ -237,3 +244,50 @@ async def test_sales_per_channel_and_day_give_the_backorder_rate(stack: Stack) -
     assert metrics["by_channel"]["ebay"]["backorder_rate"]["rate"] == 0.25
     exposition = (await stack.api.get("/metrics", headers=stack.auth("ops"))).text
     assert 'backorders_backorder_ratio{channel="ebay"} 0.25' in exposition
+
+
+def rendered(line: LineStatus, locale: str, folder: Path | None = None) -> str:
+    found = customer_page(line, product="Kettle", substitutes=[], now=NOW, locale=locale)
+    shown = page(
+        "status.html",
+        folder=folder,
+        locale=found.locale,
+        page=found,
+        action="/s",
+        done=None,
+        error=None,
+    )
+    return bytes(shown.body).decode()
+
+
+def test_the_status_page_speaks_the_customers_language_with_its_dates_and_money() -> None:
+    line = status(eta=NOW + timedelta(days=1), customer={"id": "c", "email": "c@example.com"})
+    english, german, austrian = (rendered(line, tag) for tag in ("en", "de", "de-AT"))
+    assert '<html lang="en">' in english and "On backorder: waiting for stock" in english
+    assert "Tuesday, December 1, 2026" in english and "$20.00" in english
+    assert '<html lang="de">' in german and "Nachbestellt: wartet auf Ware" in german
+    assert "Dienstag, 1. Dezember 2026" in german and "20,00\xa0$" in german
+    assert "Diesen Artikel stornieren" in german and "Cancel" not in german
+    assert '<html lang="de-AT">' in austrian and "Nachbestellt" in austrian
+    # A language without words of its own reads English, dates and money included.
+    assert rendered(line, "pt-BR") == english
+
+
+def test_a_sellers_folder_words_the_page_file_by_file(tmp_path: Path) -> None:
+    shipped = Path(api.__file__).parent / "templates" / "en" / "status.html"
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "status.html").write_text(
+        shipped.read_text().replace("On backorder: waiting for stock", "Still on its way to us")
+    )
+    line = status()
+    assert "Still on its way to us" in rendered(line, "en", tmp_path)
+    assert "Nachbestellt: wartet auf Ware" in rendered(line, "de", tmp_path)  # theirs: en only
+
+
+def test_a_broken_page_template_of_the_sellers_is_named_at_start(tmp_path: Path) -> None:
+    (tmp_path / "de").mkdir()
+    (tmp_path / "de" / "status.html").write_text('{% set order = "Bestellung" %}\n{{ nope(')
+    with pytest.raises(TemplateProblem) as broken:
+        check_pages(tmp_path, ServicePolicy.model_validate({}))
+    assert str(broken.value).startswith(f"{tmp_path / 'de' / 'status.html'}, line 2:")
+    assert check_pages(None, ServicePolicy.model_validate({})) > 0

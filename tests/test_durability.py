@@ -26,4 +26,4 @@ async def test_restart_of_the_worker_mid_wait_loses_nothing(stack: Stack) -> Non
     key = f"backorder:{order}:1"
     assert len(await stack.requests("carrier", key)) == 1
     kinds = [row["body"]["kind"] for row in await stack.requests("notifications", key)]
-    assert kinds == ["backorder_confirmation", "shipped"]
+    assert kinds == ["delay_notice", "shipped"]  # nothing inbound dated it

@@ -234,7 +234,7 @@ async def test_who_cancelled_comes_from_the_credential_never_from_the_body(stack
     orders = [new_id() for _ in range(4)]
     for order in orders:
         assert (await stack.start(backorder(order, sku))).status_code == 201
-    confirmation = await wait_for_kind(stack, orders[2], "backorder_confirmation")
+    notice = await wait_for_kind(stack, orders[2], "delay_notice")  # nothing inbound dates it
     for order in orders:
         await stack.wait_state(order, "waiting")
 
@@ -244,7 +244,7 @@ async def test_who_cancelled_comes_from_the_credential_never_from_the_body(stack
     by_ops = await stack.cancel(orders[0], actor="ops", reason="ops cleanup")
     by_order_system = await stack.cancel(orders[1], reason="customer called")
     by_link = await stack.api.post(
-        f"/v1/backorders/{orders[2]}/1/cancel?token={links(confirmation)[('cancel', None)]}"
+        f"/v1/backorders/{orders[2]}/1/cancel?token={links(notice)[('cancel', None)]}"
     )
     by_client = await stack.client(OPS).cancel(orders[3], "1", reason="from a script")
     finals = [await stack.finished(order) for order in orders]
@@ -367,8 +367,8 @@ async def test_a_customer_link_for_one_action_cannot_be_used_on_another_route(
     stack: Stack,
 ) -> None:
     _, order = await waiting_line(stack)
-    confirmation = await wait_for_kind(stack, order, "backorder_confirmation")
-    cancel_token = links(confirmation)[("cancel", None)]
+    notice = await wait_for_kind(stack, order, "delay_notice")  # nothing inbound dates it
+    cancel_token = links(notice)[("cancel", None)]
 
     as_wait = await stack.api.post(f"/v1/backorders/{order}/1/wait?token={cancel_token}")
     as_offer = await stack.api.post(

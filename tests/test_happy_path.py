@@ -27,7 +27,7 @@ async def test_line_waits_for_a_receipt_then_ships_with_tracking(stack: Stack) -
     assert shipment["quantity"] == 2
     assert shipment["tracking_number"]
     kinds = [message["kind"] for message in line["messages"]]
-    assert kinds == ["backorder_confirmation", "shipped"]
+    assert kinds == ["delay_notice", "shipped"]
     assert shipment["tracking_number"] in line["messages"][1]["body"]
 
     key = f"backorder:{order}:1"
@@ -35,10 +35,12 @@ async def test_line_waits_for_a_receipt_then_ships_with_tracking(stack: Stack) -
     assert [row["body"]["quantity"] for row in carrier] == [2]
     assert carrier[0]["idempotency_key"] == f"{key}:shipment:1"
     notifications = await stack.requests("notifications", key)
-    assert [row["body"]["kind"] for row in notifications] == ["backorder_confirmation", "shipped"]
-    # No supply inbound: the confirmation names the promise, but no expected date.
-    assert notifications[0]["body"]["subject"].endswith("is on backorder")
-    assert "Expected ship date" not in notifications[0]["body"]["body"]
+    assert [row["body"]["kind"] for row in notifications] == ["delay_notice", "shipped"]
+    # No supply inbound: no date has a basis, so the first message is the option notice, and
+    # it names no expected date.
+    notice = notifications[0]["body"]["body"]
+    assert "cannot give you a new date" in notice and "right to cancel" in notice
+    assert "Expected ship date" not in notice and "expect to ship" not in notice
     assert await stack.requests("payments", key) == []
 
 

@@ -90,7 +90,8 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
     newest = client.get_workflow_handle(workflow_id)
     described = await newest.describe()
     assert described.typed_search_attributes.get(contract.SA_ORDER_ID) == order
-    assert described.typed_search_attributes.get(contract.SA_ESCALATION_LEVEL) == 1
+    # The notice at its start (nothing inbound dates it) and the apology rung.
+    assert described.typed_search_attributes.get(contract.SA_ESCALATION_LEVEL) == 2
     metadata = await newest.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert metadata.current_details.startswith(f"1 x {sku} for order {order}, web, ship by ")
     assert f"(run {len(runs)}: continued as new)" in metadata.current_details
@@ -99,7 +100,7 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
     assert [offer["status"] for offer in line["offers"]] == ["accepted"]
     assert line["consent"] == "explicit"
     assert datetime.fromisoformat(line["eta"]) == now + timedelta(days=30 + ETA_CHANGES - 1)
-    assert line["escalation_level"] >= 1
+    assert line["escalation_level"] >= 2
 
     # The stock arrives after all that: shipped once, and every message went out once.
     assert (await stack.receive(sku, 1)).status_code == 201
@@ -110,7 +111,7 @@ async def test_a_long_wait_continues_as_new_and_forgets_nothing(stack: Stack) ->
     assert [key for key, count in keys.items() if count > 1] == []
     kinds = Counter(row["body"]["kind"] for row in sent)
     assert kinds == {
-        "backorder_confirmation": 1,
+        "delay_notice": 1,
         "apology_offer": 1,
         "offer_accepted": 1,
         "eta_update": ETA_CHANGES,

@@ -23,15 +23,13 @@ async def test_no_date_notice_then_rung_then_cancel_at_the_deadline_each_once(
     line = await stack.finished(order, within=30)
 
     messages = await sent(stack, order)
-    assert kinds(messages) == [
-        "backorder_confirmation",
-        "delay_notice",
-        "apology_offer",
-        "cancelled_refunded",
-    ]
-    notice, apology, cancelled = messages[1], messages[2], messages[3]
+    # Nothing inbound dates the line: no date has a basis, so its first message is the notice,
+    # at once, not a confirmation and a notice a notice lead before ship-by.
+    assert kinds(messages) == ["delay_notice", "apology_offer", "cancelled_refunded"]
+    notice, apology, cancelled = messages
     lead = timedelta(seconds=2)
-    assert ship_by - lead <= at(notice) < ship_by
+    assert at(notice) < ship_by - lead
+    assert "no delivery of it is scheduled yet" in notice["body"]["body"]
     assert ship_by - timedelta(seconds=1) <= at(apology) < ship_by
     assert at(cancelled) >= ship_by
     assert "cannot give you a new date" in notice["body"]["body"]
@@ -42,6 +40,8 @@ async def test_no_date_notice_then_rung_then_cancel_at_the_deadline_each_once(
 
 
 async def test_silence_is_consent_at_thirty_days_but_not_one_day_more(stack: Stack) -> None:
+    """Supply inbound dates each line past its ship-by: its first message is the notice with
+    that revised date."""
     sku, within, beyond = new_id("sku"), new_id(), new_id()
     await stack.put_sku(sku)
     ship_by = await start_fast(stack, within, sku, ship_in=5, eta_in=5 + 30)
@@ -55,6 +55,7 @@ async def test_silence_is_consent_at_thirty_days_but_not_one_day_more(stack: Sta
     assert waiting["consent"] == "implied"
     assert waiting["next_action"] == "send a delay-option notice"  # the renewed one
     notice = await wait_for_kind(stack, within, "delay_notice")
+    assert kinds(await sent(stack, within))[0] == "delay_notice"
     assert "you need do nothing" in notice["body"]["body"]
     assert at(await wait_for_kind(stack, beyond, "cancelled_refunded")) >= ship_by
     assert len(await stack.requests("payments", f"backorder:{beyond}:1")) == 1
@@ -69,7 +70,8 @@ async def test_a_renewed_notice_precedes_the_revised_date_and_silence_cancels(
     start = datetime.now(UTC)
     ship_by = await start_fast(stack, order, sku, ship_in=5, eta_in=9)
     revised = start + timedelta(seconds=9)
-    await wait_for_kind(stack, order, "delay_notice")
+    first = await wait_for_kind(stack, order, "delay_notice")
+    assert "you need do nothing" in first["body"]["body"]  # 9 s is within the 30 s window
     await set_eta(stack, order, start + timedelta(seconds=30))  # the supplier slips again
 
     line = await stack.finished(order, within=30)
@@ -100,15 +102,10 @@ async def test_marketplace_line_is_asked_then_cancelled_at_its_auto_cancel(stack
     line = await stack.finished(order, within=30)
 
     messages = await sent(stack, order)
-    assert kinds(messages) == [
-        "backorder_confirmation",
-        "delay_notice",
-        "choice_request",
-        "cancelled_refunded",
-    ]
+    assert kinds(messages) == ["delay_notice", "choice_request", "cancelled_refunded"]
     auto_cancel = ship_by + timedelta(seconds=7)
-    assert auto_cancel - timedelta(seconds=2) <= at(messages[2]) < auto_cancel
-    assert at(messages[3]) >= auto_cancel
+    assert auto_cancel - timedelta(seconds=2) <= at(messages[1]) < auto_cancel
+    assert at(messages[2]) >= auto_cancel
     assert line["cancel_reason"] == "not shipped before the marketplace's deadline"
     assert len(await stack.requests("payments", f"backorder:{order}:1")) == 1
 
@@ -197,9 +194,11 @@ async def test_status_shows_the_next_deadline_and_what_happens_then(stack: Stack
     assert datetime.fromisoformat(line["ship_by"]) == ship_by.replace(
         microsecond=ship_by.microsecond
     )
-    assert datetime.fromisoformat(line["next_deadline"]) == ship_by - timedelta(seconds=2)
-    assert line["next_action"] == "send a delay-option notice"
-    assert line["escalation_level"] == 0
+    # Nothing inbound dates it: the notice went out at its start; next, the apology rung.
+    assert [message["kind"] for message in line["messages"]] == ["delay_notice"]
+    assert datetime.fromisoformat(line["next_deadline"]) == ship_by - timedelta(seconds=1)
+    assert line["next_action"] == "apologise with a goodwill offer"
+    assert line["escalation_level"] == 1
     assert Decimal(line["unit_price"]) == Decimal("19.99")
     await stack.api.post(f"/v1/backorders/{order}/1/cancel", headers=stack.auth("order"))
 

@@ -72,8 +72,9 @@ async def _waiting_line_and_its_cancel_link(stack: Stack) -> tuple[str, str]:
     sku, order = new_id("sku"), new_id()
     await stack.put_sku(sku)
     assert (await stack.start(backorder(order, sku))).status_code == 201
-    confirmation = await wait_for_kind(stack, order, "backorder_confirmation")
-    return order, links(confirmation)[("cancel", None)]
+    # Nothing inbound dates it: its first message is the notice, with the cancel link.
+    notice = await wait_for_kind(stack, order, "delay_notice")
+    return order, links(notice)[("cancel", None)]
 
 
 async def test_a_replayed_cancel_link_refunds_once(stack: Stack) -> None:
@@ -125,7 +126,7 @@ async def test_secrets_stay_out_of_logs_error_bodies_and_reprs(
         await stack.api.get("/v1/backorders/none/1", headers=stack.auth("ops")),
     ]
     assert (await stack.start(backorder(order, sku))).status_code == 201
-    await wait_for_kind(stack, order, "backorder_confirmation")
+    await wait_for_kind(stack, order, "delay_notice")
 
     seen = "\n".join(
         [response.text for response in bodies]

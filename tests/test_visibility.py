@@ -113,15 +113,16 @@ async def ok(call: Awaitable[Any]) -> None:
     assert response.status_code in (200, 201), response.text
 
 
-async def waiting_with_confirmation(
+async def waiting_with_its_first_message(
     stack: Stack, order: str
 ) -> tuple[WorkflowHandle[Any, Any], Seen]:
-    """The line's handle, and a reading once it waits with its confirmation sent."""
+    """The line's handle, and a reading once it waits with its first message sent (nothing
+    inbound dates these lines: the delay-option notice)."""
     handle = stack.services.client.get_workflow_handle(line_key(order, "1"))
     seen = await eventually(
         lambda: look(handle),
         lambda s: s.attribute(contract.SA_STATE) == "waiting" and bool(s.status.messages),
-        what="waiting with its confirmation sent",
+        what="waiting with its first message sent",
         within=20,
     )
     return handle, seen
@@ -147,18 +148,19 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
         customer={"id": f"c-{order}", "email": f"{order}@example.com", "tier": "vip"},
     )
     await ok(stack.fast.post("/v1/backorders", json=body, headers=stack.auth("order")))
-    handle, seen = await waiting_with_confirmation(stack, order)
+    handle, seen = await waiting_with_its_first_message(stack, order)
     # Waiting: everything ops filter on is there from the start.
     assert_matches_line(seen, state="waiting")
     assert seen.attribute(contract.SA_SHIP_BY) == ship_by
     assert seen.attribute(contract.SA_CHANNEL) == "web"
     assert seen.attribute(contract.SA_CUSTOMER_TIER) == "vip"
-    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 0
+    # Nothing inbound dates it: the notice went out at its start (the first escalation).
+    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 1
     assert await seen.description.static_summary() == (
         f"3 x {sku} for order {order}, web, ship by {ship_by:%d %b %Y}"
     )
-    assert "next: send a delay-option notice at " in seen.details
-    assert "last message: backorder_confirmation" in seen.details
+    assert "next: apologise with a goodwill offer at " in seen.details
+    assert "last message: delay_notice" in seen.details
 
     # Partially allocated by a receipt: the line carries the receipt's id.
     await ok(stack.receive(sku, 1, receipt_id=first))
@@ -171,8 +173,8 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
     assert_matches_line(seen, state="partially_allocated", receipt=first)
     assert seen.details.startswith("**partially_allocated**: 1 allocated, 0 shipped of 3")
 
-    # Escalated: the customer agreed to wait (no delay notice, no cancel deadline), so the next
-    # deadline is the apology rung; when it fires the escalation level rises to 1.
+    # Escalated: the customer agreed to wait (no cancel deadline), so the next deadline is the
+    # apology rung; when it fires the escalation level rises to 2.
     await ok(stack.api.post(f"/v1/backorders/{order}/1/wait", headers=stack.auth("order")))
     seen = await eventually(
         lambda: look(handle),
@@ -181,11 +183,11 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
         within=20,
     )
     assert_matches_line(seen, state="partially_allocated", receipt=first)
-    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 0
+    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 1
     seen = await eventually(
         lambda: look(handle),
         lambda s: (
-            s.attribute(contract.SA_ESCALATION_LEVEL) == 1
+            s.attribute(contract.SA_ESCALATION_LEVEL) == 2
             and s.status.messages[-1].kind.value == "apology_offer"
         ),
         what="escalated",
@@ -199,7 +201,7 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
     await asyncio.wait_for(handle.result(), 30)
     seen = await look(handle)
     assert_matches_line(seen, state="shipped", receipt=second)
-    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 1
+    assert seen.attribute(contract.SA_ESCALATION_LEVEL) == 2
     assert seen.details.startswith("**shipped**: 3 allocated, 3 shipped of 3")
     assert seen.details.endswith("last message: shipped")
 
@@ -209,7 +211,7 @@ async def test_search_attributes_and_details_follow_a_line_from_waiting_to_shipp
     assert "" not in story["timer"], story
     for step in (
         f"queue 3 x {sku}",  # the store dates the line as it queues it: no ETA recompute
-        "message: backorder_confirmation",
+        "message: delay_notice",
         "outreach task for customer service (apology)",
         "message: apology_offer",
         f"ship 3 x {sku}",
@@ -224,7 +226,7 @@ async def test_search_attributes_and_details_show_a_cancelled_line(stack: Stack)
     order, sku = new_id(), new_id("sku")
     await stack.put_sku(sku)
     await ok(stack.start(backorder(order, sku, quantity=2, channel="amazon")))
-    handle, seen = await waiting_with_confirmation(stack, order)
+    handle, seen = await waiting_with_its_first_message(stack, order)
     assert_matches_line(seen, state="waiting")
     assert seen.attribute(contract.SA_CHANNEL) == "amazon"
     assert seen.attribute(contract.SA_CUSTOMER_TIER) == "standard"

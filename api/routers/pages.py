@@ -83,16 +83,6 @@ class Answer(StrEnum):
     CANCELLING = "cancelling"
 
 
-ANSWER_TEXT = {
-    Answer.WAITING: "Thank you: you told us you are happy to wait. We ship it as soon as it "
-    "arrives.",
-    Answer.OFFER_ACCEPTED: "Your offer is confirmed. We have sent you a message about it.",
-    Answer.SUBSTITUTED: "Done: the alternative you chose ships now.",
-    Answer.CANCELLED: "This item is cancelled. Your refund of what did not ship is on its way.",
-    Answer.CANCELLING: "Your cancellation is under way; your refund follows.",
-}
-
-
 def page_claims(settings: Settings, token: str, action: LinkAction) -> LinkClaims | HTMLResponse:
     """The link's claims, or the page that refuses it."""
     try:
@@ -118,15 +108,32 @@ def refusal(exc: AdmissionError) -> tuple[int, str]:
 
 
 async def _status_page(
-    admission: AdmissionDep, claims: LinkClaims, action: str, **shown: Any
+    admission: AdmissionDep,
+    settings: Settings,
+    claims: LinkClaims,
+    action: str,
+    *,
+    status: int = 200,
+    done: Answer | None = None,
+    error: str | None = None,
 ) -> HTMLResponse:
-    status = shown.pop("status", 200)
+    """The page in the customer's language, in the seller's words when their template folder
+    has them; `done`: what the button just pressed did, worded by the page."""
     try:
         found = await admission.customer_page(claims.line)
     except (NotFound, Unavailable) as exc:
         code, reason = refusal(exc)
         return problem(code, reason)
-    return page("status.html", status, page=found, action=action, **shown)
+    return page(
+        "status.html",
+        status,
+        folder=settings.templates_dir,
+        locale=found.locale,
+        page=found,
+        action=action,
+        done=done.value if done is not None else None,
+        error=error,
+    )
 
 
 @router.get(
@@ -145,8 +152,7 @@ async def status_page(
     claims = page_claims(settings, token, LinkAction.STATUS)
     if isinstance(claims, HTMLResponse):
         return claims
-    shown = ANSWER_TEXT[done] if done is not None else None
-    return await _status_page(admission, claims, request.url.path, done=shown, error=None)
+    return await _status_page(admission, settings, claims, request.url.path, done=done)
 
 
 @router.post(
@@ -170,7 +176,7 @@ async def press(
     except AdmissionError as exc:
         code, reason = refusal(exc)
         return await _status_page(
-            admission, claims, request.url.path, status=code, done=None, error=reason
+            admission, settings, claims, request.url.path, status=code, error=reason
         )
     return RedirectResponse(f"{request.url.path}?done={answer.result}", status_code=303)
 

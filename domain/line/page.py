@@ -1,8 +1,10 @@
 """A line as its customer sees it on the status page: in words, with the choices open now.
 
 Pure: built from the line's status (`LineStatus`), the catalog's name for the item, the
-substitutes in stock, and the clock. The API renders it (`api/templates/status.html`); what a
-choice does is the line's own rule, through the same Updates as every other way in.
+substitutes in stock, the customer's locale and the clock; facts only, no words. The API
+renders it (`api/templates/status.html`, in the words of `<locale>/status.html`, which the
+seller may replace); what a choice does is the line's own rule, through the same Updates as
+every other way in.
 """
 
 from __future__ import annotations
@@ -13,43 +15,29 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.line.choices import OfferStatus, SubstituteOption
+from domain.line.choices import Offer, OfferStatus, SubstituteOption
 from domain.line.effects import ShipmentRecord
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.line.timeline import Step, StepKind
 from domain.links import LinkAction
 
-STATE_TEXT = {
-    LineState.RECEIVED: "Order received",
-    LineState.WAITING: "On backorder: waiting for stock",
-    LineState.PARTIALLY_ALLOCATED: "On backorder: part of it has arrived",
-    LineState.ALLOCATED: "Arrived: getting ready to ship",
-    LineState.PARTIALLY_SHIPPED: "Part of it has shipped",
-    LineState.SHIPPED: "Shipped",
-    LineState.CANCELLED: "Cancelled",
-}
-
-_NEXT_TEXT = {
-    StepKind.DELAY_NOTICE: "If it has not shipped by then, we write to you about the delay and "
-    "your choices.",
-    StepKind.OFFER: "If it is still waiting then, we send you an offer to thank you for your "
-    "patience.",
-    StepKind.CHOICE_REQUEST: "If it is still waiting then, we ask you to choose what happens "
-    "before the marketplace cancels the order.",
-    StepKind.CANCEL_NO_CONSENT: "Unless you tell us you want to keep waiting, we cancel this "
-    "item then and refund you in full.",
-    StepKind.CANCEL_MARKETPLACE: "Unless it ships first, we cancel this item then and refund "
-    "you in full, before the marketplace cancels the order.",
-    StepKind.RENEW_HOLD: "We renew the hold on your payment method then; nothing is charged "
-    "until it ships.",
-    StepKind.CANCEL_NO_PAYMENT: "Unless you give us another payment method, we cancel this "
-    "item then; nothing is charged.",
-}
+NEXT_STEPS = frozenset(
+    {
+        StepKind.DELAY_NOTICE,
+        StepKind.OFFER,
+        StepKind.CHOICE_REQUEST,
+        StepKind.CANCEL_NO_CONSENT,
+        StepKind.CANCEL_MARKETPLACE,
+        StepKind.RENEW_HOLD,
+        StepKind.CANCEL_NO_PAYMENT,
+    }
+)
+"""The deadlines the page tells the customer of (the others: it ships as soon as it arrives)."""
 NEXT_BY_DESCRIPTION = {
-    Step(kind=kind, at=datetime(2000, 1, 1)).describe(): text for kind, text in _NEXT_TEXT.items()
+    Step(kind=kind, at=datetime(2000, 1, 1)).describe(): kind for kind in NEXT_STEPS
 }
-"""What the customer reads for the line's next deadline, by the status's `next_action`."""
+"""The line's next deadline, by the status's `next_action`."""
 
 
 class Certainty(StrEnum):
@@ -64,26 +52,14 @@ class Certainty(StrEnum):
     CANCELLED = "cancelled"
 
 
-CERTAINTY_TEXT = {
-    Certainty.SHIPPED: "It is on its way.",
-    Certainty.IN_HAND: "It is here and set aside for you: it ships within the day.",
-    Certainty.SUPPLIER_DATE: "This date is our supplier's delivery date; it may still move, and "
-    "we will tell you if it does.",
-    Certainty.LATE: "This is our supplier's delivery date, later than the date we first "
-    "promised you; it may still move, and we will tell you if it does.",
-    Certainty.NO_DATE: "Our supplier has not given us a date yet. We will write as soon as we "
-    "have one.",
-    Certainty.CANCELLED: "This item will not ship.",
-}
-
-
 class PageChoice(BaseModel):
-    """One button: the form posts `action` (and `choice`: an offer id or a substitute's SKU)."""
+    """One button: the form posts `action` (and `choice`: an offer id or a substitute's SKU).
+    Its words are the page template's, from the offer or the substitute it is about."""
 
     action: LinkAction
     choice: str | None = None
-    label: str
-    detail: str | None = None
+    offer: Offer | None = None
+    substitute: SubstituteOption | None = None
 
 
 class CustomerPage(BaseModel):
@@ -91,13 +67,14 @@ class CustomerPage(BaseModel):
     line_id: str
     product: str
     quantity: int
+    locale: str
+    """The customer's language (BCP 47): the page's wording and its dates and money."""
     state: LineState
-    state_text: str
     expected: datetime | None
     certainty: Certainty
-    certainty_text: str
     next_at: datetime | None
-    next_text: str | None
+    next_step: StepKind | None
+    """What happens at `next_at`; None: it ships as soon as it arrives."""
     shipments: list[ShipmentRecord] = Field(default_factory=list)
     currency: str
     charged: str | None
@@ -139,64 +116,43 @@ def choices_open(
         return []
     found: list[PageChoice] = []
     if status.consent != "explicit":
-        found.append(
-            PageChoice(
-                action=LinkAction.WAIT,
-                label="Keep waiting",
-                detail="Tell us you are happy to wait for it.",
-            )
-        )
+        found.append(PageChoice(action=LinkAction.WAIT))
     found += [
-        PageChoice(
-            action=LinkAction.ACCEPT_OFFER,
-            choice=offer.offer_id,
-            label=f"Accept: {offer.description}",
-            detail=f"Open until {offer.expires_at:%A %d %B %Y, %H:%M} UTC.",
-        )
+        PageChoice(action=LinkAction.ACCEPT_OFFER, choice=offer.offer_id, offer=offer)
         for offer in status.offers
         if offer.status is OfferStatus.OPEN and offer.expires_at > now
     ]
     found += [
-        PageChoice(
-            action=LinkAction.SUBSTITUTE,
-            choice=option.sku,
-            label=f"Take {option.name} instead",
-            detail="In stock: it ships now"
-            + (f", {option.price} {status.currency}." if option.price else "."),
-        )
+        PageChoice(action=LinkAction.SUBSTITUTE, choice=option.sku, substitute=option)
         for option in substitutes
     ]
-    found.append(
-        PageChoice(
-            action=LinkAction.CANCEL,
-            label="Cancel this item",
-            detail="You get a full refund of what has not shipped, at no cost.",
-        )
-    )
+    found.append(PageChoice(action=LinkAction.CANCEL))
     return found
 
 
 def customer_page(
-    status: LineStatus, *, product: str, substitutes: list[SubstituteOption], now: datetime
+    status: LineStatus,
+    *,
+    product: str,
+    substitutes: list[SubstituteOption],
+    now: datetime,
+    locale: str = "en",
 ) -> CustomerPage:
     certainty = _certainty(status)
     expected = None if status.state.is_final else (status.eta or None)
     charged, refunded = _money(status)
-    next_text = NEXT_BY_DESCRIPTION.get(status.next_action or "")
-    if next_text is None and not status.state.is_final:
-        next_text = "We ship it as soon as it arrives, and send you its tracking number."
+    final = status.state.is_final
     return CustomerPage(
         order_id=status.order_id,
         line_id=status.line_id,
         product=product,
         quantity=status.quantity,
+        locale=locale,
         state=status.state,
-        state_text=STATE_TEXT[status.state],
         expected=expected,
         certainty=certainty,
-        certainty_text=CERTAINTY_TEXT[certainty],
-        next_at=status.next_deadline if not status.state.is_final else None,
-        next_text=next_text,
+        next_at=status.next_deadline if not final else None,
+        next_step=None if final else NEXT_BY_DESCRIPTION.get(status.next_action or ""),
         shipments=list(status.shipments),
         currency=status.currency,
         charged=charged,

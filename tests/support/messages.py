@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.factories import backorder
+from tests.support.factories import backorder, new_id
 from tests.support.poll import eventually
 from tests.support.stack import Stack
 
@@ -63,19 +63,37 @@ def links(message: dict[str, Any]) -> dict[tuple[str, str | None], str]:
     return found
 
 
+RECEIVING = timedelta(days=1)
+"""The stack's supply runs on real days: a purchase order's units are received a day after its
+date, which is when the lines it covers are dated."""
+
+
+async def inbound(stack: Stack, sku: str, quantity: int, eta: datetime) -> None:
+    """Supply inbound that dates the next `quantity` units of the SKU's queue at `eta`: a
+    purchase order of a supplier of its own (no record of lateness moves its date)."""
+    body = {"sku": sku, "quantity": quantity, "expected_at": (eta - RECEIVING).isoformat()}
+    response = await stack.api.put(
+        f"/v1/suppliers/{new_id('supplier')}/purchase-orders/{new_id('po')}",
+        json=body,
+        headers=stack.auth("ops"),
+    )
+    assert response.status_code == 201, response.text
+
+
 async def start_fast(
     stack: Stack, order: str, sku: str, *, ship_in: float, eta_in: float | None = None, **extra: Any
 ) -> datetime:
-    """A line on the fast policy whose ship-by is `ship_in` seconds away, once confirmed;
-    returns ship-by."""
+    """A line on the fast policy whose ship-by is `ship_in` seconds away, once its first message
+    went out; returns ship-by. `eta_in`: supply inbound dates it that many seconds from now (a
+    date with a basis); without, nothing inbound dates it."""
     now = datetime.now(UTC)
     ship_by = now + timedelta(seconds=ship_in)
+    if eta_in is not None:
+        await inbound(stack, sku, extra.get("quantity", 1), now + timedelta(seconds=eta_in))
     body = backorder(order, sku, ordered_at=now, ship_by=ship_by, **extra)
     response = await stack.fast.post("/v1/backorders", json=body, headers=stack.auth("order"))
     assert response.status_code == 201, response.text
     await stack.wait_line(order, lambda line: len(line["messages"]) >= 1)
-    if eta_in is not None:
-        await set_eta(stack, order, now + timedelta(seconds=eta_in))
     return ship_by
 
 

@@ -5,6 +5,7 @@ one second."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,15 +85,46 @@ async def test_a_line_with_supply_too_late_starts_with_the_option_notice(
     assert_no_past_dates(line.store)
 
 
-async def test_a_line_without_supply_names_no_expected_date(
+async def test_a_line_without_supply_starts_with_the_option_notice_and_no_date(
     temporal_env: WorkflowEnvironment,
 ) -> None:
+    """No supply inbound, ship-by still far off: no date has a basis, so the one message at
+    the start is the notice that gives none and asks for consent by a deadline still to come,
+    not a confirmation."""
+    async with line_worker(temporal_env.client) as line:
+        handle = await line.start(line_request(order_id()), policy=POLICY)
+        status = await status_when(handle, lambda s: bool(s.messages))
+        await asyncio.sleep(1)  # anything else the start might send
+        await handle.cancel()
+    [message] = line.store.messages
+    assert message.kind is MessageKind.DELAY_NOTICE and message.first and message.eta is None
+    assert message.notice is not None and message.notice.revised is None
+    assert not message.notice.silence_is_consent
+    assert message.notice.answer_by is not None and message.notice.answer_by >= status.ship_by
+    assert_no_past_dates(line.store)
+
+
+async def test_a_date_that_comes_after_a_notice_without_one_still_asks_for_consent(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Started with nothing inbound (the notice without a date), then supply dates the line:
+    the ETA update gives the date and, as the notice's consent is still due, its answer-by and
+    the link to keep waiting."""
     async with line_worker(temporal_env.client) as line:
         handle = await line.start(line_request(order_id()), policy=POLICY)
         await status_when(handle, lambda s: bool(s.messages))
+        eta = datetime.now(UTC) + timedelta(seconds=60)
+        await handle.signal(ETA_CHANGED.name, EtaUpdate(eta=eta))
+        await status_when(handle, lambda s: len(s.messages) == 2, within=10)
         await handle.cancel()
-    [message] = line.store.messages
-    assert message.kind is MessageKind.BACKORDER_CONFIRMATION and message.eta is None
+    notice, update = line.store.messages
+    assert notice.kind is MessageKind.DELAY_NOTICE and notice.notice is not None
+    assert update.kind is MessageKind.ETA_UPDATE and update.eta == eta
+    assert update.deadline == notice.notice.answer_by
+    assert {link.action: link.expires_at for link in update.links}[LinkAction.WAIT] == (
+        notice.notice.answer_by
+    )
+    assert_no_past_dates(line.store)
 
 
 async def test_a_line_past_its_ship_by_says_so_once_with_its_offers_then_cancels_at_the_answer(

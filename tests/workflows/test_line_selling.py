@@ -70,6 +70,6 @@ async def test_a_line_that_is_no_preorder_refuses_a_release_move(
         now = datetime.now(UTC)
         await handle.signal(RELEASE_MOVED.name, ReleaseMoved(release_at=now, eta=now))
         await asyncio.sleep(0.5)
-        assert line.store.kinds() == [MessageKind.BACKORDER_CONFIRMATION]
+        assert line.store.kinds() == [MessageKind.DELAY_NOTICE]  # nothing inbound dates it
         await handle.signal(ALLOCATED.name, line.store.allocation(handle.id, 2))
         await handle.result()

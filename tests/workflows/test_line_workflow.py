@@ -119,8 +119,8 @@ async def test_a_cancel_in_the_name_of_the_policy_or_an_unknown_role_is_refused(
 async def test_without_consent_the_policy_cancels_at_its_deadline_in_its_own_name(
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    """No supply (no ETA): a delay notice one policy day before ship-by that cannot give a
-    date, then the cancel at the deadline, recorded as the policy's."""
+    """No supply (no ETA): the delay notice that cannot give a date as the line's first message,
+    then the cancel at the deadline, recorded as the policy's."""
     policy = ServicePolicy.model_validate(
         {
             "day_seconds": 1,
@@ -138,11 +138,9 @@ async def test_without_consent_the_policy_cancels_at_its_deadline_in_its_own_nam
         "delayed without the customer's consent",
         "policy",
     )
-    assert line.store.kinds() == [
-        MessageKind.BACKORDER_CONFIRMATION,
-        MessageKind.DELAY_NOTICE,
-        MessageKind.CANCELLED_REFUNDED,
-    ]
+    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.CANCELLED_REFUNDED]
+    [notice, _] = line.store.messages
+    assert notice.first and notice.notice is not None and notice.notice.revised is None
     assert line.store.released[0].requested_by == "policy"
 
 
@@ -182,7 +180,7 @@ async def test_signals_a_line_cannot_use_are_dropped_shown_and_change_nothing(
         await handle.signal(ALLOCATED.name, line.store.allocation(handle.id, 2))
         status = await handle.result()
     assert status.state is LineState.SHIPPED
-    assert line.store.kinds() == [MessageKind.BACKORDER_CONFIRMATION, MessageKind.SHIPPED]
+    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.SHIPPED]
     events = await history_events(handle)
     assert events["workflow_task_failed_event_attributes"] == 0
 
@@ -231,5 +229,6 @@ async def test_a_long_wait_continues_as_new_and_keeps_its_book(
     assert status.state is LineState.SHIPPED
     assert [s.quantity for s in line.store.shipments] == [1, 2]
     kinds = line.store.kinds()
-    assert kinds.count(MessageKind.BACKORDER_CONFIRMATION) == 1
+    assert kinds.count(MessageKind.DELAY_NOTICE) == 1  # at its start: nothing inbound
+    assert kinds.count(MessageKind.BACKORDER_CONFIRMATION) == 0
     assert kinds.count(MessageKind.ETA_UPDATE) == 12

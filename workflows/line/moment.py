@@ -2,16 +2,18 @@
 
 What a line must tell its customer at one instant (the confirmation, the delay-option notice of
 16 CFR 435, goodwill offers, the marketplace's choice request) goes out as one message that says
-all of it. A line that starts with no date it can keep (no supply inbound and its notice due
-soon, supply inbound too late, or its ship-by already past) says so in its first message: the
-option notice with its consent rules, and the offers due. What no law or deadline makes due now
+all of it. A line that starts with no date it can keep (no supply inbound to date it, supply
+inbound too late, or its ship-by already past) says so in its first message: the option notice
+with its consent rules, and the offers due; only a line whose ETA has a basis and meets the
+promise is confirmed with that date. What no law or deadline makes due now
 (an offer, an ETA update) waits out the channel's quiet period after the last message
 (`ChannelPolicy.quiet_days`); the notice and the choice request are never held, only sent a
 little early when they fall inside it.
 
 This changes the commands a line issues, so it sits behind the `PATCH` marker: a history
 recorded before it replays the one-message-per-event ways (`life.take_step`); a line that was
-already running takes these rules from its next message on.
+already running takes these rules from its next message on. Starting a line with no supply
+inbound with the notice, not a confirmation, sits behind `NO_BASIS_PATCH` of its own.
 """
 
 from __future__ import annotations
@@ -29,14 +31,17 @@ from workflows.line import choices
 from workflows.line.run import LineRun
 
 PATCH = "one-message-per-moment"
+NO_BASIS_PATCH = "first-message-needs-a-basis"
+"""Lines started before it, with no supply dating them, replay their confirmation."""
 
 
 async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
     """The line's first message, at its start: a confirmation with the ETA when the ETA meets
-    the promise (or, with no supply inbound yet, the promise and when we will know more), else
-    the option notice with everything else due at once. A line sold beyond what supply covers
-    (`beyond_supply`: over its SKU's backorder limit, no inbound supply dating it in time) has
-    no date with a basis: it starts with the notice."""
+    the promise, else the option notice with everything else due at once. A line with no date
+    that has a basis (`no_basis`: no supply inbound to date it) and a line sold beyond what
+    supply covers (`beyond_supply`: over its SKU's backorder limit, no inbound supply dating it
+    in time) start with the notice: the law asks a reasonable basis of every date a seller
+    states, and a confirmation would state the promise as if it had one."""
     timeline = line.book.timeline
     now = workflow.now()
     auto_cancel = line.policy.auto_cancel_at(line.line.ship_by)
@@ -48,6 +53,8 @@ async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
     start = workflow.info().start_time
     steps = timeline.due_together(line.policy, start)
     late = beyond_supply or (timeline.eta is not None and not timeline.keeps_promise())
+    if not late and no_basis(line, start) and workflow.patched(NO_BASIS_PATCH):
+        late = True
     if late and not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
         steps.append(Step(kind=StepKind.DELAY_NOTICE, at=start))
     if steps and await tell(line, steps, now, first=True):
@@ -62,6 +69,15 @@ async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
         stable=True,
     )
     quiet(line, now)
+
+
+def no_basis(line: LineRun, start: datetime) -> bool:
+    """At its start, the line waits for units no supply dates: no purchase order covers it
+    (no ETA), or the one that does is already overdue (an ETA not after the start, which a
+    confirmation would present as still to come). A line whose units are all here (a preorder
+    held for its release) needs no date."""
+    eta = line.book.timeline.eta
+    return not line.book.fully_allocated and (eta is None or eta <= start)
 
 
 def overtaken(line: LineRun, step: Step) -> Step:

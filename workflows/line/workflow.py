@@ -134,10 +134,19 @@ class BackorderLineWorkflow:
                 continue
             if book.eta_news and moment.quiet_over(run):
                 book.eta_news = False
+                # A notice still waits for the customer's consent (one that gave no date, most
+                # often): the new date does not change that, and the update says so.
+                answer_by = book.timeline.deadline
+                if answer_by is not None and answer_by <= workflow.now():
+                    answer_by = None  # its cancel is due now: no deadline already gone is named
+                asked = (
+                    [] if answer_by is None else [run.link(LinkAction.WAIT, expires_at=answer_by)]
+                )
                 await run.send(
                     MessageKind.ETA_UPDATE,
                     f"eta:{book.eta_changes}",
-                    links=[run.link(LinkAction.CANCEL)],
+                    links=[run.link(LinkAction.CANCEL), *asked],
+                    deadline=answer_by,
                 )
                 if book.timeline.quiet_until is not None:
                     moment.quiet(run, workflow.now())
