@@ -327,3 +327,33 @@ async def test_a_partial_line_ships_from_each_origin_as_its_units_arrive(stack: 
     kinds = [m["kind"] for m in line["messages"] if m["kind"].endswith("shipped")]
     assert kinds == ["partially_shipped", "shipped"]
     stack.assert_rules(sku)
+
+
+async def test_a_substitute_is_taken_in_the_line_channel_order_from_one_location_if_complete(
+    stack: Stack,
+) -> None:
+    old, alt, complete, partial = new_id("sku"), new_id("alt"), new_id(), new_id()
+    await stack.put_sku(alt, free_stock=None, stock={"main": 1, "west": 1, "east": 2})
+    await stack.put_sku(old, substitutes=[alt])
+    channels = {**DEFAULT_CHANNELS, Channel.WEB: ChannelPolicy(handling_days=3, locations=["west"])}
+    client = BackorderClient(
+        stack.admission(policy=DEFAULT_POLICY.model_copy(update={"channels": channels}))
+    )
+    await client.start(backorder(complete, old, 2, ship_policy="complete"))
+    await client.start(backorder(partial, old, 2))
+    await stack.wait_state(complete, "waiting")
+    await stack.wait_state(partial, "waiting")
+
+    for order in (complete, partial):
+        taken = await stack.api.post(
+            f"/v1/backorders/{order}/1/substitutes/{alt}/take", headers=stack.auth("order")
+        )
+        assert taken.status_code == 200, taken.text
+        await stack.finished(order)
+
+    # West first (the channel's order), but only east has both units of the complete line.
+    shipped = (await stack.line(complete))["shipments"]
+    assert [(s["quantity"], s["origin"]) for s in shipped] == [(2, "east")]
+    shipped = (await stack.line(partial))["shipments"]
+    assert [(s["quantity"], s["origin"]) for s in shipped] == [(1, "west"), (1, "main")]
+    stack.assert_rules(old, alt)
