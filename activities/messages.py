@@ -289,11 +289,7 @@ def message_context(
         "first": message.first,
         "offers": [_offer(offer, urls) for offer in message.offers],
         "substitutes": [_substitute(option, urls) for option in message.substitutes],
-        "shipment": (
-            message.shipment.model_dump(include={"quantity", "tracking_number", "expedited"})
-            if message.shipment
-            else None
-        ),
+        "shipment": _shipment(message.shipment) if message.shipment else None,
         "shipped": shipped,
         "remaining": request.quantity - shipped,
         "refund_amount": Decimal(message.refund_amount or "0"),
@@ -306,6 +302,16 @@ def message_context(
         "status_url": status_url,
         "is_preorder": message.is_preorder,
         "release_at": message.release_at,
+    }
+
+
+def _shipment(shipment: ShipmentRecord) -> dict[str, Any]:
+    """A shipment as templates see it; `parts`: the parcels of a line that left from several
+    locations at once (each with its own tracking number), empty when it is one parcel."""
+    fields = {"quantity", "tracking_number", "expedited"}
+    return {
+        **shipment.model_dump(include=fields),
+        "parts": [part.model_dump(include={*fields, "origin"}) for part in shipment.parts],
     }
 
 

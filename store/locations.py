@@ -11,7 +11,7 @@ hand) has the difference at `main`, where everything was before.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -38,6 +38,16 @@ def location_order(preferred: Sequence[str], present: Iterable[str]) -> list[str
     first = [name for name in dict.fromkeys(preferred) if name in here]
     rest = sorted(here - set(first), key=lambda name: (name != MAIN_LOCATION, name))
     return [*first, *rest]
+
+
+def one_origin_first(preferred: Sequence[str], free: Mapping[str, int], quantity: int) -> list[str]:
+    """The order a line that does not allow partial shipment takes free stock in: the first
+    location, in the `preferred` order (`location_order`), whose free stock covers all
+    `quantity` units, then the rest in that order; only when none covers it does the line take
+    from several (and ship all its origins at once, `workflows.line.life.ship`)."""
+    order = location_order(preferred, free)
+    whole = next((name for name in order if free[name] >= quantity), None)
+    return order if whole is None else [whole, *(name for name in order if name != whole)]
 
 
 def stock_at(session: Session, sku: SkuRow) -> dict[str, LocationStockRow]:

@@ -24,9 +24,16 @@ from domain.line.input import LineInput
 from domain.line.state import LineState
 from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
-from domain.values import MAIN_LOCATION, Channel
+from domain.values import MAIN_LOCATION, Channel, ShipPolicy
 from store.db import Database, lock_sku
-from store.locations import at, change_free, held_at, location_order, stock_at
+from store.locations import (
+    at,
+    change_free,
+    held_at,
+    location_order,
+    one_origin_first,
+    stock_at,
+)
 from store.queue import (
     DEFAULT_SUPPLIER_DATES,
     QUEUE_ORDER,
@@ -176,8 +183,12 @@ def record_line(
             if pending is not None:
                 session.delete(pending)
             session.flush()
-            # A new line takes free stock where its channel's policy says first.
-            preferred = line_input.policy.channel.locations
+            # A new line takes free stock where its channel's policy says first; one that does
+            # not allow partial shipment, from one location that has all it needs, if any does.
+            preferred: Sequence[str] = line_input.policy.channel.locations
+            if request.ship_policy is ShipPolicy.COMPLETE and sku.free_stock >= line.quantity:
+                free = {name: row.free_stock for name, row in stock_at(session, sku).items()}
+                preferred = one_origin_first(preferred, free, line.quantity)
             allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}", preferred)
         else:
             # A retry after the commit: report the allocations that transaction made.
@@ -304,7 +315,7 @@ def substitute_line(db: Database, change: SubstituteInput) -> SubstituteResult:
             )
         held = line.held_quantity
         _return_stock(session, old, line, held)
-        _take_substitute(session, new, line, needed)
+        _take_substitute(session, new, line, needed, change.locations)
         line.allocated_quantity += needed
         line.sku = new.sku
         refresh_state(line)
@@ -317,10 +328,19 @@ def substitute_line(db: Database, change: SubstituteInput) -> SubstituteResult:
         )
 
 
-def _take_substitute(session: Session, new: SkuRow, line: LineRow, needed: int) -> None:
-    """The substitute's free stock for `needed` units, `main` first, then by location name."""
+def _take_substitute(
+    session: Session, new: SkuRow, line: LineRow, needed: int, preferred: Sequence[str]
+) -> None:
+    """The substitute's free stock for `needed` units, in the line's channel location order
+    (`preferred`), as a new line takes it; a line that does not allow partial shipment takes
+    them from one location that has them all, if any does."""
     locations = stock_at(session, new)
-    for location in location_order((), locations):
+    free = {name: row.free_stock for name, row in locations.items()}
+    if ShipPolicy(line.ship_policy) is ShipPolicy.COMPLETE:
+        order = one_origin_first(preferred, free, needed)
+    else:
+        order = location_order(preferred, free)
+    for location in order:
         part = min(locations[location].free_stock, needed)
         if part <= 0:
             continue

@@ -2,7 +2,9 @@
 a location; an arrival allocates to the SKU's one queue and ships from where it arrived; a new
 line takes free stock in its channel's location order; a line holding units at two locations
 ships once from each; a ship-complete order books one shipment per origin; GET /v1/skus shows
-stock by location. On both stores, through the API and the carrier simulator."""
+stock by location. A line that does not allow partial shipment takes its units from one location
+that has them all, and ships every origin it holds units at in one step, with one message.
+On both stores, through the API and the carrier simulator."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from client import BackorderClient
 from domain.policy import DEFAULT_CHANNELS, DEFAULT_POLICY, ChannelPolicy, ServicePolicy
 from domain.requests import ReceiptRequest, SkuRequest
 from domain.values import Channel, canonical_hash
-from store.locations import location_order
+from store.locations import location_order, one_origin_first
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
 
@@ -189,6 +191,9 @@ async def test_a_ship_complete_order_ships_once_per_origin(stack: Stack) -> None
     assert [(s["origin"], s["tracking_number"]) for s in first["shipments"]] == [
         ("main", tracking["main"])
     ]
+    # The line with units at both origins records both parts in one step: one "shipped"
+    # message, no "partially shipped" one with a cancel link its order would refuse.
+    _assert_shipped_once(second, [tracking["east"], tracking["main"]])
     stack.assert_rules(first_sku, second_sku)
 
 
@@ -247,4 +252,108 @@ async def test_a_complete_line_with_units_at_two_locations_ships_once_from_each(
         ("east", 2),
         ("west", 1),
     ]
+    # Both origins left in one step: one "shipped" message naming both parcels, and never a
+    # "partially shipped" one (whose cancel link would cancel half of a complete line).
+    _assert_shipped_once(line, [r["response"]["tracking_number"] for r in booked])
     stack.assert_rules(sku)
+
+
+def _assert_shipped_once(line: dict[str, Any], tracking: list[str]) -> None:
+    kinds = [message["kind"] for message in line["messages"]]
+    assert "partially_shipped" not in kinds
+    assert kinds.count("shipped") == 1
+    body = next(m["body"] for m in line["messages"] if m["kind"] == "shipped")
+    assert all(number in body for number in tracking), body
+
+
+def test_a_complete_line_takes_the_first_location_in_order_that_has_all_it_needs() -> None:
+    free = {"main": 1, "east": 5, "west": 2}
+    assert one_origin_first([], free, 2) == ["east", "main", "west"]
+    assert one_origin_first(["west"], free, 2) == ["west", "main", "east"]
+    assert one_origin_first(["west"], free, 3) == ["east", "west", "main"]
+    # No location has it all: the channel's order, as every line takes it.
+    assert one_origin_first(["west"], free, 9) == ["west", "main", "east"]
+
+
+async def test_a_complete_line_takes_its_units_from_one_location_that_has_them_all(
+    stack: Stack,
+) -> None:
+    sku, complete, partial = new_id("sku"), new_id(), new_id()
+    await stack.put_sku(sku, free_stock=None, stock={"main": 1, "east": 5})
+    await stack.start(backorder(complete, sku, 2, ship_policy="complete"))
+    line = await stack.finished(complete)
+
+    assert [(s["quantity"], s["origin"]) for s in line["shipments"]] == [(2, "east")]
+    booked = await stack.requests("carrier", f"backorder:{complete}:1")
+    assert [(r["body"]["origin"], r["body"]["quantity"]) for r in booked] == [("east", 2)]
+    _assert_shipped_once(line, [booked[0]["response"]["tracking_number"]])
+
+    # A line that allows partial shipment keeps taking in the channel's order: main first.
+    await stack.start(backorder(partial, sku, 2))
+    line = await stack.finished(partial)
+    assert [(s["quantity"], s["origin"]) for s in line["shipments"]] == [(1, "main"), (1, "east")]
+    assert _free(await _sku(stack, sku)) == {"main": 0, "east": 2}
+    stack.assert_rules(sku)
+
+
+async def test_a_complete_line_no_location_covers_ships_every_origin_at_once(
+    stack: Stack,
+) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku, free_stock=None, stock={"main": 1, "east": 1})
+    await stack.start(backorder(order, sku, 2, ship_policy="complete"))
+    line = await stack.finished(order)
+
+    assert [(s["quantity"], s["origin"]) for s in line["shipments"]] == [(1, "main"), (1, "east")]
+    booked = await stack.requests("carrier", f"backorder:{order}:1")
+    assert sorted(r["body"]["origin"] for r in booked) == ["east", "main"]
+    _assert_shipped_once(line, [r["response"]["tracking_number"] for r in booked])
+    stack.assert_rules(sku)
+
+
+async def test_a_partial_line_ships_from_each_origin_as_its_units_arrive(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    await stack.start(backorder(order, sku, 3))
+    await stack.wait_state(order, "waiting")
+
+    await _receive_at(stack, sku, 2, "east")
+    shipped = await stack.wait_state(order, "partially_shipped")
+    assert [(s["quantity"], s["origin"]) for s in shipped["shipments"]] == [(2, "east")]
+    await _receive_at(stack, sku, 1, "west")
+    line = await stack.finished(order)
+
+    assert [(s["quantity"], s["origin"]) for s in line["shipments"]] == [(2, "east"), (1, "west")]
+    kinds = [m["kind"] for m in line["messages"] if m["kind"].endswith("shipped")]
+    assert kinds == ["partially_shipped", "shipped"]
+    stack.assert_rules(sku)
+
+
+async def test_a_substitute_is_taken_in_the_line_channel_order_from_one_location_if_complete(
+    stack: Stack,
+) -> None:
+    old, alt, complete, partial = new_id("sku"), new_id("alt"), new_id(), new_id()
+    await stack.put_sku(alt, free_stock=None, stock={"main": 1, "west": 1, "east": 2})
+    await stack.put_sku(old, substitutes=[alt])
+    channels = {**DEFAULT_CHANNELS, Channel.WEB: ChannelPolicy(handling_days=3, locations=["west"])}
+    client = BackorderClient(
+        stack.admission(policy=DEFAULT_POLICY.model_copy(update={"channels": channels}))
+    )
+    await client.start(backorder(complete, old, 2, ship_policy="complete"))
+    await client.start(backorder(partial, old, 2))
+    await stack.wait_state(complete, "waiting")
+    await stack.wait_state(partial, "waiting")
+
+    for order in (complete, partial):
+        taken = await stack.api.post(
+            f"/v1/backorders/{order}/1/substitutes/{alt}/take", headers=stack.auth("order")
+        )
+        assert taken.status_code == 200, taken.text
+        await stack.finished(order)
+
+    # West first (the channel's order), but only east has both units of the complete line.
+    shipped = (await stack.line(complete))["shipments"]
+    assert [(s["quantity"], s["origin"]) for s in shipped] == [(2, "east")]
+    shipped = (await stack.line(partial))["shipments"]
+    assert [(s["quantity"], s["origin"]) for s in shipped] == [(1, "west"), (1, "main")]
+    stack.assert_rules(old, alt)

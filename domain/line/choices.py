@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.policy import OfferKind
 from domain.requests import BackorderRequest
@@ -67,6 +67,9 @@ class SubstituteInput(BaseModel):
     line_key: str
     from_sku: str
     to_sku: str
+    locations: list[str] = Field(default_factory=list)
+    """The line's channel location order (docs/locations.md): where the substitute's units are
+    taken from first. Empty in inputs recorded before: `main` first, then by name."""
 
 
 class SubstituteOption(BaseModel):

@@ -185,7 +185,12 @@ async def take_substitute(line: LineRun, sku: str) -> str:
         try:
             moved = await line.call(
                 SUBSTITUTE_LINE,
-                SubstituteInput(line_key=line.key, from_sku=old.sku, to_sku=sku),
+                SubstituteInput(
+                    line_key=line.key,
+                    from_sku=old.sku,
+                    to_sku=sku,
+                    locations=list(line.policy.channel.locations),
+                ),
                 summary=f"move to substitute {sku}",
             )
         except ActivityError as exc:

@@ -33,12 +33,17 @@ from domain.line.messages import MessageKind, SurveyInput
 from domain.line.state import LineState
 from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
+from domain.values import ShipPolicy
 from workflows.etas import refresh_etas
 from workflows.line import choices, moment, order, payment
 from workflows.line.run import LineRun
 
 SURVEY_PATCH = "survey-after-shipping"
 """Lines that ended before this code replay without starting their survey."""
+
+ONE_STEP_PATCH = "complete-line-ships-every-origin-at-once"
+"""A `complete` line ships all its origins in one step (`_ship_whole`); lines that shipped
+before this code replay one shipment per step, with a message each."""
 
 
 async def begin(line: LineRun) -> None:
@@ -128,6 +133,9 @@ async def act(line: LineRun) -> None:
 
 async def ship(line: LineRun, quantity: int) -> None:
     book = line.book
+    if book.ship_policy is ShipPolicy.COMPLETE and workflow.patched(ONE_STEP_PATCH):
+        await _ship_whole(line)
+        return
     sequence = book.next_shipment()
     shipment = await line.call(
         CREATE_SHIPMENT,
@@ -150,6 +158,54 @@ async def ship(line: LineRun, quantity: int) -> None:
         shipment=shipment,
         quantity=book.shipped,
         links=[] if done else [line.link(LinkAction.CANCEL)],
+    )
+
+
+async def _ship_whole(line: LineRun) -> None:
+    """A line that does not allow partial shipment (alone, or in its ship-complete order) ships
+    everything it holds in this one step, under the line's lock (`act`), so that no cancel
+    takes effect between its bookings: one shipment per origin its units are at (the store
+    plans one origin per shipment, `store.locations.plan_shipment`), one capture, and one
+    "shipped" message naming them all. Never a "partially shipped" message whose cancel link
+    would cancel half of a complete line (or that its order would refuse)."""
+    book = line.book
+    shipments = []
+    while book.held > 0:
+        shipment = await line.call(
+            CREATE_SHIPMENT,
+            ShipmentInput(
+                line_key=line.key,
+                request=line.request,
+                sequence=book.next_shipment(),
+                quantity=book.held,
+                expedited=book.expedited,
+                order_shipment=book.order_shipment,
+            ),
+            summary=f"ship {book.held} x {line.request.sku}",
+        )
+        shipments.append(shipment)
+        done = book.record_shipment(shipment)
+        if done or shipment.quantity <= 0:
+            break
+    line.refresh_state()
+    if not shipments:
+        return
+    last = shipments[-1].sequence
+    await payment.capture_shipment(line, last)
+    # The first shipment stands for all: their units in all, each one's tracking in `parts`.
+    whole = shipments[0].model_copy(
+        update={
+            "quantity": sum(shipment.quantity for shipment in shipments),
+            "parts": shipments if len(shipments) > 1 else [],
+        }
+    )
+    done = book.shipped >= book.quantity
+    await line.send(
+        MessageKind.SHIPPED if done else MessageKind.PARTIALLY_SHIPPED,
+        f"shipment:{last}",
+        shipment=whole,
+        quantity=book.shipped,
+        links=[] if done or book.with_order else [line.link(LinkAction.CANCEL)],
     )
 
 
