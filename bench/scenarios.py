@@ -8,7 +8,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -89,6 +89,17 @@ class Driver:
 
         await bounded(len(orders), start, CONCURRENCY)
 
+    async def order_from_supplier(self, sku: str, quantity: int) -> None:
+        """A purchase order due tomorrow: the basis of the date each line is confirmed with
+        (a line with nothing inbound starts with the law's option notice instead)."""
+        body = {
+            "sku": sku,
+            "quantity": quantity,
+            "expected_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        }
+        path = f"/v1/suppliers/{self.supplier}/purchase-orders/po-{sku}"
+        await self.call("PUT", path, "supplier", body, {200, 201})
+
     async def receive(self, sku: str, quantity: int) -> float:
         """Report an arrival; returns the wall-clock time of the 2xx answer."""
         body = {"receipt_id": f"r-{sku}", "sku": sku, "quantity": quantity}
@@ -154,13 +165,18 @@ def first_allocation(history: WorkflowHistory) -> float | None:
 
 
 async def surge(stack: BenchStack, lines: int, skus: int) -> dict[str, Any]:
-    """N lines over K SKUs through the API; once all are queued, one receipt per SKU covers
-    them; timed from the first start until every line's workflow has finished (shipped)."""
+    """N lines over K SKUs through the API, each SKU with a purchase order that covers its
+    lines; once all are queued and confirmed, one receipt per SKU covers them (not naming the
+    order: its lateness would re-date the other SKU's lines mid-run); timed from the first
+    start until every line's workflow has finished (shipped)."""
     driver = Driver(stack)
     tag = uuid.uuid4().hex[:6]
     sku_ids = [f"surge-{tag}-{k}" for k in range(skus)]
     orders = [(f"s{tag}-{i:06d}", sku_ids[i % skus]) for i in range(lines)]
     await driver.put_skus(sku_ids)
+    per_sku = {sku: sum(1 for _, s in orders if s == sku) for sku in sku_ids}
+    for sku, quantity in per_sku.items():
+        await driver.order_from_supplier(sku, quantity)
     say(f"surge: starting {lines} lines over {skus} SKUs through the API")
     began = time.monotonic()
     await driver.start_lines(orders)
@@ -168,7 +184,6 @@ async def surge(stack: BenchStack, lines: int, skus: int) -> dict[str, Any]:
     await driver.until_confirmed("surge: lines confirmed", f"backorder:s{tag}-%", lines)
     say("surge: all wait, confirmed; one receipt per SKU covers them")
     answered: dict[str, float] = {}
-    per_sku = {sku: sum(1 for _, s in orders if s == sku) for sku in sku_ids}
 
     async def receive(index: int) -> None:
         sku = sku_ids[index]

@@ -126,8 +126,8 @@ def preorder_eta(ready_at: datetime | None, eta: datetime | None) -> datetime | 
 class QueuePlace:
     eta: datetime | None
     lines_behind: bool
-    """Some waiting line stands behind this one and supply is inbound: their ETAs may have
-    moved back."""
+    """Some waiting line stands behind this one and its ETA moved back: the lines behind need
+    their dates recomputed and their customers told."""
 
 
 def inbound_supply(
@@ -149,8 +149,9 @@ def place_in_queue(
     receiving: timedelta,
     dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
 ) -> QueuePlace:
-    """A waiting line's ETA, and whether anyone waits behind it, without reading the whole queue
-    into Python: one sum over the lines ahead (an index range) and one existence check."""
+    """A waiting line's ETA, and whether the dates of lines behind it moved, without reading
+    the whole queue into Python: one sum over the lines ahead and one over those behind (index
+    ranges)."""
     orders = open_purchase_orders(session, line.sku)
     if not orders:
         # Nothing inbound: no date for this line, and none before or after for those behind.
@@ -165,8 +166,14 @@ def place_in_queue(
     ahead = session.exec(
         select(func.coalesce(func.sum(needed), 0)).where(same_queue, theirs < mine)
     ).one()
-    behind = session.exec(select(exists().where(same_queue, theirs > mine))).one()
+    behind = session.exec(
+        select(func.count(), func.coalesce(func.sum(needed), 0)).where(same_queue, theirs > mine)
+    ).one()
     supply = inbound_supply(session, orders, receiving, dates)
-    return QueuePlace(
-        eta=supply.date_covering(int(ahead) + still_needed(line)), lines_behind=bool(behind)
-    )
+    # Demand positions only grow along the queue, and so do their dates: when the first unit
+    # behind this line's place and the last unit of the whole queue fall on the same date,
+    # every line behind keeps its date (a surge of lines within one PO moves no one).
+    first_behind = supply.date_covering(int(ahead) + 1)
+    eta = supply.date_covering(int(ahead) + still_needed(line))
+    last = supply.date_covering(int(ahead) + still_needed(line) + int(behind[1]))
+    return QueuePlace(eta=eta, lines_behind=bool(behind[0]) and first_behind != last)
