@@ -38,6 +38,9 @@ async def test_sellable_quantity_counts_lines_as_they_are_accepted_and_over_limi
     assert first.status_code == 201 and first.json()["over_limit"] is False
     # Counted at once, before the line's workflow has queued it.
     assert (await availability(stack, sku))["sellable_quantity"] == 2
+    # The line within the limit is queued (and told) before the next one starts: queued first,
+    # it stands ahead of it on the purchase order, as the limit counted it.
+    await stack.wait_line(within, lambda line: len(line["messages"]) >= 1)
     beyond_body = backorder(beyond, sku, quantity=3)
     second = await stack.start(beyond_body)
     assert second.status_code == 201 and second.json()["over_limit"] is True
