@@ -152,3 +152,50 @@ async def test_availability_labels_match_hand_computed_queues(stack: Stack) -> N
     assert shorted["label"] == "Out of stock", "never a date the supply cannot meet"
     assert (shorted["waiting_units"], shorted["inbound_units"]) == (4, 4)
     assert (await stack.api.get(f"/v1/availability/{new_id('nosuch')}")).status_code == 404
+
+
+async def redatings(stack: Stack, order: str) -> int:
+    """How many times the line's workflow asked for its SKU's ETAs to be recomputed."""
+    handle = stack.services.client.get_workflow_handle(f"backorder:{order}:1")
+    history = await handle.fetch_history()
+    return sum(
+        1
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "refresh_etas"
+    )
+
+
+async def test_a_line_queued_ahead_re_dates_those_behind_only_when_their_dates_move(
+    stack: Stack,
+) -> None:
+    tag = new_id("")
+    late_ship_by = (NOW + 60 * DAY).isoformat()
+    early_ship_by = (NOW + 30 * DAY).isoformat()
+    for case, (first_po, second_po) in {"same": (10, 0), "moves": (1, 5)}.items():
+        sku = new_id(f"sku-{case}")
+        await stack.put_sku(sku)
+        await put_po(stack, f"pa-{case}{tag}", sku, first_po, NOW + 5 * DAY, supplier="globex")
+        if second_po:
+            await put_po(stack, f"pb-{case}{tag}", sku, second_po, NOW + 9 * DAY, supplier="globex")
+        behind, ahead = f"b-{case}{tag}", f"a-{case}{tag}"
+        await stack.start(backorder(behind, sku, 1) | {"ship_by": late_ship_by})
+        told = await stack.wait_line(behind, lambda line: len(line["messages"]) == 1)
+        before = datetime.fromisoformat(told["eta"])
+        # An earlier ship-by goes ahead of the waiting line in the queue.
+        await stack.start(backorder(ahead, sku, 1) | {"ship_by": early_ship_by})
+        await stack.wait_line(ahead, lambda line: len(line["messages"]) == 1)
+        if case == "same":
+            # One PO covers both: the line behind keeps its date; no one recomputes anything.
+            assert await redatings(stack, ahead) == 0
+            assert (await etas(stack, [ahead, behind])) == [before, before]
+            assert await eta_messages(stack, behind) == 0
+        else:
+            # The first PO's one unit goes to the line ahead: the line behind moves to the
+            # second PO's date, and is told once.
+            assert await redatings(stack, ahead) == 1
+            moved = await stack.wait_line(behind, lambda line, was=told["eta"]: line["eta"] != was)
+            assert datetime.fromisoformat(moved["eta"]) - before == 4 * DAY
+            assert (await etas(stack, [ahead])) == [before]
+            await stack.wait_line(behind, lambda line: len(line["messages"]) == 2)
+            assert await eta_messages(stack, behind) == 1
