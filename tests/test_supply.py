@@ -3,6 +3,7 @@ availability labels against hand-computed queues."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -166,6 +167,10 @@ async def redatings(stack: Stack, order: str) -> int:
     )
 
 
+def eta_other_than(eta: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda line: line["eta"] != eta
+
+
 async def test_a_line_queued_ahead_re_dates_those_behind_only_when_their_dates_move(
     stack: Stack,
 ) -> None:
@@ -194,7 +199,7 @@ async def test_a_line_queued_ahead_re_dates_those_behind_only_when_their_dates_m
             # The first PO's one unit goes to the line ahead: the line behind moves to the
             # second PO's date, and is told once.
             assert await redatings(stack, ahead) == 1
-            moved = await stack.wait_line(behind, lambda line, was=told["eta"]: line["eta"] != was)
+            moved = await stack.wait_line(behind, eta_other_than(told["eta"]))
             assert datetime.fromisoformat(moved["eta"]) - before == 4 * DAY
             assert (await etas(stack, [ahead])) == [before]
             await stack.wait_line(behind, lambda line: len(line["messages"]) == 2)
