@@ -128,6 +128,8 @@ async def tell(
         # the new date does not change that, and the update says so. Not one already gone:
         # its cancel is due, and `tell_eta` says nothing before it.
         deadline = timeline.deadline
+        if deadline is not None and deadline <= now:
+            deadline = None  # a line fully allocated ships instead: no deadline gone is named
     if notice is None and deadline is None and not offers and not news:
         return False
     substitutes, links = await choices.substitute_choices(line, now)
