@@ -378,7 +378,20 @@ class EtaRequest(Strict):
     """The expected ship date of a waiting line moved (ops, or the supply side)."""
 
     eta: Timestamp | None
-    """The new date, not before the line's ordered-at; null when no date can be given."""
+    """The new date: after the moment the request arrives (and so after the line's ordered-at);
+    null when no date can be given."""
+
+    @model_validator(mode="after")
+    def _ahead(self, info: ValidationInfo) -> EtaRequest:
+        # An expected ship date already past is no date: the customer would read a day gone by
+        # as one to come. Judged at the door (`admit`), against the time the request arrived.
+        if (
+            isinstance(info.context, Arrival)
+            and self.eta is not None
+            and self.eta <= info.context.now
+        ):
+            raise field_error("eta", "date_in_past", "must be in the future", self.eta.isoformat())
+        return self
 
 
 class LineQuery(Strict):

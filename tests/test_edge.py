@@ -20,7 +20,7 @@ from admission import OPS, InvalidRequest
 from domain.contract.lines import line_key
 from store.tables import LineRow, PurchaseOrderRow
 from tests.support.factories import backorder, new_id
-from tests.support.messages import links, wait_for_kind
+from tests.support.messages import links, sent, wait_for_kind
 from tests.support.stack import Stack
 
 NOW = datetime.now(UTC)
@@ -174,6 +174,32 @@ async def test_an_eta_before_the_order_is_refused_and_a_good_one_reaches_the_lin
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
     assert failed == []
+    await stack.cancel(order)
+
+
+async def test_an_eta_not_in_the_future_is_refused_and_the_customer_hears_nothing_of_it(
+    stack: Stack,
+) -> None:
+    """An hour ago is after the order but already gone: 422 naming `eta` (through the API and
+    the Python client), the line keeps no date, and the notification service got no message
+    calling that hour the date to come; a date still to come goes through and is told."""
+    _, order = await waiting_line(stack, ordered_at=datetime.now(UTC) - timedelta(days=1))
+    gone = datetime.now(UTC) - timedelta(hours=1)
+
+    refused = await stack.api.post(
+        f"/v1/backorders/{order}/1/eta", json={"eta": gone.isoformat()}, headers=stack.auth("ops")
+    )
+    with pytest.raises(InvalidRequest) as by_client:
+        await stack.client(OPS).set_eta(order, "1", {"eta": gone.isoformat()})
+    coming = (datetime.now(UTC) + timedelta(days=12)).replace(microsecond=0)
+    await stack.as_("ops").set_eta(order, "1", coming)
+    update = await wait_for_kind(stack, order, "eta_update")
+
+    assert (refused.status_code, loc(refused)) == (422, ("body", "eta")), refused.text
+    assert by_client.value.field == "eta"
+    assert [m["body"]["kind"] for m in await sent(stack, order)] == ["delay_notice", "eta_update"]
+    assert "now expected to ship by" in update["body"]["body"]
+    assert datetime.fromisoformat((await stack.line(order))["eta"]) == coming
     await stack.cancel(order)
 
 

@@ -31,6 +31,33 @@ def test_an_eta_that_meets_the_promise_moves_the_check_to_the_promise_itself() -
     assert notice_step(timeline) == SHIP_BY
 
 
+def test_an_eta_already_past_keeps_no_promise_and_the_notice_is_due_as_it_passes() -> None:
+    """Reckoned at a moment (`now`): an ETA that meets the promise holds the notice back only
+    while it is still to come; at or after it, it is no date (the notice lead applies)."""
+    near, far = Timeline.start(SHIP_BY), Timeline.start(SHIP_BY)
+    near.set_eta(SHIP_BY - timedelta(hours=6))  # inside the notice lead (a day)
+    far.set_eta(SHIP_BY - 2 * DAY)
+    before, after = SHIP_BY - 3 * DAY, SHIP_BY - timedelta(hours=5)
+
+    assert near.keeps_promise(before) and not near.keeps_promise(after)
+    assert near.dated(before) == near.eta and near.dated(after) is None
+    assert near.notice_at(WEB, before) == near.eta, "due the moment the date passes"
+    assert near.notice_at(WEB, after) == SHIP_BY - DAY
+    assert far.notice_at(WEB, before) == SHIP_BY - DAY
+    assert near.next_step(WEB, fully_allocated=False, now=after) is not None
+    assert near.due_together(WEB, after, dated=True)[0].kind is StepKind.DELAY_NOTICE
+    assert not near.due_together(WEB, after), "without `now`, runs of earlier code replay"
+
+
+def test_a_cancel_is_due_once_the_answer_by_is_gone() -> None:
+    timeline = Timeline.start(SHIP_BY)
+    facts = timeline.record_notice(SHIP_BY - DAY, WEB)
+    assert facts.answer_by is not None
+
+    assert not timeline.cancel_due(WEB, facts.answer_by - timedelta(seconds=1))
+    assert timeline.cancel_due(WEB, facts.answer_by)
+
+
 def test_silence_is_consent_up_to_thirty_days_past_ship_by() -> None:
     within, beyond = Timeline.start(SHIP_BY), Timeline.start(SHIP_BY)
     within.set_eta(SHIP_BY + 30 * DAY)

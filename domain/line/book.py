@@ -34,7 +34,7 @@ from domain.line.messages import MessageRecord
 from domain.line.payment import Payment, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
-from domain.line.timeline import Step, StepKind, Timeline
+from domain.line.timeline import CANCELS, Step, StepKind, Timeline
 from domain.orders import OrderChange
 from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
@@ -166,10 +166,11 @@ class LineBook(BaseModel):
         """Something to tell the customer before acting."""
         return self.eta_news or bool(self.order_news) or self.release_news
 
-    def next_step(self, policy: LinePolicy) -> Step | None:
+    def next_step(self, policy: LinePolicy, now: datetime | None = None) -> Step | None:
         """The next deadline: the timeline's promises, or the payment's (renew the hold, or
-        cancel when no payment method came after a declined renewal)."""
-        steps = [self.timeline.next_step(policy, fully_allocated=self.fully_allocated)]
+        cancel when no payment method came after a declined renewal). With `now`, an ETA at
+        or before it is no date (`Timeline.dated`)."""
+        steps = [self.timeline.next_step(policy, fully_allocated=self.fully_allocated, now=now)]
         payment = self.payment
         if payment is not None and not self.state.is_final:
             renew_at = payment.renewal_due_at(policy.days(policy.payment.reauthorize_lead_days))
@@ -187,6 +188,18 @@ class LineBook(BaseModel):
             steps.append(Step(kind=StepKind.ETA_UPDATE, at=quiet_until))
         due = [step for step in steps if step is not None]
         return min(due, key=lambda step: step.at, default=None)
+
+    def cancel_due(self, policy: LinePolicy, now: datetime) -> bool:
+        """The line is to be cancelled at `now` (asked to, or a deadline of its promises or its
+        payment is gone): news such as a new date is not worth a message before the cancel."""
+        if self.cancel_request is not None:
+            return True
+        if self.state.is_final:
+            return False
+        step = self.next_step(policy, now)
+        if step is not None and step.kind in CANCELS and step.at <= now:
+            return True
+        return not self.fully_allocated and self.timeline.cancel_due(policy, now)
 
     def shipped_value(self, unit_price: str) -> Decimal:
         """What the units shipped so far are worth at the line's unit price."""

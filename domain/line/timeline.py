@@ -67,6 +67,11 @@ _DESCRIPTIONS = {
 MESSAGES = frozenset({StepKind.DELAY_NOTICE, StepKind.OFFER, StepKind.CHOICE_REQUEST})
 """The steps that are a message to the customer: due at one moment, they go out as one."""
 
+CANCELS = frozenset(
+    {StepKind.CANCEL_NO_CONSENT, StepKind.CANCEL_MARKETPLACE, StepKind.CANCEL_NO_PAYMENT}
+)
+"""The steps that end the line: due, they leave nothing else to tell first."""
+
 
 class Step(BaseModel):
     kind: StepKind
@@ -113,10 +118,14 @@ class Timeline(BaseModel):
     def start(cls, ship_by: datetime) -> Timeline:
         return cls(ship_by=ship_by, promise=ship_by)
 
-    def next_step(self, policy: LinePolicy, *, fully_allocated: bool) -> Step | None:
+    def next_step(
+        self, policy: LinePolicy, *, fully_allocated: bool, now: datetime | None = None
+    ) -> Step | None:
+        """The next deadline. With `now`, an ETA at or before it is no date (`dated`); without,
+        the way of lines that replay code from before that rule."""
         if fully_allocated:
             return None
-        steps = self._steps(policy)
+        steps = self._steps(policy, now)
         if self.quiet_until is not None:
             # An offer has no deadline: it waits out the quiet period after the last message.
             steps = [
@@ -128,16 +137,17 @@ class Timeline(BaseModel):
         order = list(StepKind)
         return min(steps, key=lambda step: (step.at, order.index(step.kind)), default=None)
 
-    def due_together(self, policy: LinePolicy, now: datetime) -> list[Step]:
+    def due_together(self, policy: LinePolicy, now: datetime, *, dated: bool = False) -> list[Step]:
         """What the customer is told at `now`, in one message: the offers whose time has
         come, and the delay notice and the marketplace's choice request when they are due
         within the quiet period (sent a little early rather than as a second message right
         after this one). A notice checked at a promise the ETA meets is never early: the
         stock may still come in time."""
         early = now + policy.days(policy.channel.quiet_days)
-        on_time = self.keeps_promise()
+        at = now if dated else None  # `dated`: an ETA at or before now is no date
+        on_time = self.keeps_promise(at)
         due = []
-        for step in self._steps(policy):
+        for step in self._steps(policy, at):
             if step.kind not in MESSAGES:
                 continue
             fixed = step.kind is StepKind.OFFER or (step.kind is StepKind.DELAY_NOTICE and on_time)
@@ -145,26 +155,44 @@ class Timeline(BaseModel):
                 due.append(step)
         return due
 
-    def keeps_promise(self) -> bool:
-        """The ETA meets the promise: a date with a basis."""
-        return self.eta is not None and self.promise is not None and self.eta <= self.promise
+    def dated(self, now: datetime) -> datetime | None:
+        """The ETA as a date the customer may be given at `now`: one at or before now, with the
+        units not here, is no date (its purchase order is overdue, or it was moved to a day
+        already gone), never "expected by" a day past."""
+        return self.eta if self.eta is not None and self.eta > now else None
 
-    def notice_at(self, policy: LinePolicy) -> datetime | None:
-        """When the next delay notice is due; None when none is pending."""
+    def keeps_promise(self, now: datetime | None = None) -> bool:
+        """The ETA meets the promise: a date with a basis (with `now`, still to come)."""
+        eta = self.eta if now is None else self.dated(now)
+        return eta is not None and self.promise is not None and eta <= self.promise
+
+    def notice_at(self, policy: LinePolicy, now: datetime | None = None) -> datetime | None:
+        """When the next delay notice is due; None when none is pending.
+
+        With `now`, an ETA that meets the promise holds the notice back only while it is still
+        to come: once it passes with the units not here it is no date, so the notice is due
+        the moment it passes (or at the notice lead, when that is later)."""
         if self.promise is None or self.notice_for == self.promise:
             return None
+        lead = self.promise - policy.days(policy.delay.notice_lead_days)
+        if now is not None:
+            eta = self.dated(now)
+            return lead if eta is None or eta > self.promise else max(eta, lead)
         on_time = self.eta is not None and self.eta <= self.promise
-        return (
-            self.promise if on_time else self.promise - policy.days(policy.delay.notice_lead_days)
-        )
+        return self.promise if on_time else lead
 
-    def _steps(self, policy: LinePolicy) -> list[Step]:
+    def cancel_due(self, policy: LinePolicy, now: datetime) -> bool:
+        """A cancel of the timeline (no consent by the answer-by, the marketplace's deadline)
+        is due at `now`: nothing else is worth telling the customer first."""
+        return any(step.kind in CANCELS and step.at <= now for step in self._steps(policy, now))
+
+    def _steps(self, policy: LinePolicy, now: datetime | None = None) -> list[Step]:
         steps: list[Step] = [
             Step(kind=StepKind.OFFER, at=self.ship_by + policy.days(rung.offset_days), rung=index)
             for index, rung in enumerate(policy.channel.ladder)
             if index not in self.rungs_fired
         ]
-        notice_at = self.notice_at(policy)
+        notice_at = self.notice_at(policy, now)
         if notice_at is not None:
             steps.append(Step(kind=StepKind.DELAY_NOTICE, at=notice_at))
         if self.deadline is not None:

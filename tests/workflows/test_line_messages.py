@@ -11,15 +11,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from domain.contract.lines import ETA_CHANGED
-from domain.line.input import EtaUpdate
+from domain.contract.lines import ETA_CHANGED, RELEASE_MOVED
+from domain.line.input import EtaUpdate, Preorder, ReleaseMoved
 from domain.line.messages import MessageInput, MessageKind
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.links import LinkAction
 from domain.policy import ServicePolicy
-from tests.workflows.stubs import StubStore, line_request, line_worker, status_when
+from tests.workflows.stubs import (
+    LineHarness,
+    StubStore,
+    line_request,
+    line_worker,
+    status_when,
+)
+from workflows.line.workflow import BackorderLineWorkflow
 
 APOLOGY = {
     "name": "apology",
@@ -55,9 +63,13 @@ def dates(message: MessageInput) -> list[datetime]:
         found += [d for d in (message.notice.revised, message.notice.answer_by) if d]
     if message.deadline is not None:
         found.append(message.deadline)
-    if message.kind is MessageKind.BACKORDER_CONFIRMATION and message.eta is not None:
+    if message.kind not in UNDATED and message.eta is not None:
         found.append(message.eta)
     return found
+
+
+UNDATED = frozenset({MessageKind.DELAY_NOTICE, MessageKind.SHIPPED, MessageKind.CANCELLED_REFUNDED})
+"""Messages that name no ETA as the date to come (a notice gives its revised date)."""
 
 
 def assert_no_past_dates(store: StubStore) -> None:
@@ -199,4 +211,133 @@ async def test_supply_in_time_is_confirmed_with_its_eta_and_a_new_date_waits_out
     assert update.kind is MessageKind.ETA_UPDATE and status.state is LineState.WAITING
     confirmed, updated = line.store.sent_at
     assert updated - confirmed >= timedelta(seconds=2.9)  # the web channel's 3 quiet days
+    assert_no_past_dates(line.store)
+
+
+def news_policy(*, lead: int, quiet: int = 0, ladder: list[Any] | None = None) -> ServicePolicy:
+    """Web lines with `lead` policy seconds of notice lead and a quiet period of `quiet` (none
+    by default: a new date is told as it comes)."""
+    return ServicePolicy.model_validate(
+        {
+            "day_seconds": 1,
+            "delay": {"notice_lead_days": lead},
+            "offer_valid_days": 5,
+            "channels": {"web": {"handling_days": 30, "ladder": ladder or [], "quiet_days": quiet}},
+        }
+    )
+
+
+async def test_an_eta_already_past_is_told_as_no_date_and_keeps_no_promise(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Confirmed with supply in time, then the ETA moves to a moment already gone (an overdue
+    purchase order): the update says no date can be given, never "expected by" that day, and
+    the law's notice is scheduled as for a line with no date (at the notice lead before the
+    promise), not held back to the promise as for a date that keeps it."""
+    eta = datetime.now(UTC) + timedelta(seconds=20)
+    async with line_worker(temporal_env.client, StubStore(eta=eta)) as line:
+        handle = await line.start(line_request(order_id()), policy=news_policy(lead=2))
+        await status_when(handle, lambda s: bool(s.messages))
+        gone = datetime.now(UTC) - timedelta(seconds=5)
+        await handle.signal(ETA_CHANGED.name, EtaUpdate(eta=gone))
+        status = await status_when(handle, lambda s: len(s.messages) == 2, within=10)
+        await handle.cancel()
+    confirmation, update = line.store.messages
+    assert confirmation.kind is MessageKind.BACKORDER_CONFIRMATION and confirmation.eta == eta
+    assert update.kind is MessageKind.ETA_UPDATE and update.eta is None
+    assert status.next_action == "send a delay-option notice"
+    assert status.next_deadline == status.ship_by - timedelta(seconds=2)
+    assert_no_past_dates(line.store)
+
+
+async def test_a_new_date_that_makes_the_notice_due_is_told_by_the_notice_alone(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """Ship-by 20 s away, supply at 18 s (confirmed); the purchase order moves 5 s later while
+    the notice lead (30 s) has begun: the one message is the law's notice with the revised
+    date, not an update followed by the notice."""
+    now = datetime.now(UTC)
+    async with line_worker(temporal_env.client, StubStore(eta=now + timedelta(seconds=18))) as line:
+        handle = await line.start(
+            line_request(order_id(), ordered_at=now.isoformat()),
+            policy=news_policy(lead=30),
+            ship_in=timedelta(seconds=20),
+        )
+        await status_when(handle, lambda s: bool(s.messages))
+        later = now + timedelta(seconds=23)
+        await handle.signal(ETA_CHANGED.name, EtaUpdate(eta=later))
+        await status_when(handle, lambda s: len(s.messages) == 2, within=10)
+        await asyncio.sleep(1.5)  # a second message of the same moment would be out by now
+        await handle.cancel()
+    assert line.store.kinds() == [MessageKind.BACKORDER_CONFIRMATION, MessageKind.DELAY_NOTICE]
+    notice = line.store.messages[1].notice
+    assert notice is not None and notice.revised == later and notice.silence_is_consent
+    assert_no_past_dates(line.store)
+
+
+async def test_no_new_date_is_told_when_the_cancel_for_no_consent_is_due(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """The notice's answer-by passed while the worker was away, and a new date came in: the
+    line is cancelled, with no update just before the cancellation."""
+    client = temporal_env.client
+    line = LineHarness(client, f"line-test-{uuid.uuid4().hex[:8]}", StubStore())
+
+    def worker(**options: Any) -> Worker:
+        return Worker(
+            client,
+            task_queue=line.task_queue,
+            workflows=[BackorderLineWorkflow],
+            activities=line.store.activities(),
+            **options,
+        )
+
+    async with worker(max_cached_workflows=0):  # no sticky queue to wait out on the restart
+        handle = await line.start(
+            line_request(order_id()), policy=news_policy(lead=2), ship_in=timedelta(seconds=3)
+        )
+        await status_when(handle, lambda s: bool(s.messages))
+    [notice] = line.store.messages
+    assert notice.notice is not None and notice.notice.answer_by is not None
+    gone = notice.notice.answer_by - datetime.now(UTC) + timedelta(seconds=1)
+    await asyncio.sleep(gone.total_seconds())
+    await handle.signal(ETA_CHANGED.name, EtaUpdate(eta=datetime.now(UTC) + timedelta(seconds=60)))
+    async with worker():
+        status = await handle.result()
+    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.CANCELLED_REFUNDED]
+    assert status.cancel_reason == "delayed without the customer's consent"
+
+
+async def test_a_release_moved_while_consent_is_pending_asks_again_with_the_offers_due(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """A preorder with nothing inbound starts with the notice that gives no date; its release
+    moves, with a date within the promise, once an offer is due: one update gives the date, the
+    offer, and the notice's answer-by with the link to keep waiting."""
+    now = datetime.now(UTC)
+    rung = {"name": "apology", "offset_days": -29, "rules": APOLOGY["rules"]}  # due at 1 s
+    policy = news_policy(lead=2, quiet=3, ladder=[rung])
+    async with line_worker(temporal_env.client) as line:
+        handle = await line.start(
+            line_request(order_id(), ordered_at=now.isoformat()),
+            policy=policy,
+            preorder=Preorder(release_at=now + timedelta(seconds=6)),
+        )
+        await status_when(handle, lambda s: bool(s.messages))
+        await asyncio.sleep(
+            max(0.0, (now + timedelta(seconds=1.2) - datetime.now(UTC)).total_seconds())
+        )
+        eta = now + timedelta(seconds=20)
+        moved = ReleaseMoved(release_at=now + timedelta(seconds=8), eta=eta)
+        await handle.signal(RELEASE_MOVED.name, moved)
+        await status_when(handle, lambda s: len(s.messages) == 2, within=10)
+        await asyncio.sleep(2.5)  # past the quiet period: the offer went with the update
+        await handle.cancel()
+    assert line.store.kinds() == [MessageKind.DELAY_NOTICE, MessageKind.ETA_UPDATE]
+    notice, update = line.store.messages
+    assert notice.notice is not None and notice.notice.revised is None
+    assert update.eta == eta and update.deadline == notice.notice.answer_by
+    assert [offer.rung for offer in update.offers] == ["apology"]
+    links = {link.action: link.expires_at for link in update.links}
+    assert links[LinkAction.WAIT] == notice.notice.answer_by and LinkAction.ACCEPT_OFFER in links
     assert_no_past_dates(line.store)

@@ -36,7 +36,7 @@ from domain.links import LinkAction
 from domain.values import ShipPolicy
 from workflows.etas import refresh_etas
 from workflows.line import choices, moment, order, payment
-from workflows.line.run import LineRun
+from workflows.line.run import ETA_PATCH, LineRun
 
 SURVEY_PATCH = "survey-after-shipping"
 """Lines that ended before this code replay without starting their survey."""
@@ -304,15 +304,44 @@ async def tell_release_moved(line: LineRun) -> None:
     handling; its silent-consent window counts from the old date), otherwise with the new date.
     """
     timeline = line.book.timeline
+    event = f"release:{line.book.release_moved_to:%Y%m%d%H%M%S}"
+    if workflow.patched(ETA_PATCH):
+        await _tell_release_moved(line, event)
+        return
     eta = timeline.eta
     if timeline.promise is None or eta is None or eta <= timeline.promise:
         await line.send(
             MessageKind.ETA_UPDATE,
-            f"release:{line.book.release_moved_to:%Y%m%d%H%M%S}",
+            event,
             links=[line.link(LinkAction.CANCEL)],
         )
         return
     await announce_delay(line)
+
+
+async def _tell_release_moved(line: LineRun, event: str) -> None:
+    """The one message of the moment a release moved: the delay notice (with the offers due)
+    when the new date, or no date (a release moved to a day already gone), misses the promise,
+    else the new date as the run's loop tells one (`moment.tell_eta`): with a consent still
+    pending and what else is due, and nothing before a cancel due now."""
+    book = line.book
+    timeline = book.timeline
+    now = workflow.now()
+    if timeline.promise is None or timeline.keeps_promise(now):
+        await moment.tell_eta(line, event)
+        return
+    eta = timeline.eta
+    if book.fully_allocated and eta is not None and eta <= timeline.promise:
+        return  # held for a release already gone: it ships now, and the shipment tells it
+    if book.cancel_due(line.policy, now):
+        return
+    steps = timeline.due_together(line.policy, now, dated=True)
+    if not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
+        steps.append(Step(kind=StepKind.DELAY_NOTICE, at=now))
+    await moment.tell(line, steps, now)
+    workflow.upsert_search_attributes(
+        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
+    )
 
 
 async def take_step(line: LineRun, step: Step) -> None:

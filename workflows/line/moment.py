@@ -28,7 +28,7 @@ from domain.line.messages import LinkSpec, MessageKind
 from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
 from workflows.line import choices
-from workflows.line.run import LineRun
+from workflows.line.run import ETA_PATCH, LineRun
 
 PATCH = "one-message-per-moment"
 NO_BASIS_PATCH = "first-message-needs-a-basis"
@@ -92,15 +92,25 @@ def overtaken(line: LineRun, step: Step) -> Step:
 async def take(line: LineRun, step: Step) -> None:
     """A message step's time came: it goes out with whatever else is due now."""
     now = workflow.now()
-    steps = line.book.timeline.due_together(line.policy, now)
+    dated = workflow.patched(ETA_PATCH)  # an ETA already past keeps no promise
+    steps = line.book.timeline.due_together(line.policy, now, dated=dated)
     if not any(due.kind is step.kind and due.rung == step.rung for due in steps):
         steps.append(step)
     await tell(line, steps, now)
 
 
-async def tell(line: LineRun, steps: list[Step], now: datetime, *, first: bool = False) -> bool:
+async def tell(
+    line: LineRun,
+    steps: list[Step],
+    now: datetime,
+    *,
+    first: bool = False,
+    update: str | None = None,
+) -> bool:
     """Record every step and send one message saying all of them; False when there was
-    nothing to say (a rung with no offer for this line)."""
+    nothing to say (a rung with no offer for this line). `update`: the event of a new date to
+    tell, said by the notice or the choice request when one is due, else by the update with
+    the offers due (`tell_eta`)."""
     timeline = line.book.timeline
     kinds = {step.kind for step in steps}
     notice = timeline.record_notice(now, line.policy) if StepKind.DELAY_NOTICE in kinds else None
@@ -112,7 +122,15 @@ async def tell(line: LineRun, steps: list[Step], now: datetime, *, first: bool =
     if StepKind.CHOICE_REQUEST in kinds:
         timeline.record_choice_request()
         deadline = line.policy.auto_cancel_at(line.line.ship_by)
-    if notice is None and deadline is None and not offers:
+    news = update is not None and notice is None and deadline is None
+    if news:
+        # A notice still waits for the customer's consent (one that gave no date, most often):
+        # the new date does not change that, and the update says so. Not one already gone:
+        # its cancel is due, and `tell_eta` says nothing before it.
+        deadline = timeline.deadline
+        if deadline is not None and deadline <= now:
+            deadline = None  # a line fully allocated ships instead: no deadline gone is named
+    if notice is None and deadline is None and not offers and not news:
         return False
     substitutes, links = await choices.substitute_choices(line, now)
     links += [line.link(LinkAction.ACCEPT_OFFER, offer) for offer in offers]
@@ -123,6 +141,8 @@ async def tell(line: LineRun, steps: list[Step], now: datetime, *, first: bool =
         links.append(LinkSpec(action=LinkAction.WAIT, expires_at=wait_until))
     if notice is not None:
         kind, event = MessageKind.DELAY_NOTICE, f"notice:{timeline.notices}"
+    elif news and update is not None:
+        kind, event = MessageKind.ETA_UPDATE, update
     elif deadline is not None:
         kind, event = MessageKind.CHOICE_REQUEST, "choice"
     else:
@@ -137,8 +157,34 @@ async def tell(line: LineRun, steps: list[Step], now: datetime, *, first: bool =
         links=links,
         deadline=deadline,
     )
-    quiet(line, now)
+    if not news or steps or timeline.quiet_until is not None:
+        quiet(line, now)  # lines started before the quiet period keep none for an update
     return True
+
+
+async def tell_eta(line: LineRun, event: str) -> None:
+    """A new date to tell (the quiet period after the last message is over, or a preorder's
+    release moved), behind `ETA_PATCH`. It is said once, in the one message of this moment:
+
+    - nothing, when the line is to be cancelled now (an answer-by or the marketplace's deadline
+      gone, a cancel asked for): the cancellation is the message;
+    - the delay notice carrying the revised date (with the offers due) when the new date makes
+      the law's notice due (it misses the promise and the notice lead has begun), or the
+      choice request due now;
+    - else the update, with the offers due, and no date when the ETA is at or before now (an
+      overdue purchase order, a release moved to a day gone): never "expected by" a day past.
+      A consent still pending is asked again, with its answer-by and the link to keep waiting.
+    """
+    book = line.book
+    now = workflow.now()
+    if book.cancel_due(line.policy, now):
+        return
+    steps = [] if book.fully_allocated else book.timeline.due_together(line.policy, now, dated=True)
+    await tell(line, steps, now, update=event)
+    if steps:
+        workflow.upsert_search_attributes(
+            [contract.SA_ESCALATION_LEVEL.value_set(book.timeline.escalation_level)]
+        )
 
 
 def quiet(line: LineRun, now: datetime) -> None:

@@ -31,6 +31,11 @@ from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice, SignalAllocationsInput
 from workflows.calls import execute
 
+ETA_PATCH = "eta-a-date-to-come"
+"""An ETA at or before now is no date (`Timeline.dated`): the next deadline is reckoned with it,
+and a new date is told once with what else is due at that moment (`moment.tell_eta`). Runs
+recorded before it replay their ways."""
+
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
@@ -113,13 +118,18 @@ class LineRun:
         usually counts from `workflow.now()`, which a new attempt of the task moves."""
         if stable is None:
             stable = not content.get("links")
+        if "eta" not in content:
+            # No message names a day already gone as one to come. A stable message reads no
+            # clock (a lost task must say the same again); the confirmation, the one such
+            # message that names the date, goes out only with an ETA after the line's start.
+            timeline = self.book.timeline
+            content["eta"] = timeline.eta if stable else timeline.dated(workflow.now())
         message_input = MessageInput(
             line_key=self.key,
             request=self.request,
             kind=kind,
             event_key=event_key,
             ship_by=self.line.ship_by,
-            eta=self.book.timeline.eta,
             **self._preorder_facts(),
             locale=self.request.customer.locale or self.policy.channel.locale,
             **content,
@@ -166,7 +176,8 @@ class LineRun:
     def show_next_step(self) -> Step | None:
         """The next deadline of the line's promises and its money; shown to ops when it
         changes."""
-        step = self.book.next_step(self.policy)
+        now = workflow.now() if workflow.patched(ETA_PATCH) else None
+        step = self.book.next_step(self.policy, now)
         if step != self.next:
             self.next = step
             self.show_details()

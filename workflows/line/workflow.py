@@ -39,7 +39,7 @@ from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
 from workflows.calls import local_first
 from workflows.line import choices, life, moment, order, payment
-from workflows.line.run import LineRun
+from workflows.line.run import ETA_PATCH, LineRun
 
 
 def hold_until(line: LineInput) -> datetime | None:
@@ -134,6 +134,9 @@ class BackorderLineWorkflow:
                 continue
             if book.eta_news and moment.quiet_over(run):
                 book.eta_news = False
+                if workflow.patched(ETA_PATCH):
+                    await moment.tell_eta(run, f"eta:{book.eta_changes}")
+                    continue
                 # A notice still waits for the customer's consent (one that gave no date, most
                 # often): the new date does not change that, and the update says so.
                 answer_by = book.timeline.deadline
