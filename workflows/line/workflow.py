@@ -175,6 +175,10 @@ class BackorderLineWorkflow:
         # Let a cancel that arrived during the last shipment read its answer before we finish.
         await workflow.wait_condition(workflow.all_handlers_finished)
         await life.ask_later(run)
+        # An Update that came in while the survey was being started (a customer pressing a
+        # button as the line ships) gets its answer too: the run ends in the same activation
+        # as this wait, so none can come in after it. (A wait already satisfied adds no command.)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
     def _news_due(self) -> bool:
