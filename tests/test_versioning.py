@@ -11,6 +11,7 @@ these replays run without the sandbox (which would import a fresh, unchanged cop
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,11 +22,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from domain import contract
-from workflows.line import life
+from domain.contract.lines import line_key
+from tests.support.factories import backorder, new_id
+from tests.support.stack import Stack
+from workflows.line import life, versions
 from workflows.line.run import LineRun
 from workflows.line.workflow import BackorderLineWorkflow
 
-WAITING = Path(__file__).parent / "histories" / "line-waiting-with-offer-0-backorder-v2.json"
+HISTORIES = Path(__file__).parent / "histories"
+WAITING = HISTORIES / "line-waiting-with-offer-0-backorder-v2.json"
+WORKFLOWS = Path(__file__).parent.parent / "workflows"
 
 Begin = Callable[[LineRun], Awaitable[None]]
 
@@ -71,3 +77,54 @@ async def test_the_same_change_behind_a_patch_keeps_it_running(
     changed = _tell_ops_the_tier_again(life.begin, patch_id="tier-again")
     monkeypatch.setattr(life, "begin", changed)
     assert await _replay() is None
+
+
+def _patch_markers(history: WorkflowHistory) -> list[str]:
+    """The changes a run recorded a marker for, in order."""
+    found = []
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                payload = marker.details["patch-data"].payloads[0]
+                found.append(json.loads(payload.data)["id"])
+    return found
+
+
+def test_every_gathered_change_is_one_the_line_asks() -> None:
+    """A gathered name that no code asks (a typo) would leave its change asked by name."""
+    source = "\n".join(path.read_text() for path in WORKFLOWS.rglob("*.py"))
+    for change in versions.GATHERED:
+        assert f'"{change}"' in source.replace(f'"{change}",\n', ""), change
+
+
+def test_a_run_recorded_before_the_release_keeps_a_marker_for_each_change() -> None:
+    recorded = WorkflowHistory.from_json("waiting-line", WAITING.read_text())
+    markers = _patch_markers(recorded)
+    assert versions.RELEASE not in markers
+    assert "local-first-calls" not in markers  # v2 ran before local-first calls
+    newer = WorkflowHistory.from_json(
+        "line", (HISTORIES / "line-cancelled-0-backorder-v5.json").read_text()
+    )
+    assert set(_patch_markers(newer)) >= {"local-first-calls", "one-message-per-moment"}
+
+
+async def test_a_new_run_records_one_marker_for_every_gathered_change(stack: Stack) -> None:
+    sku, order = new_id("sku"), new_id()
+    await stack.put_sku(sku)
+    await stack.start(backorder(order, sku, quantity=1))
+    await stack.wait_state(order, "waiting")
+    await stack.receive(sku, 1, receipt_id=f"r-{order}")
+    await stack.finished(order)
+    handle = stack.services.client.get_workflow_handle(line_key(order, "1"))
+    history = await handle.fetch_history()
+    markers = _patch_markers(history)
+    assert markers == [versions.RELEASE], markers
+    # The run took the gathered changes all the same: its short calls went local-first.
+    local = [
+        event
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert local, "a run of this release makes its short calls local-first"

@@ -30,17 +30,13 @@ I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
 LOCAL_FIRST_PATCH = "local-first-calls"
-"""Runs that began before this code call every activity as a regular one (see `local_first`)."""
+"""Runs that began before this code call every activity as a regular one. A line asks it first
+thing in a run (through `workflows.line.versions`): a run recorded by earlier code has no marker
+and replays every call as a regular activity."""
 
 LOCAL_BUDGET = timedelta(seconds=10)
 """How long a call may be tried locally, retries included, before it goes to the server. Below
 the workflow task timeout (10 s), so a healthy call never makes the task heartbeat."""
-
-
-def local_first() -> bool:
-    """Whether this run makes its short calls local-first. Asked first thing in a run: a run
-    recorded by earlier code has no marker and replays every call as a regular activity."""
-    return workflow.patched(LOCAL_FIRST_PATCH)
 
 
 def _final(failure: BaseException, retry: RetryPolicy) -> bool:
@@ -68,7 +64,7 @@ async def execute(spec: Activity[I, O], arg: I, *, summary: str, local: bool = F
     """Run the activity `spec` with `arg`, returning its result or raising its final failure
     exactly as `workflow.execute_activity` would.
 
-    `local`: the calling run makes short calls local-first (`local_first`); the call then goes
+    `local`: the calling run makes short calls local-first (`LOCAL_FIRST_PATCH`); the call then goes
     local first only if the contract allows it for this activity (`Activity.local`)."""
     if local and spec.local:
         try:

@@ -35,7 +35,7 @@ from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
 from domain.values import ShipPolicy
 from workflows.etas import refresh_etas
-from workflows.line import choices, moment, order, payment
+from workflows.line import choices, moment, order, payment, versions
 from workflows.line.run import ETA_PATCH, LineRun
 
 SURVEY_PATCH = "survey-after-shipping"
@@ -67,10 +67,10 @@ async def begin(line: LineRun) -> None:
             await refresh_etas(request.sku)
     else:
         line.book.timeline.set_eta(await refresh_etas(request.sku, for_line=line.key))
-    if workflow.patched(moment.PATCH):
+    if versions.patched(moment.PATCH):
         await moment.first(line, beyond_supply=_beyond_supply(line))
         return
-    if _beyond_supply(line) and workflow.patched("over-limit-notice"):
+    if _beyond_supply(line) and versions.patched("over-limit-notice"):
         # The first message of a line sold beyond what supply covers: the law's delay-option
         # notice, at once, in place of a confirmation promising a date it has no basis for.
         await announce_delay(line)
@@ -133,7 +133,7 @@ async def act(line: LineRun) -> None:
 
 async def ship(line: LineRun, quantity: int) -> None:
     book = line.book
-    if book.ship_policy is ShipPolicy.COMPLETE and workflow.patched(ONE_STEP_PATCH):
+    if book.ship_policy is ShipPolicy.COMPLETE and versions.patched(ONE_STEP_PATCH):
         await _ship_whole(line)
         return
     sequence = book.next_shipment()
@@ -305,7 +305,7 @@ async def tell_release_moved(line: LineRun) -> None:
     """
     timeline = line.book.timeline
     event = f"release:{line.book.release_moved_to:%Y%m%d%H%M%S}"
-    if workflow.patched(ETA_PATCH):
+    if versions.patched(ETA_PATCH):
         await _tell_release_moved(line, event)
         return
     eta = timeline.eta
@@ -347,7 +347,7 @@ async def _tell_release_moved(line: LineRun, event: str) -> None:
 async def take_step(line: LineRun, step: Step) -> None:
     """Carry out one deadline of the timeline; each is recorded so it happens once."""
     timeline = line.book.timeline
-    patched = step.kind in MESSAGES and workflow.patched(moment.PATCH)
+    patched = step.kind in MESSAGES and versions.patched(moment.PATCH)
     if patched:
         step = moment.overtaken(line, step)
     if patched and step.kind in MESSAGES:
@@ -398,7 +398,7 @@ def history_full(line: LineRun) -> bool:
         info.get_current_history_length() >= line.policy.history_events_limit
         or info.is_continue_as_new_suggested()
     )
-    return full and workflow.patched("continue-as-new-long-waits")
+    return full and versions.patched("continue-as-new-long-waits")
 
 
 def continue_as_new(line: LineRun) -> None:
@@ -413,7 +413,7 @@ async def ask_later(line: LineRun) -> None:
     book = line.book
     if book.state is not LineState.SHIPPED or after is None or not book.shipments:
         return
-    if not workflow.patched(SURVEY_PATCH):
+    if not versions.patched(SURVEY_PATCH):
         return
     last = max(shipment.created_at for shipment in book.shipments)
     survey = SurveyInput(

@@ -27,7 +27,7 @@ from domain.line.choices import Offer
 from domain.line.messages import LinkSpec, MessageKind
 from domain.line.timeline import MESSAGES, Step, StepKind
 from domain.links import LinkAction
-from workflows.line import choices
+from workflows.line import choices, versions
 from workflows.line.run import ETA_PATCH, LineRun
 
 PATCH = "one-message-per-moment"
@@ -53,7 +53,7 @@ async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
     start = workflow.info().start_time
     steps = timeline.due_together(line.policy, start)
     late = beyond_supply or (timeline.eta is not None and not timeline.keeps_promise())
-    if not late and no_basis(line, start) and workflow.patched(NO_BASIS_PATCH):
+    if not late and no_basis(line, start) and versions.patched(NO_BASIS_PATCH):
         late = True
     if late and not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
         steps.append(Step(kind=StepKind.DELAY_NOTICE, at=start))
@@ -92,7 +92,7 @@ def overtaken(line: LineRun, step: Step) -> Step:
 async def take(line: LineRun, step: Step) -> None:
     """A message step's time came: it goes out with whatever else is due now."""
     now = workflow.now()
-    dated = workflow.patched(ETA_PATCH)  # an ETA already past keeps no promise
+    dated = versions.patched(ETA_PATCH)  # an ETA already past keeps no promise
     steps = line.book.timeline.due_together(line.policy, now, dated=dated)
     if not any(due.kind is step.kind and due.rung == step.rung for due in steps):
         steps.append(step)

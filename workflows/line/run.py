@@ -30,6 +30,7 @@ from domain.policy import LinePolicy
 from domain.requests import BackorderRequest
 from domain.stock import AllocationNotice, SignalAllocationsInput
 from workflows.calls import execute
+from workflows.line import versions
 
 ETA_PATCH = "eta-a-date-to-come"
 """An ETA at or before now is no date (`Timeline.dated`): the next deadline is reckoned with it,
@@ -176,7 +177,7 @@ class LineRun:
     def show_next_step(self) -> Step | None:
         """The next deadline of the line's promises and its money; shown to ops when it
         changes."""
-        now = workflow.now() if workflow.patched(ETA_PATCH) else None
+        now = workflow.now() if versions.patched(ETA_PATCH) else None
         step = self.book.next_step(self.policy, now)
         if step != self.next:
             self.next = step

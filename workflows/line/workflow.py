@@ -37,8 +37,8 @@ from domain.line.timeline import Step
 from domain.links import LinkAction
 from domain.orders import OrderChange, OrderShipped
 from domain.stock import AllocationNotice
-from workflows.calls import local_first
-from workflows.line import choices, life, moment, order, payment
+from workflows.calls import LOCAL_FIRST_PATCH
+from workflows.line import choices, life, moment, order, payment, versions
 from workflows.line.run import ETA_PATCH, LineRun
 
 
@@ -118,7 +118,8 @@ class BackorderLineWorkflow:
     async def run(self, line: LineInput) -> LineStatus:
         run = self._line
         book = run.book
-        run.local = local_first()
+        versions.begin()
+        run.local = versions.patched(LOCAL_FIRST_PATCH)
         if line.carried is None:
             await life.begin(run)
         else:
@@ -126,15 +127,15 @@ class BackorderLineWorkflow:
         while not book.state.is_final:
             if book.release_news:
                 book.release_news = False
-                if workflow.patched("preorder-release-moves") and (
+                if versions.patched("preorder-release-moves") and (
                     # A move that kept the ship date tells no one; runs of earlier code told.
-                    book.release_date_moved or not workflow.patched(QUIET_RELEASE_PATCH)
+                    book.release_date_moved or not versions.patched(QUIET_RELEASE_PATCH)
                 ):
                     await life.tell_release_moved(run)
                 continue
             if book.eta_news and moment.quiet_over(run):
                 book.eta_news = False
-                if workflow.patched(ETA_PATCH):
+                if versions.patched(ETA_PATCH):
                     await moment.tell_eta(run, f"eta:{book.eta_changes}")
                     continue
                 # A notice still waits for the customer's consent (one that gave no date, most
@@ -235,7 +236,7 @@ class BackorderLineWorkflow:
         if not source.startswith(RECEIPT_PREFIX):
             return  # catalog stock, or units another line released
         receipt_id = source.removeprefix(RECEIPT_PREFIX).split(":", 1)[-1]
-        if workflow.patched("receipt-search-attribute"):
+        if versions.patched("receipt-search-attribute"):
             workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
 
     @ETA_CHANGED.handler
