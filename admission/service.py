@@ -553,10 +553,10 @@ class Admission:
 
     async def sku(self, sku: str) -> SkuView:
         (sku,) = _ids(sku=sku)
-        row = await self._store(lambda: records.get_sku(self.db, sku))
-        if row is None:
+        found = await self._store(lambda: locations.stock_by_location(self.db, sku))
+        if found is None:
             raise NotFound(f"unknown SKU {sku!r}")
-        located = await self._store(lambda: locations.stock_by_location(self.db, sku))
+        row, located = found
         return SkuView(
             locations={
                 name: LocationStock(free_stock=free, inbound=inbound)

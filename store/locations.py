@@ -19,11 +19,11 @@ from sqlmodel import Session, col, select
 from domain.contract.lines import line_key
 from domain.values import MAIN_LOCATION
 from store.db import Database, lock_sku
+from store.queue import open_purchase_orders
 from store.tables import (
     AllocationRow,
     LineRow,
     LocationStockRow,
-    PurchaseOrderRow,
     ShipmentPlanRow,
     ShipmentRow,
     SkuRow,
@@ -150,9 +150,8 @@ def plan_shipment(session: Session, line: LineRow, key: str, quantity: int) -> S
 def inbound_at(session: Session, sku: str) -> dict[str, int]:
     """Units still to come on the SKU's purchase orders, by the location they are for."""
     inbound: dict[str, int] = defaultdict(int)
-    for order in session.exec(select(PurchaseOrderRow).where(PurchaseOrderRow.sku == sku)):
-        if order.inbound > 0:
-            inbound[order.location] += order.inbound
+    for order in open_purchase_orders(session, sku):
+        inbound[order.location] += order.inbound
     return dict(inbound)
 
 
@@ -183,12 +182,13 @@ def order_origins(
     return {location: dict(found[location]) for location in location_order((), found)}
 
 
-def stock_by_location(db: Database, sku: str) -> dict[str, tuple[int, int]]:
-    """The SKU's free stock and inbound units at each location it has or expects stock at."""
+def stock_by_location(db: Database, sku: str) -> tuple[SkuRow, dict[str, tuple[int, int]]] | None:
+    """The SKU's row, and its free stock and inbound units at each location it has or expects
+    stock at, read together (so that the locations add up to the row's total)."""
     with db.reading() as session:
         row = session.get(SkuRow, sku)
         if row is None:
-            return {}
+            return None
         free = {
             here.location: here.free_stock
             for here in session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku))
@@ -198,7 +198,7 @@ def stock_by_location(db: Database, sku: str) -> dict[str, tuple[int, int]]:
     missing = row.free_stock - sum(free.values())
     if missing or not free:
         free[MAIN_LOCATION] = free.get(MAIN_LOCATION, 0) + missing
-    return {
+    return row, {
         location: (free.get(location, 0), inbound.get(location, 0))
         for location in location_order((), {*free, *inbound})
     }

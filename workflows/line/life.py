@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from domain import contract
 from domain.contract.lines import (
     CANCEL_MARKETPLACE_DEADLINE,
     CANCEL_NO_CONSENT,
@@ -28,6 +27,7 @@ from domain.line.effects import (
     RefundRecord,
     ReleaseInput,
     ShipmentInput,
+    ShipmentRecord,
 )
 from domain.line.messages import MessageKind, SurveyInput
 from domain.line.state import LineState
@@ -137,7 +137,24 @@ async def ship(line: LineRun, quantity: int) -> None:
         await _ship_whole(line)
         return
     sequence = book.next_shipment()
-    shipment = await line.call(
+    shipment = await _book_shipment(line, sequence, quantity)
+    done = book.record_shipment(shipment)
+    line.refresh_state()
+    await payment.capture_shipment(line, sequence)
+    await line.send(
+        MessageKind.SHIPPED if done else MessageKind.PARTIALLY_SHIPPED,
+        f"shipment:{sequence}",
+        shipment=shipment,
+        quantity=book.shipped,
+        links=[] if done else [line.link(LinkAction.CANCEL)],
+    )
+
+
+async def _book_shipment(line: LineRun, sequence: int, quantity: int) -> ShipmentRecord:
+    """Ask the carrier for shipment `sequence` of the line: up to `quantity` units, from one
+    origin the store chooses (`store.locations.plan_shipment`)."""
+    book = line.book
+    return await line.call(
         CREATE_SHIPMENT,
         ShipmentInput(
             line_key=line.key,
@@ -148,16 +165,6 @@ async def ship(line: LineRun, quantity: int) -> None:
             order_shipment=book.order_shipment,
         ),
         summary=f"ship {quantity} x {line.request.sku}",
-    )
-    done = book.record_shipment(shipment)
-    line.refresh_state()
-    await payment.capture_shipment(line, sequence)
-    await line.send(
-        MessageKind.SHIPPED if done else MessageKind.PARTIALLY_SHIPPED,
-        f"shipment:{sequence}",
-        shipment=shipment,
-        quantity=book.shipped,
-        links=[] if done else [line.link(LinkAction.CANCEL)],
     )
 
 
@@ -171,18 +178,7 @@ async def _ship_whole(line: LineRun) -> None:
     book = line.book
     shipments = []
     while book.held > 0:
-        shipment = await line.call(
-            CREATE_SHIPMENT,
-            ShipmentInput(
-                line_key=line.key,
-                request=line.request,
-                sequence=book.next_shipment(),
-                quantity=book.held,
-                expedited=book.expedited,
-                order_shipment=book.order_shipment,
-            ),
-            summary=f"ship {book.held} x {line.request.sku}",
-        )
+        shipment = await _book_shipment(line, book.next_shipment(), book.held)
         shipments.append(shipment)
         done = book.record_shipment(shipment)
         if done or shipment.quantity <= 0:
@@ -293,9 +289,7 @@ async def announce_delay(line: LineRun) -> None:
     moved later), and the escalation ops see. Without a date, silence is not consent: the
     customer agrees to wait, or the line is cancelled and refunded at its deadline."""
     await delay_notice(line)
-    workflow.upsert_search_attributes(
-        [contract.SA_ESCALATION_LEVEL.value_set(line.book.timeline.escalation_level)]
-    )
+    line.show_escalation()
 
 
 async def tell_release_moved(line: LineRun) -> None:
@@ -339,9 +333,7 @@ async def _tell_release_moved(line: LineRun, event: str) -> None:
     if not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
         steps.append(Step(kind=StepKind.DELAY_NOTICE, at=now))
     await moment.tell(line, steps, now)
-    workflow.upsert_search_attributes(
-        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
-    )
+    line.show_escalation()
 
 
 async def take_step(line: LineRun, step: Step) -> None:
@@ -385,9 +377,7 @@ async def take_step(line: LineRun, step: Step) -> None:
         line.book.cancel_request = CancelRequest(reason=reason, requested_by="policy")
         async with line.lock:
             await cancel(line, line.book.cancel_request)
-    workflow.upsert_search_attributes(
-        [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
-    )
+    line.show_escalation()
 
 
 def history_full(line: LineRun) -> bool:

@@ -22,7 +22,6 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from domain import contract
 from domain.line.choices import Offer
 from domain.line.messages import LinkSpec, MessageKind
 from domain.line.timeline import MESSAGES, Step, StepKind
@@ -58,9 +57,7 @@ async def first(line: LineRun, *, beyond_supply: bool = False) -> None:
     if late and not any(step.kind is StepKind.DELAY_NOTICE for step in steps):
         steps.append(Step(kind=StepKind.DELAY_NOTICE, at=start))
     if steps and await tell(line, steps, now, first=True):
-        workflow.upsert_search_attributes(
-            [contract.SA_ESCALATION_LEVEL.value_set(timeline.escalation_level)]
-        )
+        line.show_escalation()
         return
     await line.send(
         MessageKind.BACKORDER_CONFIRMATION,
@@ -182,9 +179,7 @@ async def tell_eta(line: LineRun, event: str) -> None:
     steps = [] if book.fully_allocated else book.timeline.due_together(line.policy, now, dated=True)
     await tell(line, steps, now, update=event)
     if steps:
-        workflow.upsert_search_attributes(
-            [contract.SA_ESCALATION_LEVEL.value_set(book.timeline.escalation_level)]
-        )
+        line.show_escalation()
 
 
 def quiet(line: LineRun, now: datetime) -> None:

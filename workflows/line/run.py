@@ -162,6 +162,13 @@ class LineRun:
             workflow.upsert_search_attributes([contract.SA_STATE.value_set(state.value)])
             self.show_details()
 
+    def show_escalation(self) -> None:
+        """Ops find lines by how far their delay escalated: shown after each message that may
+        have moved it (a notice, an offer, a choice request)."""
+        workflow.upsert_search_attributes(
+            [contract.SA_ESCALATION_LEVEL.value_set(self.book.timeline.escalation_level)]
+        )
+
     def show_payment(self) -> None:
         """Ops find lines by their payment state (e.g. those that need a new payment method);
         only lines with payment terms have one, so older runs never meet this command."""
