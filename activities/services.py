@@ -203,14 +203,12 @@ class OutsideServices:
             # Everything at one location: the one shipment every order had before locations.
             origin = next(iter(held), MAIN_LOCATION)
             return await self._book_order(order, order.items, origin, "shipment")
-        first = True
         parts = []
-        for origin, skus in held.items():
+        for index, (origin, skus) in enumerate(held.items()):
             items = [InStockLine(sku=sku, quantity=units) for sku, units in skus.items()]
-            if first:
+            if index == 0:
                 items += order.in_stock_items
             parts.append(await self._book_order(order, items, origin, f"shipment:{origin}"))
-            first = False
         return parts[0].model_copy(
             update={"quantity": sum(part.quantity for part in parts), "parts": parts}
         )
