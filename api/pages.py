@@ -10,9 +10,8 @@ messages' filters (`date`, `datetime`, `money`, `number`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ def sample_pages() -> Iterator[dict[str, Any]]:
         next_step=None,
         shipments=[SAMPLE_SHIPMENT, SAMPLE_SHIPMENT.model_copy(update={"expedited": True})],
         currency="EUR",
-        charged=f"{Decimal('24.95'):.2f}",
+        charged="24.95",
         refunded=None,
         consent="explicit",
         cancel_reason=None,
@@ -152,8 +151,7 @@ def check_pages(folder: Path | None, policy: ServicePolicy) -> int:
     if folder is not None and not folder.is_dir():
         raise TemplateProblem(f"BACKORDERS_TEMPLATES_DIR: {folder} is not a folder")
     theirs = [] if folder is None else [path.parent.name for path in folder.glob("*/status.html")]
-    locales: Iterable[str] = [*SHIPPED_LOCALES, *theirs]
-    locales = [*locales, *(channel.locale for channel in policy.channels.values())]
+    locales = [*SHIPPED_LOCALES, *theirs, *(channel.locale for channel in policy.channels.values())]
     rendered = 0
     for locale in dict.fromkeys(locales):
         for sample in sample_pages():
