@@ -10,7 +10,7 @@ per location:     the same balance at each location, the locations add up to the
 from __future__ import annotations
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from store.db import Database
 from store.tables import AllocationRow, LineRow, LocationStockRow, ShipmentRow, SkuRow
@@ -32,54 +32,53 @@ def broken_rules(db: Database, sku: str) -> list[str]:
             .select_from(LineRow)
             .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
         ).one()
-    problems = []
-    if row.free_stock < 0:
-        problems.append(f"{sku}: free stock is {row.free_stock}")
-    if row.free_stock + allocated != row.stock_in_total:
-        problems.append(
-            f"{sku}: free {row.free_stock} + allocated {allocated} (net of returns) "
-            f"!= stock in {row.stock_in_total}"
-        )
+        at_locations = _broken_at_locations(session, row)
+    problems = _unbalanced(sku, row.free_stock, int(allocated), row.stock_in_total)
     if row.free_stock > 0 and waiting:
         problems.append(f"{sku}: {row.free_stock} free while {waiting} lines wait")
-    return problems + _broken_at_locations(db, row)
+    return problems + at_locations
 
 
-def _broken_at_locations(db: Database, row: SkuRow) -> list[str]:
-    sku = row.sku
-    with db.reading() as session:
-        here = list(session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku)))
-        allocated = dict(
-            session.exec(
-                select(AllocationRow.location, func.sum(AllocationRow.quantity))
-                .where(AllocationRow.sku == sku)
-                .group_by(AllocationRow.location)
-            ).all()
+def _unbalanced(place: str, free: int, allocated: int, stock_in: int) -> list[str]:
+    """No oversell at `place` (a SKU, or a SKU at a location)."""
+    problems = []
+    if free < 0:
+        problems.append(f"{place}: free stock is {free}")
+    if free + allocated != stock_in:
+        problems.append(
+            f"{place}: free {free} + allocated {allocated} (net of returns) != stock in {stock_in}"
         )
-        given = session.exec(
-            select(AllocationRow.line_key, AllocationRow.location, func.sum(AllocationRow.quantity))
-            .where(AllocationRow.sku == sku, col(AllocationRow.quantity) > 0)
-            .group_by(AllocationRow.line_key, AllocationRow.location)
-        ).all()
-        shipped = session.exec(
-            select(ShipmentRow.line_key, ShipmentRow.origin, func.sum(ShipmentRow.quantity))
-            .where(ShipmentRow.sku == sku)
-            .group_by(ShipmentRow.line_key, ShipmentRow.origin)
-        ).all()
+    return problems
+
+
+def _broken_at_locations(session: Session, row: SkuRow) -> list[str]:
+    sku = row.sku
+    here = list(session.exec(select(LocationStockRow).where(LocationStockRow.sku == sku)))
     if not here:
         return []  # a SKU untouched since before locations: all of it at `main`
+    allocated = dict(
+        session.exec(
+            select(AllocationRow.location, func.sum(AllocationRow.quantity))
+            .where(AllocationRow.sku == sku)
+            .group_by(AllocationRow.location)
+        ).all()
+    )
+    given = session.exec(
+        select(AllocationRow.line_key, AllocationRow.location, func.sum(AllocationRow.quantity))
+        .where(AllocationRow.sku == sku, col(AllocationRow.quantity) > 0)
+        .group_by(AllocationRow.line_key, AllocationRow.location)
+    ).all()
+    shipped = session.exec(
+        select(ShipmentRow.line_key, ShipmentRow.origin, func.sum(ShipmentRow.quantity))
+        .where(ShipmentRow.sku == sku)
+        .group_by(ShipmentRow.line_key, ShipmentRow.origin)
+    ).all()
     problems = []
     if sum(loc.free_stock for loc in here) != row.free_stock:
         problems.append(f"{sku}: the locations' free stock does not add up to {row.free_stock}")
     for loc in here:
         units = int(allocated.get(loc.location) or 0)
-        if loc.free_stock < 0:
-            problems.append(f"{sku}@{loc.location}: free stock is {loc.free_stock}")
-        if loc.free_stock + units != loc.stock_in_total:
-            problems.append(
-                f"{sku}@{loc.location}: free {loc.free_stock} + allocated {units} "
-                f"!= stock in {loc.stock_in_total}"
-            )
+        problems += _unbalanced(f"{sku}@{loc.location}", loc.free_stock, units, loc.stock_in_total)
     received = {(line, location): int(units) for line, location, units in given}
     for line, origin, units in shipped:
         if int(units) > received.get((line, origin), 0):
