@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain import contract
@@ -75,8 +76,10 @@ class StoreActivities:
 
     @RECORD_LINE.defn
     async def record_line(self, line_input: LineInput) -> RecordLineResult:
+        # The same run asking again is told what it was told first (`stock.record_line`).
+        run_id = activity.info().workflow_run_id if activity.in_activity() else None
         return await run_in_store(
-            lambda: stock.record_line(self.db, line_input, self.receiving, self.dates)
+            lambda: stock.record_line(self.db, line_input, self.receiving, self.dates, run_id)
         )
 
     @RELEASE_LINE.defn

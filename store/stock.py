@@ -141,9 +141,16 @@ def record_line(
     line_input: LineInput,
     receiving: timedelta = timedelta(0),
     dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+    run_id: str | None = None,
 ) -> RecordLineResult:
     """Put a new line in its SKU's queue and give it free stock if there is any; a line left
-    waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf)."""
+    waiting gets its ETA (with `receiving`, the time from a PO's date to stock on the shelf).
+
+    Asked again by the workflow run that queued the line (`run_id`), the answer is the first
+    one: the run queues its line with a local activity, which runs again when the workflow
+    task that ran it is lost, and the steps that task had taken after it (a cancel, say) must
+    not show in what the run is told of its line's start. Asked by another run of the same
+    workflow id, the answer is the line as the store has it now."""
     request = line_input.request
     key = line_key(request.order_id, request.line_id)
     with db.transaction() as session:
@@ -151,6 +158,8 @@ def record_line(
         if sku is None:
             raise UnknownSkuError(request.sku)
         line = session.get(LineRow, key)
+        if line is not None and run_id and line.recorded_by_run == run_id and line.recorded_json:
+            return RecordLineResult.model_validate_json(line.recorded_json)
         allocations: list[AllocationNotice] = []
         lines_behind = False
         if line is None:
@@ -197,7 +206,7 @@ def record_line(
             place = place_in_queue(session, line, receiving, dates)
             line.eta = preorder_eta(line.ready_at, place.eta)
             lines_behind = place.lines_behind
-        return RecordLineResult(
+        answer = RecordLineResult(
             allocations=allocations,
             allocated_quantity=line.allocated_quantity,
             shipped_quantity=line.shipped_quantity,
@@ -205,6 +214,10 @@ def record_line(
             eta=as_utc(line.eta) if line.eta else None,
             lines_behind=lines_behind,
         )
+        if run_id and line.recorded_by_run != run_id:
+            line.recorded_by_run = run_id
+            line.recorded_json = answer.model_dump_json()
+        return answer
 
 
 def _allocations_of(session: Session, line: LineRow) -> list[AllocationNotice]:

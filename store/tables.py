@@ -165,6 +165,10 @@ class LineRow(SQLModel, table=True):
     ready_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     """A preorder's expected ship date from its release: the release plus handling. Its ETA is
     never earlier."""
+    recorded_by_run: str | None = Field(default=None, max_length=64)
+    """The workflow run that queued the line, and what queueing it answered that run
+    (`store.stock.record_line`): asked again by the same run, the answer is the same."""
+    recorded_json: str | None = None
 
     @property
     def held_quantity(self) -> int:

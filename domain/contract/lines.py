@@ -101,10 +101,9 @@ STATUS = Query("status", LineStatus)
 # `local=True`: a keyed effect or a read, safe to repeat after a lost workflow task (see
 # `workflows.calls`). The others report the line as the store sees it now, and stay regular.
 
-RECORD_LINE = Activity(
-    "record_line", LineInput, RecordLineResult, start_to_close=STORE_TIMEOUT, retry=RETRY
-)
-"""Queue the line for its SKU, give it free stock, date it."""
+RECORD_LINE = Activity("record_line", LineInput, RecordLineResult, STORE_TIMEOUT, RETRY, local=True)
+"""Queue the line for its SKU, give it free stock, date it. Safe to repeat: the run that queued
+the line is answered the same again (`store.stock.record_line`)."""
 RELEASE_LINE = Activity(
     "release_line", ReleaseInput, ReleaseResult, STORE_TIMEOUT, RETRY, local=True
 )

@@ -41,6 +41,10 @@ from workflows.line.run import ETA_PATCH, LineRun
 SURVEY_PATCH = "survey-after-shipping"
 """Lines that ended before this code replay without starting their survey."""
 
+QUEUE_LOCALLY_PATCH = "queue-line-locally"
+"""A line queues itself with a local activity, in its first workflow task; lines that began
+before this code replay it as a regular activity."""
+
 ONE_STEP_PATCH = "complete-line-ships-every-origin-at-once"
 """A `complete` line ships all its origins in one step (`_ship_whole`); lines that shipped
 before this code replay one shipment per step, with a message each."""
@@ -101,6 +105,7 @@ async def record(line: LineRun) -> RecordLineResult:
         RECORD_LINE,
         line.line,
         summary=f"queue {line.request.quantity} x {line.request.sku}",
+        local=versions.patched(QUEUE_LOCALLY_PATCH),
     )
     others = []
     for notice in recorded.allocations:

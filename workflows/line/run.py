@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain import contract
@@ -74,9 +75,11 @@ class LineRun:
         decision to make it, the history before the task alone decides (nothing from
         `workflow.now()`, which a new attempt of the task moves, nor from signals, which a new
         attempt may bring more of), and for reads. Calls that report the line as the store sees
-        it now (queueing it, order membership, a substitution) would, run again, report what
-        the later lost steps already did; the contract declares them regular, and their results
-        are recorded at once. `local=False` keeps one call regular for the same reason.
+        it now (order membership, a substitution) would, run again, report what the later lost
+        steps already did; the contract declares them regular, and their results are recorded
+        at once. Queueing the line is local: asked again by the same run, the store answers
+        what it answered first (`store.stock.record_line`). `local=False` keeps one call
+        regular for the same reason.
         """
         return await execute(spec, arg, summary=summary, local=self.local and local)
 
@@ -154,12 +157,17 @@ class LineRun:
         release = self.book.release_moved_to or preorder.release_at
         return {"is_preorder": True, "release_at": release}
 
-    def refresh_state(self) -> None:
-        self.set_state(self.book.state_now())
+    def refresh_state(self, *also: SearchAttributeUpdate[Any]) -> None:
+        self.set_state(self.book.state_now(), *also)
 
-    def set_state(self, state: LineState) -> None:
+    def set_state(self, state: LineState, *also: SearchAttributeUpdate[Any]) -> None:
+        """The line's state, shown to ops when it changed, in one upsert with `also`."""
+        shown = list(also)
         if self.book.set_state(state):
-            workflow.upsert_search_attributes([contract.SA_STATE.value_set(state.value)])
+            shown.insert(0, contract.SA_STATE.value_set(state.value))
+        if shown:
+            workflow.upsert_search_attributes(shown)
+        if len(shown) > len(also):
             self.show_details()
 
     def show_escalation(self) -> None:

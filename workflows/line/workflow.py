@@ -41,6 +41,18 @@ from workflows.calls import LOCAL_FIRST_PATCH
 from workflows.line import choices, life, moment, order, payment, versions
 from workflows.line.run import ETA_PATCH, LineRun
 
+ONE_UPSERT_PATCH = "one-upsert-per-signal"
+"""An allocation from a receipt shows the line's new state and the receipt in one upsert; runs
+that took stock before this code replay them as two."""
+
+
+def _receipt_id(source: str) -> str | None:
+    """The receipt an allocation's stock came from; None for catalog stock or units another
+    line released."""
+    if not source.startswith(RECEIPT_PREFIX):
+        return None
+    return source.removeprefix(RECEIPT_PREFIX).split(":", 1)[-1]
+
 
 def hold_until(line: LineInput) -> datetime | None:
     """A preorder's stock waits for its release, unless the SKU ships before it."""
@@ -222,20 +234,27 @@ class BackorderLineWorkflow:
             return
         if not book.take(notice):
             return
+        receipt_id = _receipt_id(notice.source)
+        if receipt_id is not None and versions.patched(ONE_UPSERT_PATCH):
+            # The new state and the receipt in one upsert: one event, one visibility write.
+            shown = contract.SA_RECEIPT_ID.value_set(receipt_id)
+            if book.state is LineState.RECEIVED:
+                workflow.upsert_search_attributes([shown])
+            else:
+                self._line.refresh_state(shown)
+            return
         if book.state is not LineState.RECEIVED:  # the first state comes from recording it
             self._line.refresh_state()
-        self._show_receipt(notice.source)
+        if receipt_id is not None:
+            self._show_receipt(receipt_id)
 
-    def _show_receipt(self, source: str) -> None:
+    def _show_receipt(self, receipt_id: str) -> None:
         """Ops find the lines a receipt gave stock to by `BackorderReceiptId` (the latest one).
 
         A command added on an existing path, so it sits behind `workflow.patched`: a line
         that got a receipt's stock before this code has no patch marker in its history and
         replays without the upsert (unpatched, such a history fails to replay: TMPRL1100).
         """
-        if not source.startswith(RECEIPT_PREFIX):
-            return  # catalog stock, or units another line released
-        receipt_id = source.removeprefix(RECEIPT_PREFIX).split(":", 1)[-1]
         if versions.patched("receipt-search-attribute"):
             workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
 
