@@ -122,9 +122,13 @@ FIND_SUBSTITUTES = Activity(
 RECORD_OUTREACH = Activity(
     "record_outreach", OutreachInput, type(None), STORE_TIMEOUT, RETRY, local=True
 )
-CREATE_SHIPMENT = Activity("create_shipment", ShipmentInput, ShipmentRecord, SERVICE_TIMEOUT, RETRY)
-"""Regular: the quantity comes from allocation signals, and a retried task that saw one more
-would ask the carrier for another quantity under the same shipment key."""
+CREATE_SHIPMENT = Activity(
+    "create_shipment", ShipmentInput, ShipmentRecord, SERVICE_TIMEOUT, RETRY, local=True
+)
+"""Safe to repeat: the store plans shipment `sequence` of a line once (origin and units,
+`store.locations.plan_shipment`) and a repeat returns the shipment recorded for its key, so a
+retried task that saw one more allocation, and asks for more units, is answered what the
+first attempt booked; the line records that answer."""
 REFUND = Activity("refund", RefundInput, RefundRecord, SERVICE_TIMEOUT, RETRY, local=True)
 SEND_MESSAGE = Activity(
     "send_message", MessageInput, MessageRecord, SERVICE_TIMEOUT, MESSAGE_RETRY, local=True

@@ -45,6 +45,10 @@ QUEUE_LOCALLY_PATCH = "queue-line-locally"
 """A line queues itself with a local activity, in its first workflow task; lines that began
 before this code replay it as a regular activity."""
 
+SHIP_LOCALLY_PATCH = "ship-locally"
+"""A line books its shipment with a local activity, in the workflow task that got its stock;
+lines that shipped before this code replay it as a regular activity."""
+
 ONE_STEP_PATCH = "complete-line-ships-every-origin-at-once"
 """A `complete` line ships all its origins in one step (`_ship_whole`); lines that shipped
 before this code replay one shipment per step, with a message each."""
@@ -170,6 +174,7 @@ async def _book_shipment(line: LineRun, sequence: int, quantity: int) -> Shipmen
             order_shipment=book.order_shipment,
         ),
         summary=f"ship {quantity} x {line.request.sku}",
+        local=versions.patched(SHIP_LOCALLY_PATCH),
     )
 
 

@@ -38,7 +38,7 @@ RELEASES: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     (
         "line-release-2027-01",
-        frozenset({"queue-line-locally", "one-upsert-per-signal"}),
+        frozenset({"queue-line-locally", "one-upsert-per-signal", "ship-locally"}),
     ),
 )
 """Oldest first; each release takes its own changes and those of every release before it."""
