@@ -165,21 +165,25 @@ class Admission:
         same ids with another body."""
         request = _admit(BackorderRequest, body)
         key = line_key(request.order_id, request.line_id)
-        # The store remembers lines longer than Temporal keeps closed workflows.
-        earlier = await self._store(lambda: records.line_request_hash(self.db, key))
-        if earlier is None:
-            await self._require_skus(request)
-            admitted = await self._store(
-                lambda: selling.admit_line(self.db, key, request.sku, request.quantity)
-            )
-            over = admitted.over_limit
+        named = [request.sku, *(line.sku for line in request.in_stock_lines)]
+        # One store call: the line recorded under these ids (the store remembers lines longer
+        # than Temporal keeps closed workflows), else the SKUs checked and the line judged.
+        door = await self._store(
+            lambda: selling.admit_start(self.db, key, request.sku, request.quantity, named)
+        )
+        request_hash = canonical_hash(request)
+        if door.earlier_hash is None:
+            _require_skus(request, door.known)
+            assert door.admitted is not None, "every SKU known: the line was judged"
             started = await self.workflows.start_line(
-                request, over_limit=over, preorder=admitted.preorder
+                request,
+                over_limit=door.admitted.over_limit,
+                preorder=door.admitted.preorder,
+                request_hash=request_hash,
             )
             created = started.created
-        elif earlier == canonical_hash(request):
+        elif door.earlier_hash == request_hash:
             created = False
-            over = await self._store(lambda: selling.line_over_limit(self.db, key))
         else:
             raise Conflict(f"{key} was already started with a different request body")
         answer = StartAnswer(
@@ -187,19 +191,9 @@ class Admission:
             order_id=request.order_id,
             line_id=request.line_id,
             created=created,
-            over_limit=over,
+            over_limit=door.over_limit,
         )
         return Done(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
-
-    async def _require_skus(self, request: BackorderRequest) -> None:
-        """The line's SKU and those of its order's in-stock lines are in the catalog."""
-        named = [request.sku, *(line.sku for line in request.in_stock_lines)]
-        known = await self._store(lambda: records.known_skus(self.db, named))
-        if request.sku not in known:
-            raise _unknown_sku(("sku",), request.sku)
-        for position, line in enumerate(request.in_stock_lines):
-            if line.sku not in known:
-                raise _unknown_sku(("in_stock_lines", position, "sku"), line.sku)
 
     async def line(self, order_id: str, line_id: str) -> LineStatus:
         """A line from the store, with what its running workflow knows better (its promises);
@@ -759,6 +753,15 @@ def _checked(name: str, value: str | None, *, location: str = "path") -> str:
         raise InvalidRequest(
             name, exc.errors()[0]["msg"], kind=exc.errors()[0]["type"], location=location
         ) from None
+
+
+def _require_skus(request: BackorderRequest, known: frozenset[str]) -> None:
+    """The line's SKU and those of its order's in-stock lines are in the catalog."""
+    if request.sku not in known:
+        raise _unknown_sku(("sku",), request.sku)
+    for position, line in enumerate(request.in_stock_lines):
+        if line.sku not in known:
+            raise _unknown_sku(("in_stock_lines", position, "sku"), line.sku)
 
 
 def _unknown_sku(loc: tuple[str | int, ...], sku: str) -> InvalidRequest:

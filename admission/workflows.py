@@ -131,10 +131,12 @@ class Workflows:
         *,
         over_limit: bool = False,
         preorder: Preorder | None = None,
+        request_hash: str | None = None,
     ) -> Started:
         """Start the workflow of one backordered line; idempotent by order id and line id, the
-        request's hash in the memo telling a repeat from a clash."""
-        request_hash = canonical_hash(request)
+        request's hash in the memo telling a repeat from a clash (given when the caller has
+        it already)."""
+        request_hash = request_hash or canonical_hash(request)
         policy = self.policy.for_channel(request.channel)
         # A preorder's handling time counts from its release.
         ship_by = request.ship_by or policy.ship_by(

@@ -267,6 +267,16 @@ def report(results: dict[str, Any]) -> None:
             spent = found["cpu_ms_per_workflow"]
             cpu.add_row(label, *(str(spent.get(name, "-")) for name in processes))
         console.print(cpu)
+    if "api" in results:
+        sides = results["api"]["cpu_ms_per_start"]
+        starts = Table(title="CPU ms per start while the starts ran, by process")
+        processes = sorted({name for by in sides.values() for name in by})
+        starts.add_column("side")
+        for name in processes:
+            starts.add_column(name, justify="right")
+        for side, by in sides.items():
+            starts.add_row(side, *(str(by.get(name, "-")) for name in processes))
+        console.print(starts)
     if "history" in results:
         events = Table(title="history events of a VIP line escalated until cancelled")
         events.add_column("channel")

@@ -66,24 +66,53 @@ class Admitted:
     """Set when the line arrives before its product's release date."""
 
 
-def admit_line(db: Database, key: str, sku: str, quantity: int) -> Admitted:
-    """Judge a new line against its SKU's backorder limit, once (`over_limit`), and against its
-    release date. The SKU's lock orders this against every other start, arrival and cancel of
-    the SKU."""
+@dataclass(frozen=True)
+class Door:
+    """What the store says of a line's start at the door, read in one go (`admit_start`)."""
+
+    earlier_hash: str | None
+    """The request hash of the line already recorded under this key; None for a new line."""
+    over_limit: bool
+    """The recorded line's judgement, or the new line's (then only with every SKU known)."""
+    known: frozenset[str]
+    """Which of the named SKUs the catalog has (read for a new line only)."""
+    admitted: Admitted | None
+    """The new line, judged: None for a recorded line or one naming an unknown SKU."""
+
+
+def admit_start(db: Database, key: str, sku: str, quantity: int, named: list[str]) -> Door:
+    """Everything a start needs from the store, in one call (one thread hop): the hash of a
+    line already recorded under `key`, and its judgement; else which of the `named` SKUs the
+    catalog has and, when it has them all, the new line judged against its SKU's backorder
+    limit, once, and against its release date. Nothing is written unless every SKU exists;
+    a judgement is written under the SKU's lock, which orders it against every other start,
+    arrival and cancel of the SKU."""
     now = utcnow()
     with db.reading() as session:
-        row = session.get(SkuRow, sku)
-        if row is None:
-            raise UnknownSkuError(sku)
+        recorded = session.exec(
+            select(LineRow.request_hash, LineRow.over_limit).where(LineRow.key == key)
+        ).first()
+        if recorded is not None:
+            return Door(recorded[0], recorded[1], frozenset(), None)
+        # The full rows, so that the line's own SKU is judged from the same read.
+        rows = {
+            row.sku: row for row in session.exec(select(SkuRow).where(col(SkuRow.sku).in_(named)))
+        }
+        known = frozenset(rows)
+        row = rows.get(sku)
+        if row is None or not known.issuperset(named):
+            return Door(None, False, known, None)
         if row.backorder_limit is None:
             # Nothing to judge, nothing to write: a start takes no lock (as before limits).
             pending = session.get(PendingLineRow, key)
-            return Admitted(pending is not None and pending.over_limit, _preorder(row, now))
+            admitted = Admitted(pending is not None and pending.over_limit, _preorder(row, now))
+            return Door(None, admitted.over_limit, known, admitted)
     with db.transaction() as session:
-        row = lock_sku(session, sku)
-        if row is None:
+        locked = lock_sku(session, sku)
+        if locked is None:
             raise UnknownSkuError(sku)
-        return Admitted(_judge(session, row, key, quantity, now), _preorder(row, now))
+        admitted = Admitted(_judge(session, locked, key, quantity, now), _preorder(locked, now))
+    return Door(None, admitted.over_limit, known, admitted)
 
 
 def _preorder(row: SkuRow, now: datetime) -> Preorder | None:
@@ -112,12 +141,3 @@ def _judge(session: Session, row: SkuRow, key: str, quantity: int, now: datetime
     over = sellable is not None and quantity > sellable
     session.add(PendingLineRow(key=key, sku=row.sku, quantity=quantity, over_limit=over))
     return over
-
-
-def line_over_limit(db: Database, key: str) -> bool:
-    with db.reading() as session:
-        line = session.get(LineRow, key)
-        if line is not None:
-            return line.over_limit
-        pending = session.get(PendingLineRow, key)
-        return pending is not None and pending.over_limit
