@@ -159,17 +159,22 @@ def _count(session: OrmSession, counts: Counts) -> None:
     if not counts:
         return
     upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for (sku, state), (lines, ordered_ms) in counts.items():
-        new = upsert(LineCountRow).values(sku=sku, state=state, lines=lines, ordered_ms=ordered_ms)
-        session.connection().execute(
-            new.on_conflict_do_update(
-                index_elements=["sku", "state"],
-                set_={
-                    "lines": LineCountRow.lines + new.excluded.lines,
-                    "ordered_ms": LineCountRow.ordered_ms + new.excluded.ordered_ms,
-                },
-            )
+    # One statement for every (SKU, state) the flush moved: an arrival moves two.
+    new = upsert(LineCountRow).values(
+        [
+            {"sku": sku, "state": state, "lines": lines, "ordered_ms": ordered_ms}
+            for (sku, state), (lines, ordered_ms) in counts.items()
+        ]
+    )
+    session.connection().execute(
+        new.on_conflict_do_update(
+            index_elements=["sku", "state"],
+            set_={
+                "lines": LineCountRow.lines + new.excluded.lines,
+                "ordered_ms": LineCountRow.ordered_ms + new.excluded.ordered_ms,
+            },
         )
+    )
 
 
 def add(session: OrmSession, sku: str, **changes: int) -> None:
