@@ -1,14 +1,20 @@
-"""The running sum of waiting demand: `SkuRow.waiting_units`, the units a SKU's waiting lines
-still need, kept by every flush that changes a line.
+"""Running figures of the lines, kept by every flush that changes a line, so that no hot path
+reads a SKU's whole queue to know them (docs/queue-reads.md):
 
-Queueing one more line (`store.queue.place_in_queue`), the sellable quantity
-(`store.selling`) and re-dating (`store.supply.refresh_etas`) read this figure instead of
-summing the queue. A line's share is what it still needs while it waits, nothing otherwise; a
-flush hook compares each changed line's share before and after (its SKU may change too, for a
-substitute) and adds the difference to the SKU row in the same transaction. Whatever path
-changes a line through the ORM (queued, allocated, released, cancelled, substituted, a
-shipment, a test's seed) is counted; a bulk insert that bypasses the ORM must `recount`. The
-store audit (`store.audit`) checks the figure against the real sum.
+- `SkuRow.waiting_units`, the running sum of waiting demand (what the SKU's waiting lines
+  still need): read by queueing one more line (`store.queue.place_in_queue`), the sellable
+  quantity (`store.selling`) and re-dating (`store.redate`);
+- `SkuRow.undated_lines`, waiting lines that are not preorders and have no ETA (re-dating
+  probes for them only when some are counted);
+- `line_counts`, per SKU and state, lines and the sum of their order times, and `open_lines`,
+  the open lines by order time: what a metrics scrape reads (`store.metrics`).
+
+A `before_flush` hook compares each new, changed or deleted line's values as last flushed with
+its values now (its SKU may change too, for a substitute) and adds the difference in the same
+transaction. Whatever path changes a line through the ORM (queued, allocated, released,
+cancelled, substituted, a shipment, a test's seed) is counted; a write that bypasses the ORM
+adds its own change (`add`) or, for a bulk insert, calls `recount`. The store audit
+(`store.audit`) checks every figure against the lines.
 """
 
 from __future__ import annotations
