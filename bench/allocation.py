@@ -30,7 +30,7 @@ from domain.line.input import LineInput
 from domain.policy import DEFAULT_POLICY
 from domain.requests import BackorderRequest, PurchaseOrderRequest, ReceiptRequest
 from domain.stock import PurchaseOrderInput, ReceiptInput
-from store import metrics, stock, supply
+from store import demand, metrics, stock, supply
 from store.db import Database
 from store.tables import LineRow, SkuRow
 
@@ -109,6 +109,10 @@ def load_queue(db: Database, sku: str, lines: int) -> None:
             with db.transaction() as session:
                 session.connection().execute(insert(LineRow), rows)
             rows = []
+    with db.transaction() as session:
+        # The bulk insert bypasses the store's running sum of waiting demand, as a migration's
+        # backfill would: set it from the lines.
+        demand.recount(session, sku)
     # Fresh statistics and, on PostgreSQL, the visibility map that lets index-only scans skip
     # the table: what autovacuum keeps for a table that grew gradually.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

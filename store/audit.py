@@ -3,6 +3,9 @@
 no oversell:      free stock + units allocated and not released == units that came in,
                   and free stock is never negative
 no stranded stock: no line waits for a SKU that has free stock
+running figures:  the SKU's running sum of what its waiting lines still need and its count of
+                  undated lines, its line counts by state and its open lines by order time
+                  (`store.demand`) equal what the lines say
 per location:     the same balance at each location, the locations add up to the SKU, and no
                   line shipped more from a location than it was given there
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from store import demand
 from store.db import Database
 from store.tables import AllocationRow, LineRow, LocationStockRow, ShipmentRow, SkuRow
 
@@ -33,7 +37,17 @@ def broken_rules(db: Database, sku: str) -> list[str]:
             .where(LineRow.sku == sku, col(LineRow.waiting).is_(True))
         ).one()
         at_locations = _broken_at_locations(session, row)
+        needed = demand.counted(session, sku)
+        kept, real = demand.kept_counts(session, sku), demand.line_counts(session, sku)
+        open_lines, open_kept = demand.open_keys(session, sku)
     problems = _unbalanced(sku, row.free_stock, int(allocated), row.stock_in_total)
+    for figure, units in needed.items():
+        if getattr(row, figure) != units:
+            problems.append(f"{sku}: running {figure} {getattr(row, figure)} != {units} counted")
+    if kept != real:
+        problems.append(f"{sku}: line counts kept {kept} != {real} counted")
+    if open_lines != open_kept:
+        problems.append(f"{sku}: open lines {sorted(open_lines ^ open_kept)} kept wrong")
     if row.free_stock > 0 and waiting:
         problems.append(f"{sku}: {row.free_stock} free while {waiting} lines wait")
     return problems + at_locations

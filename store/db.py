@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine, select
 
 from config.settings import Settings
-from store import migrations
+from store import demand, migrations  # noqa: F401 - `demand` registers its flush hook
 from store.tables import SkuRow
 
 

@@ -12,24 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, asc, func, text, true, tuple_
-from sqlalchemy.orm import aliased
+from sqlalchemy import asc, desc, func, literal, true, tuple_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from domain.policy import SupplierDates
+from store.demand import WAITING, needed, waiting_units
 from store.suppliers import allowances
 from store.tables import LineRow, PurchaseOrderRow, as_utc, utcnow
 
 DEFAULT_SUPPLIER_DATES = SupplierDates()
-
-WAITING = text("lines.waiting")
-"""The queue's condition, written as the partial index `ix_lines_queue` states it: PostgreSQL
-and SQLite use a partial index only when they can see that the query's condition implies the
-index's, and neither sees it for `waiting IS true` (nor SQLite for `waiting = 1`): with those,
-reading the head of a 100,000-line queue sorted the whole queue (70 ms) instead of reading 200
-index entries (0.1 ms)."""
 
 QUEUE_ORDER = ("priority", "ship_by", "ordered_at", "key")
 """The columns of `LineRow` that order a queue (the partial index `ix_lines_queue`)."""
@@ -59,9 +53,8 @@ def queue_demand(
 ) -> Select[str, int, datetime | None, datetime | None]:
     """The SKU's queue in allocation order as (key, units still needed, ready_at, eta): only the
     columns a re-dating walk reads, not whole rows with their requests."""
-    needed = LineRow.quantity - LineRow.allocated_quantity + LineRow.released_quantity
     return (
-        select(col(LineRow.key), needed, col(LineRow.ready_at), col(LineRow.eta))
+        select(col(LineRow.key), needed(), col(LineRow.ready_at), col(LineRow.eta))
         .where(LineRow.sku == sku, WAITING)
         .where(col(LineRow.eta).is_not(None) if dated_only else true())
         .order_by(*(asc(getattr(LineRow, column)) for column in QUEUE_ORDER))
@@ -143,6 +136,11 @@ def inbound_supply(
     return InboundSupply(orders, receiving, allowances(session, orders, dates, percentile))
 
 
+NEAR = 200
+"""Lines a bounded probe sums on one side of a new line's place: the side that has fewer is
+summed, the other is the SKU's running sum of waiting demand minus it and the line."""
+
+
 def place_in_queue(
     session: Session,
     line: LineRow,
@@ -150,30 +148,66 @@ def place_in_queue(
     dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
 ) -> QueuePlace:
     """A waiting line's ETA, and whether the dates of lines behind it moved, without reading
-    the whole queue into Python: one sum over the lines ahead and one over those behind (index
-    ranges)."""
+    the whole queue: the SKU's running sum of waiting demand (`store.demand`) less what the
+    lines on the shorter side of its place need (a line queued at the back, the common case,
+    reads one index entry: none behind)."""
     orders = open_purchase_orders(session, line.sku)
     if not orders:
         # Nothing inbound: no date for this line, and none before or after for those behind.
         return QueuePlace(eta=None, lines_behind=False)
-    other = aliased(LineRow, name="other")
-    me = aliased(LineRow, name="me")
-    mine = tuple_(*(getattr(me, column) for column in QUEUE_ORDER))
-    theirs = tuple_(*(getattr(other, column) for column in QUEUE_ORDER))
-    # `other.waiting` as the partial index states it (see WAITING).
-    same_queue = and_(col(other.sku) == line.sku, text("other.waiting"), col(me.key) == line.key)
-    needed = other.quantity - other.allocated_quantity + other.released_quantity
-    ahead = session.exec(
-        select(func.coalesce(func.sum(needed), 0)).where(same_queue, theirs < mine)
-    ).one()
-    behind = session.exec(
-        select(func.count(), func.coalesce(func.sum(needed), 0)).where(same_queue, theirs > mine)
-    ).one()
+    total = waiting_units(session, line.sku)
+    mine = still_needed(line)
+    behind_lines, behind = _side(session, line, ahead=False)
+    if behind_lines < NEAR:
+        ahead = total - mine - behind
+    else:
+        ahead_lines, ahead = _side(session, line, ahead=True)
+        if ahead_lines >= NEAR:
+            # Deep inside a long queue on both sides: the sum ahead, an index range scan.
+            ahead = _side(session, line, ahead=True, limit=None)[1]
     supply = inbound_supply(session, orders, receiving, dates)
     # Demand positions only grow along the queue, and so do their dates: when the first unit
     # behind this line's place and the last unit of the whole queue fall on the same date,
     # every line behind keeps its date (a surge of lines within one PO moves no one).
-    first_behind = supply.date_covering(int(ahead) + 1)
-    eta = supply.date_covering(int(ahead) + still_needed(line))
-    last = supply.date_covering(int(ahead) + still_needed(line) + int(behind[1]))
-    return QueuePlace(eta=eta, lines_behind=bool(behind[0]) and first_behind != last)
+    first_behind = supply.date_covering(ahead + 1)
+    eta = supply.date_covering(ahead + mine)
+    last = supply.date_covering(total)
+    return QueuePlace(eta=eta, lines_behind=bool(behind_lines) and first_behind != last)
+
+
+def _side(
+    session: Session, line: LineRow, *, ahead: bool, limit: int | None = NEAR
+) -> tuple[int, int]:
+    """(lines, units they still need) of the `limit` lines nearest to `line` on one side of its
+    place (all of that side's lines without a limit): an index range of `ix_lines_queue`,
+    bounded by the line's own place as values (PostgreSQL plans a join to the line's row as a
+    scan of the whole queue)."""
+    order = [getattr(LineRow, column) for column in QUEUE_ORDER]
+    mine = at(tuple(getattr(line, column) for column in QUEUE_ORDER))
+    nearest = (
+        select(needed().label("n"))
+        .where(LineRow.sku == line.sku, WAITING)
+        .where(position() < mine if ahead else position() > mine)
+        .order_by(*(desc(column) if ahead else asc(column) for column in order))
+        .limit(limit)
+        .subquery()
+    )
+    lines, units = session.exec(select(func.count(), func.coalesce(func.sum(nearest.c.n), 0))).one()
+    return int(lines), int(units)
+
+
+Position = tuple[Any, ...]
+"""A line's place in the queue: its values of `QUEUE_ORDER`."""
+
+
+def position() -> Any:
+    """A line's place in the queue, as a row value to compare."""
+    return tuple_(*(getattr(LineRow, column) for column in QUEUE_ORDER))
+
+
+def at(place: Position) -> Any:
+    """A place in the queue as bound values, typed as the queue's columns (so that SQLite
+    compares timestamps as it stores them)."""
+    columns = LineRow.__table__.c  # type: ignore[attr-defined]
+    typed = zip(QUEUE_ORDER, place, strict=True)
+    return tuple_(*(literal(value, columns[name].type) for name, value in typed))

@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 
 from domain.line.input import Preorder
 from store.db import Database, lock_sku
-from store.queue import WAITING, open_purchase_orders
+from store.demand import waiting_units
+from store.queue import open_purchase_orders
 from store.stock import UnknownSkuError
 from store.tables import LineRow, PendingLineRow, SkuRow, as_utc, utcnow
 
@@ -28,15 +29,6 @@ PENDING_WINDOW = timedelta(minutes=10)
 """How long a line accepted at the door counts as demand before its workflow records it. A line
 is recorded within seconds; a start whose workflow never began (Temporal refused it) stops
 counting after this."""
-
-
-def waiting_units(session: Session, sku: str) -> int:
-    """Units the SKU's waiting lines still need, summed in the store."""
-    needed = LineRow.quantity - LineRow.allocated_quantity + LineRow.released_quantity
-    total = session.exec(
-        select(func.coalesce(func.sum(needed), 0)).where(LineRow.sku == sku, WAITING)
-    ).one()
-    return int(total)
 
 
 def pending_units(session: Session, sku: str, now: datetime) -> int:

@@ -12,15 +12,13 @@ from sqlalchemy import update
 
 from domain.policy import SupplierDates
 from domain.stock import Availability, EtaChange, PurchaseOrderInput
-from store import selling
+from store import demand, redate, selling
 from store.db import Database, lock_sku
 from store.queue import (
     DEFAULT_SUPPLIER_DATES,
     InboundSupply,
     inbound_supply,
     open_purchase_orders,
-    preorder_eta,
-    queue_demand,
 )
 from store.stock import UnknownSkuError
 from store.tables import LineRow, PurchaseOrderRow, SkuRow, as_utc, utcnow
@@ -69,25 +67,23 @@ def refresh_etas(
 ) -> list[EtaChange]:
     """Store each waiting line's ETA; returns the lines whose ETA really moved.
 
-    With nothing inbound every ETA is "no date": only lines that still show a date can change,
-    so a SKU without purchase orders costs the lines it dated, not its whole queue."""
+    By ranges of the queue (`store.redate`): the lines whose cumulative demand falls within one
+    purchase order's share of the inbound supply share its date, and only the lines of a range
+    whose stored ETA is another one are read and written; preorders are dated one by one."""
     with db.transaction() as session:
         lock_sku(session, sku)
         orders = open_purchase_orders(session, sku)
         supply = inbound_supply(session, orders, receiving, dates)
-        demand = 0
-        changes = []
-        for key, needed, ready_at, stored in session.exec(queue_demand(sku, dated_only=not orders)):
-            demand += needed
-            eta = preorder_eta(ready_at, supply.date_covering(demand))
-            if (as_utc(stored) if stored else None) != eta:
-                changes.append(EtaChange(line_key=key, eta=eta))
-        if changes:
+        found = redate.moved(session, sku, supply)
+        if found.changes:
             # By primary key, in batches: only the lines whose date moved are written.
             session.execute(
-                update(LineRow), [{"key": change.line_key, "eta": change.eta} for change in changes]
+                update(LineRow),
+                [{"key": change.line_key, "eta": change.eta} for change in found.changes],
             )
-        return changes
+        if found.undated:
+            demand.add(session, sku, undated_lines=found.undated)
+        return found.changes
 
 
 def line_eta(db: Database, line_key: str) -> datetime | None:
@@ -128,7 +124,7 @@ def availability(
         if row is None:
             return None
         now = utcnow()
-        waiting = selling.waiting_units(session, sku)
+        waiting = demand.waiting_units(session, sku)
         orders = open_purchase_orders(session, sku)
         inbound = sum(order.inbound for order in orders)
         sellable = selling.sellable_quantity(session, row, now)

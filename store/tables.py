@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index, false, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, false, text
 from sqlmodel import Field, SQLModel
 
 from domain.values import MAIN_LOCATION
@@ -47,6 +47,12 @@ QUEUE_INDEX = (
 needs (and `waiting`, which SQLite must read for the index to cover a sum)."""
 
 
+DATED = "waiting AND ready_at IS NULL"
+"""The lines `ix_lines_dated` holds: waiting lines whose ETA is the queue's date alone."""
+PREORDERS = "waiting AND ready_at IS NOT NULL"
+DATED_INDEX = ("sku", "eta", "priority", "ship_by", "ordered_at", "key")
+
+
 class SkuRow(SQLModel, table=True):
     __tablename__ = "skus"
 
@@ -70,6 +76,11 @@ class SkuRow(SQLModel, table=True):
     """The product's release date: lines started before it are preorders."""
     ship_before_release: bool = Field(default=False, sa_column_kwargs=NOT_BY_DEFAULT)
     """Preorders ship as soon as their stock is here, not from the release date."""
+    waiting_units: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    """Units this SKU's waiting lines still need: a running sum kept by every flush that
+    changes a line (`store.demand`), so that no path sums the queue to know it."""
+    undated_lines: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    """Waiting lines that are not preorders and have no ETA, kept as `waiting_units` is."""
 
 
 class LocationStockRow(SQLModel, table=True):
@@ -117,6 +128,12 @@ class LineRow(SQLModel, table=True):
         _partial("ix_lines_cancelled_at", "cancelled_at IS NOT NULL", "cancelled_at"),
         _partial("ix_lines_cancel_reason", "cancel_reason IS NOT NULL", "cancel_reason"),
         _partial("ix_lines_over_limit", "over_limit", "over_limit"),
+        # Waiting lines that are not preorders by their stored ETA, then in queue order: a
+        # re-dating finds the lines of a range of the queue whose ETA is not that range's date
+        # with a few probes, one per ETA stored, not by reading the range (`store.supply`).
+        _partial("ix_lines_dated", DATED, *DATED_INDEX),
+        # Waiting preorders, dated one by one: few, found without reading the queue.
+        _partial("ix_lines_waiting_preorders", PREORDERS, "sku"),
     )
 
     key: str = Field(primary_key=True, max_length=160)
@@ -174,6 +191,34 @@ class LineRow(SQLModel, table=True):
     def held_quantity(self) -> int:
         """Units allocated and neither shipped nor released."""
         return self.allocated_quantity - self.shipped_quantity - self.released_quantity
+
+
+class LineCountRow(SQLModel, table=True):
+    """Running figures of a SKU's lines in one state: how many, and the sum of their order
+    times (milliseconds since the epoch), kept by every flush that changes a line
+    (`store.demand`), so that a metrics scrape counts lines by state and sums the ages of open
+    ones without reading them (`store.metrics`). Written under the SKU's lock, as the lines."""
+
+    __tablename__ = "line_counts"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    state: str = Field(primary_key=True, max_length=32)
+    lines: int = 0
+    ordered_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class OpenLineRow(SQLModel, table=True):
+    """One open line (not shipped, not cancelled) by its order time, kept by every flush that
+    opens or closes a line (`store.demand`): the backorder age percentiles read one entry at
+    an offset in this narrow table's key. The same read in the partial index of `lines` fetched
+    a table row per entry on PostgreSQL after a re-dating rewrote the queue's rows (their
+    visibility was no longer known from the index alone); ETAs never touch this table."""
+
+    __tablename__ = "open_lines"
+
+    ordered_at: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    key: str = Field(primary_key=True, max_length=160)
+    sku: str = Field(max_length=64)
 
 
 class PendingLineRow(SQLModel, table=True):
