@@ -153,8 +153,15 @@ class StubStore:
 
     @CREATE_SHIPMENT.defn
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
+        """Keyed by line and sequence, as the carrier and the store are: a local attempt that
+        runs again (its workflow task was lost) books nothing new."""
         self.calls["create_shipment"] += 1
-        self.shipments.append(shipment)
+        booked = any(
+            (s.line_key, s.sequence) == (shipment.line_key, shipment.sequence)
+            for s in self.shipments
+        )
+        if not booked:
+            self.shipments.append(shipment)
         return ShipmentRecord(
             sequence=shipment.sequence,
             quantity=shipment.quantity,
