@@ -8,6 +8,7 @@ is one every workflow can use.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -197,19 +198,14 @@ def _plain(value: Any) -> Any:
         return _hashed(value)
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
-    return _adapter(type(value)).dump_python(value, mode="json")
+    return _adapter(value.__class__).dump_python(value, mode="json")
 
 
-_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
-
-
+@functools.cache
 def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
     """One adapter per type: building one builds its schema, which cost more than the rest of
     a start's hash."""
-    found = _ADAPTERS.get(kind)
-    if found is None:
-        found = _ADAPTERS[kind] = TypeAdapter(kind)
-    return found
+    return TypeAdapter(kind)
 
 
 def canonical_hash(model: BaseModel) -> str:

@@ -56,7 +56,7 @@ def share(line: Any) -> dict[str, int]:
     if not line.waiting:
         return {"waiting_units": 0, "undated_lines": 0}
     return {
-        "waiting_units": line.quantity - line.allocated_quantity + line.released_quantity,
+        "waiting_units": int(needed(line)),
         "undated_lines": int(line.ready_at is None and line.eta is None),
     }
 
@@ -207,7 +207,8 @@ def add(session: OrmSession, sku: str, **changes: int) -> None:
 
 
 def needed(lines: Any = LineRow) -> Any:
-    """What a line still needs, as a column expression (of `lines`, an alias of `LineRow`)."""
+    """What a line still needs: a column expression of `LineRow` or an alias of it, or the
+    number itself of a line's (or its flushed values') attributes."""
     return lines.quantity - lines.allocated_quantity + lines.released_quantity
 
 

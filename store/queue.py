@@ -61,10 +61,6 @@ def queue_demand(
     )
 
 
-def still_needed(line: LineRow) -> int:
-    return line.quantity - (line.allocated_quantity - line.released_quantity)
-
-
 def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
     rows = session.exec(
         select(PurchaseOrderRow)
@@ -156,7 +152,7 @@ def place_in_queue(
         # Nothing inbound: no date for this line, and none before or after for those behind.
         return QueuePlace(eta=None, lines_behind=False)
     total = waiting_units(session, line.sku)
-    mine = still_needed(line)
+    mine = int(needed(line))
     behind_lines, behind = _side(session, line, ahead=False)
     if behind_lines < NEAR:
         ahead = total - mine - behind

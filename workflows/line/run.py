@@ -162,12 +162,12 @@ class LineRun:
 
     def set_state(self, state: LineState, *also: SearchAttributeUpdate[Any]) -> None:
         """The line's state, shown to ops when it changed, in one upsert with `also`."""
-        shown = list(also)
-        if self.book.set_state(state):
-            shown.insert(0, contract.SA_STATE.value_set(state.value))
+        changed = self.book.set_state(state)
+        shown = [contract.SA_STATE.value_set(state.value)] if changed else []
+        shown.extend(also)
         if shown:
             workflow.upsert_search_attributes(shown)
-        if len(shown) > len(also):
+        if changed:
             self.show_details()
 
     def show_escalation(self) -> None:
