@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from client.transport import async_client
 from domain.line.status import LineStatus
 from domain.metrics import Metrics
 from domain.responses import (
@@ -156,7 +157,7 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.retry = retry
-        self.http = http or httpx.AsyncClient(
+        self.http = http or async_client(
             base_url=self.base_url,
             timeout=timeout,
             # Idle connections are dropped before uvicorn's keep-alive closes them, so a

@@ -26,7 +26,9 @@ from activities.supply import SupplyActivities
 from activities.surveys import SurveyActivities
 from client import connect
 from client.backorders import temporal_tls
+from client.transport import async_client
 from config import tracing
+from config.loop import event_loop_factory
 from config.settings import Settings
 from domain import contract
 from domain.policy import load_policy
@@ -82,7 +84,7 @@ class Workers:
 async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncIterator[Workers]:
     """The configured workers and the HTTP client their activities use, closed together."""
     timeout = httpx.Timeout(settings.http_timeout_seconds)
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with async_client(timeout=timeout) as http:
         tracing.instrument_http(http, settings)
         policy = load_policy(settings.policy_file)
         store = StoreActivities(
@@ -173,7 +175,8 @@ def main() -> None:
     except ValueError as exc:
         raise SystemExit(f"worker: {exc}") from None
     try:
-        asyncio.run(run_worker(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_worker(settings))
     except StoreSchemaError as exc:
         # What to run, in one line, rather than a traceback.
         raise SystemExit(f"worker: {exc}") from None
