@@ -155,3 +155,10 @@ async def test_a_new_run_records_one_marker_for_every_gathered_change(stack: Sta
         if event.HasField("upsert_workflow_search_attributes_event_attributes")
     ]
     assert {contract.SA_STATE.name, contract.SA_RECEIPT_ID.name} in upserts, upserts
+    # ... and it shipped in the task that got the stock: the receipt, the state "allocated"
+    # and then "shipped" went to the server as one upsert (the last one it made).
+    after_stock = upserts[upserts.index({contract.SA_STATE.name, contract.SA_RECEIPT_ID.name}) :]
+    assert len(after_stock) == 1, upserts
+    shown = (await handle.describe()).typed_search_attributes
+    assert shown.get(contract.SA_STATE) == "shipped"
+    assert shown.get(contract.SA_RECEIPT_ID) == f"r-{order}"

@@ -201,7 +201,7 @@ async def take_substitute(line: LineRun, sku: str) -> str:
         line.line.request = old.model_copy(update={"sku": sku})
         line.book.record_substitute(moved)
         line.refresh_state()
-        workflow.upsert_search_attributes([contract.SA_SKU.value_set(sku)])
+        line.show(contract.SA_SKU.value_set(sku))
         if moved.reallocated:
             await line.signal_others(moved.reallocated)
         await refresh_etas(old.sku)

@@ -54,6 +54,8 @@ class LineRun:
     """The next deadline, as last shown."""
     shown_payment: str | None = None
     """The payment state ops last saw (search attribute `BackorderPaymentState`)."""
+    held: dict[str, SearchAttributeUpdate[Any]] = field(default_factory=dict)
+    """Search attribute updates kept for the run's next upsert (`show`)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Shipping, cancelling, taking a substitute and paying a goodwill refund each read and
     change what the line holds or is owed: one at a time, or stock could be counted twice."""
@@ -157,25 +159,45 @@ class LineRun:
         release = self.book.release_moved_to or preorder.release_at
         return {"is_preorder": True, "release_at": release}
 
-    def refresh_state(self, *also: SearchAttributeUpdate[Any]) -> None:
-        self.set_state(self.book.state_now(), *also)
+    def show(self, *shown: SearchAttributeUpdate[Any], hold: bool = False) -> None:
+        """Upsert `shown` together with what was held, in one command (none when both are
+        empty). `hold`: keep them for the run's next upsert instead, which it makes before it
+        next waits (`show_held`) if nothing else shows first: each upsert is a history event
+        and a visibility write, and ops cannot see what a workflow task changed before the
+        task completes anyway."""
+        if hold:
+            self.held.update((update.key.name, update) for update in shown)
+            return
+        if self.held:
+            merged = self.held | {update.key.name: update for update in shown}
+            self.held = {}
+            shown = tuple(merged.values())
+        if shown:
+            workflow.upsert_search_attributes(list(shown))
 
-    def set_state(self, state: LineState, *also: SearchAttributeUpdate[Any]) -> None:
-        """The line's state, shown to ops when it changed, in one upsert with `also`."""
+    def show_held(self) -> None:
+        """What was held, shown now: called before the run waits."""
+        self.show()
+
+    def refresh_state(self, *also: SearchAttributeUpdate[Any], hold: bool = False) -> None:
+        self.set_state(self.book.state_now(), *also, hold=hold)
+
+    def set_state(
+        self, state: LineState, *also: SearchAttributeUpdate[Any], hold: bool = False
+    ) -> None:
+        """The line's state, shown to ops when it changed, in one upsert with `also` (`hold`:
+        see `show`)."""
         changed = self.book.set_state(state)
         shown = [contract.SA_STATE.value_set(state.value)] if changed else []
         shown.extend(also)
-        if shown:
-            workflow.upsert_search_attributes(shown)
+        self.show(*shown, hold=hold)
         if changed:
             self.show_details()
 
     def show_escalation(self) -> None:
         """Ops find lines by how far their delay escalated: shown after each message that may
         have moved it (a notice, an offer, a choice request)."""
-        workflow.upsert_search_attributes(
-            [contract.SA_ESCALATION_LEVEL.value_set(self.book.timeline.escalation_level)]
-        )
+        self.show(contract.SA_ESCALATION_LEVEL.value_set(self.book.timeline.escalation_level))
 
     def show_payment(self) -> None:
         """Ops find lines by their payment state (e.g. those that need a new payment method);
@@ -184,9 +206,7 @@ class LineRun:
         if payment is None or payment.state.value == self.shown_payment:
             return
         self.shown_payment = payment.state.value
-        workflow.upsert_search_attributes(
-            [contract.SA_PAYMENT_STATE.value_set(payment.state.value)]
-        )
+        self.show(contract.SA_PAYMENT_STATE.value_set(payment.state.value))
         self.show_details()
 
     def show_next_step(self) -> Step | None:

@@ -40,6 +40,7 @@ RELEASES: tuple[tuple[str, frozenset[str]], ...] = (
         "line-release-2027-01",
         frozenset({"queue-line-locally", "one-upsert-per-signal", "ship-locally"}),
     ),
+    ("line-release-2027-02", frozenset({"one-upsert-per-task"})),
 )
 """Oldest first; each release takes its own changes and those of every release before it."""
 

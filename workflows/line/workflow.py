@@ -45,6 +45,10 @@ ONE_UPSERT_PATCH = "one-upsert-per-signal"
 """An allocation from a receipt shows the line's new state and the receipt in one upsert; runs
 that took stock before this code replay them as two."""
 
+ONE_UPSERT_PER_TASK_PATCH = "one-upsert-per-task"
+"""An allocation the line acts on at once is shown with what the line shows after acting (its
+shipment's state), in one upsert; runs that took stock before this code replay two."""
+
 
 def _receipt_id(source: str) -> str | None:
     """The receipt an allocation's stock came from; None for catalog stock or units another
@@ -183,6 +187,7 @@ class BackorderLineWorkflow:
                 await life.act(run)
             elif step is not None:
                 await life.take_step(run, step)
+        run.show_held()
         while book.order_news and book.state is LineState.SHIPPED:
             await order.tell_change(run, book.order_news.pop(0))
         # Let a cancel that arrived during the last shipment read its answer before we finish.
@@ -201,6 +206,7 @@ class BackorderLineWorkflow:
 
     async def _wait_for_news(self, step: Step | None) -> bool:
         """Wait for something to do; False when the step's time came first."""
+        self._line.show_held()
         self._wake = False
 
         def news() -> bool:
@@ -236,12 +242,15 @@ class BackorderLineWorkflow:
             return
         receipt_id = _receipt_id(notice.source)
         if receipt_id is not None and versions.patched(ONE_UPSERT_PATCH):
-            # The new state and the receipt in one upsert: one event, one visibility write.
+            # The new state and the receipt in one upsert: one event, one visibility write. A
+            # line that acts on its stock at once (it ships, mostly) holds them for what it
+            # shows then, in the same workflow task.
             shown = contract.SA_RECEIPT_ID.value_set(receipt_id)
+            hold = book.has_work() and versions.patched(ONE_UPSERT_PER_TASK_PATCH)
             if book.state is LineState.RECEIVED:
-                workflow.upsert_search_attributes([shown])
+                self._line.show(shown, hold=hold)
             else:
-                self._line.refresh_state(shown)
+                self._line.refresh_state(shown, hold=hold)
             return
         if book.state is not LineState.RECEIVED:  # the first state comes from recording it
             self._line.refresh_state()
@@ -256,7 +265,7 @@ class BackorderLineWorkflow:
         replays without the upsert (unpatched, such a history fails to replay: TMPRL1100).
         """
         if versions.patched("receipt-search-attribute"):
-            workflow.upsert_search_attributes([contract.SA_RECEIPT_ID.value_set(receipt_id)])
+            self._line.show(contract.SA_RECEIPT_ID.value_set(receipt_id))
 
     @ETA_CHANGED.handler
     def eta_changed(self, update: EtaUpdate) -> None:
