@@ -26,6 +26,7 @@ from rich.table import Table
 from bench import scenarios
 from bench.allocation import allocation
 from bench.stack import BenchStack, say
+from config.loop import event_loop_factory
 from store import migrations
 from store.db import Database
 
@@ -301,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="backorders-bench-") as tmp:
         folder = Path(tmp)
         if set(args.only) - {"allocation"}:
-            asyncio.run(run_stack(args, folder, results))
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(run_stack(args, folder, results))
         if "allocation" in args.only:
             sizes = [int(size) for size in args.sizes.split(",")]
             backends = [name.strip() for name in args.backends.split(",")]

@@ -2,7 +2,8 @@
 
 One activity that does nothing, one signal, one one-second timer (MEASUREMENTS.md measured the
 dev server's throughput with the same workflow). Its worker runs in a process of its own, with
-the SDK's defaults, like the service's worker: `python -m bench.floor TASK_QUEUE`.
+the SDK's defaults, on the event loop the service's worker runs on (`config.loop`):
+`python -m bench.floor TASK_QUEUE`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
+
+from config.loop import event_loop_factory
 
 FLOOR_WORKFLOW = "BenchFloor"
 FLOOR_SIGNAL = "go"
@@ -47,4 +50,5 @@ async def run_worker(target: str, task_queue: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run_worker(sys.argv[1], sys.argv[2]))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run_worker(sys.argv[1], sys.argv[2]))
