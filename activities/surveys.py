@@ -4,6 +4,7 @@ this activity (`domain.contract.lines.START_SURVEY`)."""
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -21,7 +22,13 @@ class SurveyActivities:
     @START_SURVEY.defn
     async def start_survey(self, survey: SurveyInput) -> None:
         """One survey per line: a survey already running is kept, one already finished is not
-        started again."""
+        started again.
+
+        The survey starts delayed until it is time to ask: the server records its start now
+        and gives it its first workflow task then, so that a shipped line costs no survey task
+        and no timer until the day the customer is asked (the workflow still sleeps whatever
+        is left, as runs started without a delay do)."""
+        delay = survey.ask_at - datetime.now(UTC)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 SURVEY_WORKFLOW.name,
@@ -30,5 +37,6 @@ class SurveyActivities:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                start_delay=delay if delay > timedelta(0) else None,
                 static_summary="ask the customer how the wait went",
             )

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
@@ -58,6 +59,11 @@ async def test_a_shipped_line_closes_and_its_customer_is_asked_once_later(
     survey_messages = [m for m in store.messages if m.kind is MessageKind.SURVEY]
     assert [(m.line_key, m.event_key) for m in survey_messages] == [(handle.id, "survey")]
     assert (await survey.describe()).status is WorkflowExecutionStatus.COMPLETED
+    # Its start was delayed until the time to ask: no workflow task and no timer before it.
+    events = (await survey.fetch_history()).events
+    started = events[0].workflow_execution_started_event_attributes
+    assert started.first_workflow_task_backoff.ToTimedelta() > timedelta(seconds=0.5)
+    assert not any(event.HasField("timer_started_event_attributes") for event in events)
 
 
 async def test_a_cancelled_line_or_a_policy_without_survey_asks_nothing(
