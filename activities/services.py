@@ -356,8 +356,8 @@ class OutsideServices:
 
     async def _product(self, sku: str) -> str:
         """The product's name in the catalog; its SKU when the catalog has none."""
-        row = await asyncio.to_thread(records.get_sku, self.db, sku)
-        return row.name if row is not None and row.name.strip() else sku
+        name = await asyncio.to_thread(records.sku_name, self.db, sku)
+        return name if name is not None and name.strip() else sku
 
     @SEND_MESSAGE.defn
     async def send_message(self, message: MessageInput) -> MessageRecord:

@@ -4,7 +4,8 @@ No Temporal and no HTTP: exactly the store calls the worker makes for one line t
 then ships, in the order it makes them:
 
 - `record_line` (the line's record activity, with its workflow run id);
-- the confirmation message: `get_sku` (the product's name), `find_message`, `record_message`;
+- the confirmation message: the product's name (`get_sku`, since `sku_name`), `find_message`,
+  `record_message`;
 - after a receipt allocated the line (timed apart, not per line): the shipment's
   `find_shipment`, `plan_line_shipment`, `record_shipment`;
 - the shipped message, as the confirmation.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import statistics
 import tempfile
@@ -42,7 +44,7 @@ from domain.line.messages import MessageKind
 from domain.policy import DEFAULT_POLICY
 from domain.requests import BackorderRequest, PurchaseOrderRequest, ReceiptRequest
 from domain.stock import PurchaseOrderInput, ReceiptInput
-from store import locations, records, stock, supply
+from store import audit, locations, records, stock, supply
 from store.db import Database
 from store.tables import MessageRow, ShipmentRow, SkuRow
 
@@ -89,7 +91,7 @@ def _line_input(order_id: str, sku: str) -> LineInput:
 
 def _message(db: Database, clock: Clock, line_key: str, sku: str, kind: MessageKind) -> None:
     key = f"{line_key}:message:{kind.value}"
-    clock("get_sku", records.get_sku, db, sku)
+    clock("get_sku", records.sku_name, db, sku)
     if clock("find_message", records.find_message, db, key) is not None:
         raise AssertionError(f"message {key} found before it was sent")
     row = MessageRow(
@@ -131,6 +133,9 @@ def run(db: Database, lines: int) -> tuple[dict[str, float], float]:
         receipt=ReceiptRequest(receipt_id="r-1", sku=sku, quantity=lines, po_id="po-1"),
         request_hash="0" * 64,
     )
+    # A full collection of the garbage of the lines before, not charged to the receipt: where
+    # one lands otherwise moves its single figure by half.
+    gc.collect()
     began = time.process_time()
     arrived = stock.record_receipt(db, receipt)
     receipt_ms = (time.process_time() - began) * 1000
@@ -154,9 +159,9 @@ def run(db: Database, lines: int) -> tuple[dict[str, float], float]:
         )
         clock("record_shipment", records.record_shipment, db, line_key=key, sku=sku, row=row)
         _message(db, clock, key, sku, MessageKind.SHIPPED)
-    with db.reading() as session:
-        shipped = session.get(SkuRow, sku)
-        assert shipped is not None and shipped.waiting_units == 0
+    problems = audit.broken_rules(db, sku)
+    if problems:
+        raise AssertionError(f"the store's figures are wrong: {problems}")
     return {name: clock.spent[name] / lines for name in CALLS}, receipt_ms
 
 

@@ -12,8 +12,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import asc, desc, text
+from sqlalchemy import Table, asc, bindparam, desc, text
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from domain.line.choices import Offer
@@ -23,7 +25,7 @@ from domain.line.payment import Payment, PaymentState, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.requests import BackorderRequest
-from store.db import Database, lock_sku
+from store.db import Database, insert_new, lock_sku
 from store.stock import LineNotFoundError, refresh_state
 from store.tables import (
     LineRow,
@@ -42,7 +44,8 @@ from store.tables import (
 )
 
 
-def shipment_record(row: ShipmentRow) -> ShipmentRecord:
+def shipment_record(row: ShipmentRow | Any) -> ShipmentRecord:
+    """A shipment as recorded, from its row (or a Core row of its columns)."""
     return ShipmentRecord(
         sequence=row.sequence,
         quantity=row.quantity,
@@ -64,7 +67,8 @@ def refund_record(row: RefundRow) -> RefundRecord:
     )
 
 
-def message_record(row: MessageRow) -> MessageRecord:
+def message_record(row: MessageRow | Any) -> MessageRecord:
+    """A message as recorded, from its row (or a Core row of its columns)."""
     return MessageRecord(
         kind=MessageKind(row.kind),
         subject=row.subject,
@@ -74,9 +78,30 @@ def message_record(row: MessageRow) -> MessageRecord:
     )
 
 
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+SHIPMENTS = _table(ShipmentRow)
+MESSAGES = _table(MessageRow)
+
+# Key lookups built once, read without the ORM: every line asks them, and almost always finds
+# nothing (the effect is new), which the ORM's `Session.get` costs several times over.
+_FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bindparam("key"))
+_FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
+_NEW_SHIPMENT = SHIPMENTS.insert()
+_SKU_NAME = core_select(_table(SkuRow).c.name).where(_table(SkuRow).c.sku == bindparam("sku"))
+
+
+def _values(row: Any, table: Table) -> dict[str, Any]:
+    """A new row's values by column, as the ORM would insert them."""
+    return {column.key: getattr(row, column.key) for column in table.columns}
+
+
 def find_shipment(db: Database, idempotency_key: str) -> ShipmentRecord | None:
-    with db.reading() as session:
-        row = session.get(ShipmentRow, idempotency_key)
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_SHIPMENT, {"key": idempotency_key}).first()
         return shipment_record(row) if row else None
 
 
@@ -84,14 +109,17 @@ def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) 
     """Store a shipment the carrier accepted and count its units as shipped, once."""
     with db.transaction() as session:
         lock_sku(session, sku)
-        existing = session.get(ShipmentRow, row.idempotency_key)
+        connection = session.connection()
+        existing = connection.execute(_FIND_SHIPMENT, {"key": row.idempotency_key}).first()
         if existing is not None:
             return shipment_record(existing)
         line = session.get(LineRow, line_key)
         if line is None:
             raise LineNotFoundError(line_key)
         row.sku = row.sku or line.sku
-        session.add(row)
+        # The shipment's row needs no unit of work: only the line's change is counted
+        # (`store.demand`), by the flush at commit.
+        connection.execute(_NEW_SHIPMENT, _values(row, SHIPMENTS))
         line.shipped_quantity += row.quantity
         refresh_state(line)
         return shipment_record(row)
@@ -128,8 +156,8 @@ def record_payment(db: Database, row: PaymentRow) -> PaymentRow:
 
 
 def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:
-    with db.reading() as session:
-        row = session.get(MessageRow, idempotency_key)
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_MESSAGE, {"key": idempotency_key}).first()
         return message_record(row) if row else None
 
 
@@ -142,6 +170,14 @@ def record_message(
 ) -> MessageRecord:
     """A message sent, with the offers it made or the offer whose acceptance it confirms, in
     one transaction: the offer figures of the metrics count what customers were really told."""
+    if not offers and accepted_offer_id is None:
+        # Most messages: one statement, the row inserted unless its key is there already.
+        with db.writing() as connection:
+            new = connection.execute(insert_new(connection, MESSAGES), _values(row, MESSAGES))
+            if new.rowcount:
+                return message_record(row)
+            found = connection.execute(_FIND_MESSAGE, {"key": row.idempotency_key}).one()
+            return message_record(found)
     with db.transaction() as session:
         existing = session.get(MessageRow, row.idempotency_key)
         if existing is not None:
@@ -355,6 +391,14 @@ def list_lines(
 def get_sku(db: Database, sku: str) -> SkuRow | None:
     with db.reading() as session:
         return session.get(SkuRow, sku)
+
+
+def sku_name(db: Database, sku: str) -> str | None:
+    """The product's name in the catalog (None for an unknown SKU): one column, without
+    loading the row (every message asks)."""
+    with db.read_connection() as connection:
+        name: str | None = connection.execute(_SKU_NAME, {"sku": sku}).scalar()
+        return name
 
 
 def sku_exists(db: Database, sku: str) -> bool:
