@@ -193,13 +193,20 @@ def plan_line_shipment(db: Database, key_of_line: str, key: str, quantity: int) 
     """The origin and units of shipment `key` of a line (`plan_shipment`), in its own
     transaction under the lock of the line's SKU."""
     with db.transaction() as session:
-        sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar()
-        if sku is None:
-            return MAIN_LOCATION, quantity  # the store does not know it: as before locations
-        lock_sku(session, sku)
-        # The line's SKU again, under the lock (a substitute may have just moved it).
-        sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar_one()
-        return plan_shipment(session, key_of_line, sku, key, quantity)
+        return plan_line_shipment_in(session, key_of_line, key, quantity)
+
+
+def plan_line_shipment_in(
+    session: Session, key_of_line: str, key: str, quantity: int
+) -> tuple[str, int]:
+    """`plan_line_shipment` in the caller's transaction."""
+    sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar()
+    if sku is None:
+        return MAIN_LOCATION, quantity  # the store does not know it: as before locations
+    lock_sku(session, sku)
+    # The line's SKU again, under the lock (a substitute may have just moved it).
+    sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar_one()
+    return plan_shipment(session, key_of_line, sku, key, quantity)
 
 
 def order_origins(

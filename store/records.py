@@ -25,6 +25,7 @@ from domain.line.payment import Payment, PaymentState, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.requests import BackorderRequest
+from store import locations
 from store.db import Database, insert_new, lock_sku
 from store.stock import LineNotFoundError, refresh_state
 from store.tables import (
@@ -90,7 +91,6 @@ MESSAGES = _table(MessageRow)
 # nothing (the effect is new), which the ORM's `Session.get` costs several times over.
 _FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bindparam("key"))
 _FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
-_NEW_SHIPMENT = SHIPMENTS.insert()
 _SKU_NAME = core_select(_table(SkuRow).c.name).where(_table(SkuRow).c.sku == bindparam("sku"))
 
 
@@ -105,24 +105,39 @@ def find_shipment(db: Database, idempotency_key: str) -> ShipmentRecord | None:
         return shipment_record(row) if row else None
 
 
+def find_or_plan_shipment(
+    db: Database, *, line_key: str, key: str, quantity: int
+) -> ShipmentRecord | tuple[str, int]:
+    """The shipment recorded under `key`; without one, where it leaves from and how many units
+    it carries (`store.locations.plan_line_shipment`). One transaction for what a shipment's
+    activity asks first (`find_shipment`) and then."""
+    with db.transaction() as session:
+        found = session.connection().execute(_FIND_SHIPMENT, {"key": key}).first()
+        if found is not None:
+            return shipment_record(found)
+        return locations.plan_line_shipment_in(session, line_key, key, quantity)
+
+
 def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) -> ShipmentRecord:
     """Store a shipment the carrier accepted and count its units as shipped, once."""
     with db.transaction() as session:
         lock_sku(session, sku)
         connection = session.connection()
+        line = session.get(LineRow, line_key)
+        if line is not None:
+            row.sku = row.sku or line.sku
+            # The shipment's row needs no unit of work: only the line's change is counted
+            # (`store.demand`), by the flush at commit. A row already there under the key is
+            # the shipment recorded first.
+            new = connection.execute(insert_new(connection, SHIPMENTS), _values(row, SHIPMENTS))
+            if new.rowcount:
+                line.shipped_quantity += row.quantity
+                refresh_state(line)
+                return shipment_record(row)
         existing = connection.execute(_FIND_SHIPMENT, {"key": row.idempotency_key}).first()
         if existing is not None:
             return shipment_record(existing)
-        line = session.get(LineRow, line_key)
-        if line is None:
-            raise LineNotFoundError(line_key)
-        row.sku = row.sku or line.sku
-        # The shipment's row needs no unit of work: only the line's change is counted
-        # (`store.demand`), by the flush at commit.
-        connection.execute(_NEW_SHIPMENT, _values(row, SHIPMENTS))
-        line.shipped_quantity += row.quantity
-        refresh_state(line)
-        return shipment_record(row)
+        raise LineNotFoundError(line_key)
 
 
 def find_refund(db: Database, idempotency_key: str) -> RefundRecord | None:
@@ -153,6 +168,19 @@ def record_payment(db: Database, row: PaymentRow) -> PaymentRow:
             return existing
         session.add(row)
         return row
+
+
+def find_message_for(
+    db: Database, idempotency_key: str, sku: str
+) -> tuple[MessageRecord | None, str | None]:
+    """The message recorded under the key; without one, the name of the product it is about
+    (`sku_name`). One read for what a message's activity asks first and then."""
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_MESSAGE, {"key": idempotency_key}).first()
+        if row is not None:
+            return message_record(row), None
+        name: str | None = connection.execute(_SKU_NAME, {"sku": sku}).scalar()
+        return None, name
 
 
 def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:

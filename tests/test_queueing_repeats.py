@@ -141,6 +141,7 @@ def test_a_message_is_recorded_once_and_found(db: Database) -> None:
     first = records.record_message(db, _message(key, "first"))
     assert records.record_message(db, _message(key, "second")) == first
     assert records.find_message(db, key) == first
+    assert records.find_message_for(db, key, "any") == (first, None)
     assert first.subject == "first"
 
 
@@ -154,7 +155,8 @@ def test_a_shipment_is_planned_and_recorded_once(db: Database) -> None:
     _receive(db, sku, 2)
     key = f"{line}:shipment:1"
     assert records.find_shipment(db, key) is None
-    plan = locations.plan_line_shipment(db, line, key, 2)
+    assert records.find_message_for(db, f"{line}:message:x", sku) == (None, sku)
+    plan = records.find_or_plan_shipment(db, line_key=line, key=key, quantity=2)
     assert plan == ("main", 2)
     assert locations.plan_line_shipment(db, line, key, 1) == plan
     assert locations.plan_line_shipment(db, "backorder:unknown:1", "k", 3) == ("main", 3)
@@ -173,6 +175,13 @@ def test_a_shipment_is_planned_and_recorded_once(db: Database) -> None:
     first = records.record_shipment(db, line_key=line, sku=sku, row=rows[0])
     assert records.record_shipment(db, line_key=line, sku=sku, row=rows[1]) == first
     assert records.find_shipment(db, key) == first
+    assert records.find_or_plan_shipment(db, line_key=line, key=key, quantity=2) == first
+    # A repeat is answered even for a line the store does not know; a new shipment is not.
+    unknown = "backorder:unknown:1"
+    assert records.record_shipment(db, line_key=unknown, sku=sku, row=rows[1]) == first
+    other = rows[1].model_copy(update={"idempotency_key": f"{unknown}:shipment:1"})
+    with pytest.raises(stock.LineNotFoundError):
+        records.record_shipment(db, line_key=unknown, sku=sku, row=other)
     status = records.get_line_status(db, line)
     assert status is not None
     assert (status.shipped_quantity, status.state) == (2, LineState.SHIPPED)
