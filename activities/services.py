@@ -59,6 +59,11 @@ def message_key(line_key: str, event_key: str) -> str:
     return f"{line_key}:message:{event_key}"
 
 
+def product_name(sku: str, name: str | None) -> str:
+    """The product's name in the catalog; its SKU when the catalog has none."""
+    return name if name is not None and name.strip() else sku
+
+
 class OutsideServices:
     """The outside services, by base URL and bearer token from the settings."""
 
@@ -136,15 +141,22 @@ class OutsideServices:
     @CREATE_SHIPMENT.defn
     async def create_shipment(self, shipment: ShipmentInput) -> ShipmentRecord:
         key = shipment_key(shipment.line_key, shipment.sequence)
-        done = await asyncio.to_thread(records.find_shipment, self.db, key)
-        if done is not None:
-            return done
-        request = shipment.request
-        # One origin per shipment: what the line holds at one location, up to the quantity
-        # asked. The workflow ships the rest (from the next origin) as its next shipment.
-        origin, quantity = await asyncio.to_thread(
-            locations.plan_line_shipment, self.db, shipment.line_key, key, shipment.quantity
+        # A shipment already recorded under the key is the answer; else one origin per
+        # shipment: what the line holds at one location, up to the quantity asked. The
+        # workflow ships the rest (from the next origin) as its next shipment.
+        planned = await asyncio.to_thread(
+            functools.partial(
+                records.find_or_plan_shipment,
+                self.db,
+                line_key=shipment.line_key,
+                key=key,
+                quantity=shipment.quantity,
+            )
         )
+        if isinstance(planned, ShipmentRecord):
+            return planned
+        request = shipment.request
+        origin, quantity = planned
         if shipment.order_shipment is not None:
             # The order's shipment carried this line: record the line's part of it, from the
             # carrier shipment of the same origin.
@@ -356,13 +368,14 @@ class OutsideServices:
 
     async def _product(self, sku: str) -> str:
         """The product's name in the catalog; its SKU when the catalog has none."""
-        row = await asyncio.to_thread(records.get_sku, self.db, sku)
-        return row.name if row is not None and row.name.strip() else sku
+        return product_name(sku, await asyncio.to_thread(records.sku_name, self.db, sku))
 
     @SEND_MESSAGE.defn
     async def send_message(self, message: MessageInput) -> MessageRecord:
         key = message_key(message.line_key, message.event_key)
-        done = await asyncio.to_thread(records.find_message, self.db, key)
+        done, name = await asyncio.to_thread(
+            records.find_message_for, self.db, key, message.request.sku
+        )
         if done is not None:
             return done
         urls = {
@@ -377,7 +390,7 @@ class OutsideServices:
         context = message_context(
             message,
             urls,
-            product=await self._product(message.request.sku),
+            product=product_name(message.request.sku, name),
             locale=message.locale or FALLBACK_LOCALE,
             status_url=urls[(LinkAction.STATUS, None)],
         )

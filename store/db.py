@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Table, bindparam, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, create_engine, select
 
 from config.settings import Settings
@@ -77,6 +79,20 @@ class Database:
         the transaction without expiring what was read, so rows stay usable afterwards."""
         with Session(self._reader, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A connection for reads only, as `reading` (on SQLite it does not queue behind
+        writers), for Core statements: a key lookup without the ORM's loading machinery."""
+        with self._reader.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A transaction for Core statements only, committed on success, rolled back on any
+        error: for rows that no flush hook counts (messages, shipment plans)."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -155,6 +171,26 @@ def _enable_wal(cursor: Any, *, within: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+_LOCK_SKU = select(SkuRow).where(SkuRow.sku == bindparam("sku")).with_for_update()
+"""Built once: a statement built anew on every call costs more than its round trip."""
+
+
 def lock_sku(session: Session, sku: str) -> SkuRow | None:
     """The SKU row, locked for the rest of the transaction (SQLite: the whole file already is)."""
-    return session.exec(select(SkuRow).where(SkuRow.sku == sku).with_for_update()).first()
+    return session.exec(_LOCK_SKU, params={"sku": sku}).first()
+
+
+_NEW_ROW: dict[tuple[str, Table], Insert] = {}
+
+
+def insert_new(connection: Connection, table: Table) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` into `table` for the connection's dialect, built once:
+    a row whose key is there already is left as it is (the statement's rowcount says 0)."""
+    dialect = connection.dialect.name
+    statement = _NEW_ROW.get((dialect, table))
+    if statement is None:
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # The rowcount of an INSERT is kept only when asked for (psycopg's cursor is closed).
+        statement = upsert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        _NEW_ROW[(dialect, table)] = statement
+    return statement

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, event, func, insert, inspect, text, update
+from sqlalchemy import ColumnElement, bindparam, delete, event, func, insert, inspect, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import UOWTransaction
@@ -121,6 +121,13 @@ def _moves(session: OrmSession) -> tuple[dict[str, dict[str, int]], Counts]:
 FINAL = {LineState.SHIPPED.value, LineState.CANCELLED.value}
 
 
+_CLOSE = delete(OpenLineRow).where(
+    col(OpenLineRow.ordered_at) == bindparam("ordered_at"), col(OpenLineRow.key) == bindparam("key")
+)
+_OPEN = insert(OpenLineRow)
+"""Built once, as every statement the hook runs: it runs in every flush that changes a line."""
+
+
 def _reopen(session: OrmSession, key: str, before: _Flushed | None, after: LineRow | None) -> None:
     """Keep the line's row in `open_lines` (its order time and SKU while it is open)."""
     was = (before.ordered_at, before.sku) if before and before.state not in FINAL else None
@@ -128,15 +135,9 @@ def _reopen(session: OrmSession, key: str, before: _Flushed | None, after: LineR
     if was == now:
         return
     if was is not None:
-        session.connection().execute(
-            delete(OpenLineRow).where(
-                col(OpenLineRow.ordered_at) == was[0], col(OpenLineRow.key) == key
-            )
-        )
+        session.connection().execute(_CLOSE, {"ordered_at": was[0], "key": key})
     if now is not None:
-        session.connection().execute(
-            insert(OpenLineRow).values(ordered_at=now[0], key=key, sku=now[1])
-        )
+        session.connection().execute(_OPEN, {"ordered_at": now[0], "key": key, "sku": now[1]})
 
 
 EPOCH = datetime(1970, 1, 1)
@@ -164,23 +165,34 @@ def _count(session: OrmSession, counts: Counts) -> None:
     """Add to the line counts, creating a (SKU, state) row the first time."""
     if not counts:
         return
-    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     # One statement for every (SKU, state) the flush moved: an arrival moves two.
-    new = upsert(LineCountRow).values(
+    session.connection().execute(
+        _count_statement(session.get_bind().dialect.name),
         [
             {"sku": sku, "state": state, "lines": lines, "ordered_ms": ordered_ms}
             for (sku, state), (lines, ordered_ms) in counts.items()
-        ]
+        ],
     )
-    session.connection().execute(
-        new.on_conflict_do_update(
+
+
+_COUNT: dict[str, Any] = {}
+
+
+def _count_statement(dialect: str) -> Any:
+    """The line counts' upsert for `dialect`, built once."""
+    statement = _COUNT.get(dialect)
+    if statement is None:
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        new = upsert(LineCountRow)
+        statement = new.on_conflict_do_update(
             index_elements=["sku", "state"],
             set_={
                 "lines": LineCountRow.lines + new.excluded.lines,
                 "ordered_ms": LineCountRow.ordered_ms + new.excluded.ordered_ms,
             },
         )
-    )
+        _COUNT[dialect] = statement
+    return statement
 
 
 def add(session: OrmSession, sku: str, **changes: int) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, insert
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from domain.contract.lines import line_key
@@ -95,56 +97,88 @@ def change_free(sku: SkuRow, row: LocationStockRow, units: int, *, enters: bool 
 def held_at(session: Session, line: LineRow) -> dict[str, int]:
     """Units of its current SKU the line holds at each location: allocated (returns are
     negative), less shipped from there. Locations where it holds nothing are left out."""
+    return _held(session, line.key, line.sku)
+
+
+def _sums(table: Any, place: Any) -> Any:
+    return (
+        core_select(place, func.sum(table.quantity))
+        .where(table.line_key == bindparam("key"), table.sku == bindparam("sku"))
+        .group_by(place)
+    )
+
+
+_HELD = (
+    (_sums(AllocationRow, AllocationRow.location), 1),
+    (_sums(ShipmentRow, ShipmentRow.origin), -1),
+)
+_FIRSTS = (
+    select(col(AllocationRow.location), func.min(AllocationRow.id))
+    .where(
+        AllocationRow.line_key == bindparam("key"),
+        AllocationRow.sku == bindparam("sku"),
+        col(AllocationRow.location).in_(bindparam("locations", expanding=True)),
+    )
+    .group_by(AllocationRow.location)
+)
+_LINE_SKU = select(col(LineRow.sku)).where(LineRow.key == bindparam("key"))
+_PLAN = select(col(ShipmentPlanRow.origin), col(ShipmentPlanRow.quantity)).where(
+    ShipmentPlanRow.idempotency_key == bindparam("key")
+)
+_NEW_PLAN = insert(ShipmentPlanRow)
+"""Statements of a shipment's plan, built once: each line's shipment asks them all."""
+
+
+def _held(session: Session, key: str, sku: str) -> dict[str, int]:
     held: dict[str, int] = defaultdict(int)
-    for table, place, sign in (
-        (AllocationRow, AllocationRow.location, 1),
-        (ShipmentRow, ShipmentRow.origin, -1),
-    ):
-        sums = session.exec(
-            select(place, func.sum(table.quantity))
-            .where(table.line_key == line.key, table.sku == line.sku)
-            .group_by(place)
-        ).all()
-        for location, units in sums:
+    for statement, sign in _HELD:
+        for location, units in session.connection().execute(statement, {"key": key, "sku": sku}):
             held[location] += sign * int(units)
     return {location: units for location, units in held.items() if units > 0}
 
 
 def first_allocated(session: Session, line: LineRow, locations: Iterable[str]) -> list[str]:
     """`locations` in the order the line was first given stock at each (oldest first)."""
-    firsts = dict(
-        session.exec(
-            select(AllocationRow.location, func.min(AllocationRow.id))
-            .where(
-                AllocationRow.line_key == line.key,
-                AllocationRow.sku == line.sku,
-                col(AllocationRow.location).in_(list(locations)),
-            )
-            .group_by(AllocationRow.location)
-        ).all()
-    )
-    return sorted(locations, key=lambda location: (firsts.get(location) or 0, location))
+    return _first_allocated(session, line.key, line.sku, locations)
 
 
-def plan_shipment(session: Session, line: LineRow, key: str, quantity: int) -> ShipmentPlanRow:
-    """Where shipment `key` of `line` leaves from and how many units it carries: up to
+def _first_allocated(session: Session, key: str, sku: str, locations: Iterable[str]) -> list[str]:
+    places = list(locations)
+    found = session.connection().execute(_FIRSTS, {"key": key, "sku": sku, "locations": places})
+    firsts: dict[str, int | None] = {location: first for location, first in found}
+    return sorted(places, key=lambda location: (firsts.get(location) or 0, location))
+
+
+def plan_shipment(
+    session: Session, key_of_line: str, sku: str, key: str, quantity: int
+) -> tuple[str, int]:
+    """Where shipment `key` of a line of `sku` leaves from and how many units it carries: up to
     `quantity` of what the line holds at one location (the one it was given stock at first);
     decided once, so that a retry books what the first attempt did. Caller holds the SKU lock.
 
     A line whose held units the store cannot place (rows from before locations, after a
     substitute) ships `quantity` from `main`, as every line did before."""
-    plan = session.get(ShipmentPlanRow, key)
+    connection = session.connection()
+    plan = connection.execute(_PLAN, {"key": key}).first()
     if plan is not None:
-        return plan
-    held = held_at(session, line)
+        return str(plan.origin), int(plan.quantity)
+    held = _held(session, key_of_line, sku)
     if sum(held.values()) < quantity:
         origin, units = MAIN_LOCATION, quantity
     else:
-        origin = first_allocated(session, line, held)[0]
+        origin = _first_allocated(session, key_of_line, sku, held)[0]
         units = min(quantity, held[origin])
-    plan = ShipmentPlanRow(idempotency_key=key, line_key=line.key, origin=origin, quantity=units)
-    session.add(plan)
-    return plan
+    connection.execute(
+        _NEW_PLAN,
+        {
+            "idempotency_key": key,
+            "line_key": key_of_line,
+            "origin": origin,
+            "quantity": units,
+            "created_at": utcnow(),
+        },
+    )
+    return origin, units
 
 
 def inbound_at(session: Session, sku: str) -> dict[str, int]:
@@ -159,13 +193,20 @@ def plan_line_shipment(db: Database, key_of_line: str, key: str, quantity: int) 
     """The origin and units of shipment `key` of a line (`plan_shipment`), in its own
     transaction under the lock of the line's SKU."""
     with db.transaction() as session:
-        line = session.get(LineRow, key_of_line)
-        if line is None:
-            return MAIN_LOCATION, quantity  # the store does not know it: as before locations
-        lock_sku(session, line.sku)
-        session.refresh(line)
-        plan = plan_shipment(session, line, key, quantity)
-        return plan.origin, plan.quantity
+        return plan_line_shipment_in(session, key_of_line, key, quantity)
+
+
+def plan_line_shipment_in(
+    session: Session, key_of_line: str, key: str, quantity: int
+) -> tuple[str, int]:
+    """`plan_line_shipment` in the caller's transaction."""
+    sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar()
+    if sku is None:
+        return MAIN_LOCATION, quantity  # the store does not know it: as before locations
+    lock_sku(session, sku)
+    # The line's SKU again, under the lock (a substitute may have just moved it).
+    sku = session.connection().execute(_LINE_SKU, {"key": key_of_line}).scalar_one()
+    return plan_shipment(session, key_of_line, sku, key, quantity)
 
 
 def order_origins(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import asc, desc, func, literal, true, tuple_
+from sqlalchemy import asc, bindparam, desc, func, literal, true, tuple_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
@@ -61,12 +61,15 @@ def queue_demand(
     )
 
 
+_PURCHASE_ORDERS = (
+    select(PurchaseOrderRow)
+    .where(PurchaseOrderRow.sku == bindparam("sku"))
+    .order_by(asc(col(PurchaseOrderRow.expected_at)), asc(col(PurchaseOrderRow.po_id)))
+)
+
+
 def open_purchase_orders(session: Session, sku: str) -> list[PurchaseOrderRow]:
-    rows = session.exec(
-        select(PurchaseOrderRow)
-        .where(PurchaseOrderRow.sku == sku)
-        .order_by(asc(col(PurchaseOrderRow.expected_at)), asc(col(PurchaseOrderRow.po_id)))
-    ).all()
+    rows = session.exec(_PURCHASE_ORDERS, params={"sku": sku}).all()
     return [row for row in rows if row.inbound > 0]
 
 
@@ -142,16 +145,19 @@ def place_in_queue(
     line: LineRow,
     receiving: timedelta,
     dates: SupplierDates = DEFAULT_SUPPLIER_DATES,
+    total: int | None = None,
 ) -> QueuePlace:
     """A waiting line's ETA, and whether the dates of lines behind it moved, without reading
     the whole queue: the SKU's running sum of waiting demand (`store.demand`) less what the
     lines on the shorter side of its place need (a line queued at the back, the common case,
-    reads one index entry: none behind)."""
+    reads one index entry: none behind). `total`: that sum, the line's share included, when
+    the caller knows it (a line not flushed yet is not in the stored sum)."""
     orders = open_purchase_orders(session, line.sku)
     if not orders:
         # Nothing inbound: no date for this line, and none before or after for those behind.
         return QueuePlace(eta=None, lines_behind=False)
-    total = waiting_units(session, line.sku)
+    if total is None:
+        total = waiting_units(session, line.sku)
     mine = int(needed(line))
     behind_lines, behind = _side(session, line, ahead=False)
     if behind_lines < NEAR:
@@ -178,18 +184,35 @@ def _side(
     place (all of that side's lines without a limit): an index range of `ix_lines_queue`,
     bounded by the line's own place as values (PostgreSQL plans a join to the line's row as a
     scan of the whole queue)."""
-    order = [getattr(LineRow, column) for column in QUEUE_ORDER]
-    mine = at(tuple(getattr(line, column) for column in QUEUE_ORDER))
-    nearest = (
-        select(needed().label("n"))
-        .where(LineRow.sku == line.sku, WAITING)
-        .where(position() < mine if ahead else position() > mine)
-        .order_by(*(desc(column) if ahead else asc(column) for column in order))
-        .limit(limit)
-        .subquery()
-    )
-    lines, units = session.exec(select(func.count(), func.coalesce(func.sum(nearest.c.n), 0))).one()
+    values = {f"at_{column}": getattr(line, column) for column in QUEUE_ORDER}
+    values["sku"] = line.sku
+    lines, units = session.connection().execute(_side_sum(ahead, limit), values).one()
     return int(lines), int(units)
+
+
+_SIDES: dict[tuple[bool, int | None], Any] = {}
+
+
+def _side_sum(ahead: bool, limit: int | None) -> Any:
+    """The statement of `_side`, built once per side and limit; the line's place as bound
+    values, typed as the queue's columns (so that SQLite compares timestamps as it stores
+    them)."""
+    statement = _SIDES.get((ahead, limit))
+    if statement is None:
+        order = [getattr(LineRow, column) for column in QUEUE_ORDER]
+        columns = LineRow.__table__.c  # type: ignore[attr-defined]
+        mine = tuple_(*(bindparam(f"at_{name}", type_=columns[name].type) for name in QUEUE_ORDER))
+        nearest = (
+            select(needed().label("n"))
+            .where(LineRow.sku == bindparam("sku"), WAITING)
+            .where(position() < mine if ahead else position() > mine)
+            .order_by(*(desc(column) if ahead else asc(column) for column in order))
+            .limit(limit)
+            .subquery()
+        )
+        statement = select(func.count(), func.coalesce(func.sum(nearest.c.n), 0))
+        _SIDES[(ahead, limit)] = statement
+    return statement
 
 
 Position = tuple[Any, ...]

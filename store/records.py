@@ -12,8 +12,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import asc, desc, text
+from sqlalchemy import Table, asc, bindparam, desc, text
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from domain.line.choices import Offer
@@ -23,7 +25,8 @@ from domain.line.payment import Payment, PaymentState, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
 from domain.requests import BackorderRequest
-from store.db import Database, lock_sku
+from store import locations
+from store.db import Database, insert_new, lock_sku
 from store.stock import LineNotFoundError, refresh_state
 from store.tables import (
     LineRow,
@@ -42,7 +45,8 @@ from store.tables import (
 )
 
 
-def shipment_record(row: ShipmentRow) -> ShipmentRecord:
+def shipment_record(row: ShipmentRow | Any) -> ShipmentRecord:
+    """A shipment as recorded, from its row (or a Core row of its columns)."""
     return ShipmentRecord(
         sequence=row.sequence,
         quantity=row.quantity,
@@ -64,7 +68,8 @@ def refund_record(row: RefundRow) -> RefundRecord:
     )
 
 
-def message_record(row: MessageRow) -> MessageRecord:
+def message_record(row: MessageRow | Any) -> MessageRecord:
+    """A message as recorded, from its row (or a Core row of its columns)."""
     return MessageRecord(
         kind=MessageKind(row.kind),
         subject=row.subject,
@@ -74,27 +79,65 @@ def message_record(row: MessageRow) -> MessageRecord:
     )
 
 
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+SHIPMENTS = _table(ShipmentRow)
+MESSAGES = _table(MessageRow)
+
+# Key lookups built once, read without the ORM: every line asks them, and almost always finds
+# nothing (the effect is new), which the ORM's `Session.get` costs several times over.
+_FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bindparam("key"))
+_FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
+_SKU_NAME = core_select(_table(SkuRow).c.name).where(_table(SkuRow).c.sku == bindparam("sku"))
+
+
+def _values(row: Any, table: Table) -> dict[str, Any]:
+    """A new row's values by column, as the ORM would insert them."""
+    return {column.key: getattr(row, column.key) for column in table.columns}
+
+
 def find_shipment(db: Database, idempotency_key: str) -> ShipmentRecord | None:
-    with db.reading() as session:
-        row = session.get(ShipmentRow, idempotency_key)
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_SHIPMENT, {"key": idempotency_key}).first()
         return shipment_record(row) if row else None
+
+
+def find_or_plan_shipment(
+    db: Database, *, line_key: str, key: str, quantity: int
+) -> ShipmentRecord | tuple[str, int]:
+    """The shipment recorded under `key`; without one, where it leaves from and how many units
+    it carries (`store.locations.plan_line_shipment`). One transaction for what a shipment's
+    activity asks first (`find_shipment`) and then."""
+    with db.transaction() as session:
+        found = session.connection().execute(_FIND_SHIPMENT, {"key": key}).first()
+        if found is not None:
+            return shipment_record(found)
+        return locations.plan_line_shipment_in(session, line_key, key, quantity)
 
 
 def record_shipment(db: Database, *, line_key: str, sku: str, row: ShipmentRow) -> ShipmentRecord:
     """Store a shipment the carrier accepted and count its units as shipped, once."""
     with db.transaction() as session:
         lock_sku(session, sku)
-        existing = session.get(ShipmentRow, row.idempotency_key)
+        connection = session.connection()
+        line = session.get(LineRow, line_key)
+        if line is not None:
+            row.sku = row.sku or line.sku
+            # The shipment's row needs no unit of work: only the line's change is counted
+            # (`store.demand`), by the flush at commit. A row already there under the key is
+            # the shipment recorded first.
+            new = connection.execute(insert_new(connection, SHIPMENTS), _values(row, SHIPMENTS))
+            if new.rowcount:
+                line.shipped_quantity += row.quantity
+                refresh_state(line)
+                return shipment_record(row)
+        existing = connection.execute(_FIND_SHIPMENT, {"key": row.idempotency_key}).first()
         if existing is not None:
             return shipment_record(existing)
-        line = session.get(LineRow, line_key)
-        if line is None:
-            raise LineNotFoundError(line_key)
-        row.sku = row.sku or line.sku
-        session.add(row)
-        line.shipped_quantity += row.quantity
-        refresh_state(line)
-        return shipment_record(row)
+        raise LineNotFoundError(line_key)
 
 
 def find_refund(db: Database, idempotency_key: str) -> RefundRecord | None:
@@ -127,9 +170,22 @@ def record_payment(db: Database, row: PaymentRow) -> PaymentRow:
         return row
 
 
+def find_message_for(
+    db: Database, idempotency_key: str, sku: str
+) -> tuple[MessageRecord | None, str | None]:
+    """The message recorded under the key; without one, the name of the product it is about
+    (`sku_name`). One read for what a message's activity asks first and then."""
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_MESSAGE, {"key": idempotency_key}).first()
+        if row is not None:
+            return message_record(row), None
+        name: str | None = connection.execute(_SKU_NAME, {"sku": sku}).scalar()
+        return None, name
+
+
 def find_message(db: Database, idempotency_key: str) -> MessageRecord | None:
-    with db.reading() as session:
-        row = session.get(MessageRow, idempotency_key)
+    with db.read_connection() as connection:
+        row = connection.execute(_FIND_MESSAGE, {"key": idempotency_key}).first()
         return message_record(row) if row else None
 
 
@@ -142,6 +198,14 @@ def record_message(
 ) -> MessageRecord:
     """A message sent, with the offers it made or the offer whose acceptance it confirms, in
     one transaction: the offer figures of the metrics count what customers were really told."""
+    if not offers and accepted_offer_id is None:
+        # Most messages: one statement, the row inserted unless its key is there already.
+        with db.writing() as connection:
+            new = connection.execute(insert_new(connection, MESSAGES), _values(row, MESSAGES))
+            if new.rowcount:
+                return message_record(row)
+            found = connection.execute(_FIND_MESSAGE, {"key": row.idempotency_key}).one()
+            return message_record(found)
     with db.transaction() as session:
         existing = session.get(MessageRow, row.idempotency_key)
         if existing is not None:
@@ -355,6 +419,14 @@ def list_lines(
 def get_sku(db: Database, sku: str) -> SkuRow | None:
     with db.reading() as session:
         return session.get(SkuRow, sku)
+
+
+def sku_name(db: Database, sku: str) -> str | None:
+    """The product's name in the catalog (None for an unknown SKU): one column, without
+    loading the row (every message asks)."""
+    with db.read_connection() as connection:
+        name: str | None = connection.execute(_SKU_NAME, {"sku": sku}).scalar()
+        return name
 
 
 def sku_exists(db: Database, sku: str) -> bool:

@@ -11,9 +11,10 @@ and reports it instead of doing it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
-from sqlalchemy import asc
+from sqlalchemy import asc, bindparam, delete
 from sqlmodel import Session, col, select
 
 from domain.contract.lines import line_key
@@ -26,6 +27,7 @@ from domain.policy import DEFAULT_POLICY, ServicePolicy, SupplierDates
 from domain.stock import AllocationNotice, ReceiptInput, ReleaseMove, SkuInput, StockResult
 from domain.values import MAIN_LOCATION, Channel, ShipPolicy
 from store.db import Database, lock_sku
+from store.demand import needed
 from store.locations import (
     at,
     change_free,
@@ -51,6 +53,10 @@ from store.tables import (
     as_utc,
     utcnow,
 )
+
+_LINE_KNOWN = select(LineRow.key).where(LineRow.key == bindparam("key"))
+_FORGET_PENDING = delete(PendingLineRow).where(col(PendingLineRow.key) == bindparam("key"))
+"""Statements of `record_line`, built once."""
 
 QUEUE_BATCH = 200
 """Waiting lines read per query while an arrival is split: enough for most arrivals in one
@@ -157,40 +163,29 @@ def record_line(
         sku = lock_sku(session, request.sku)
         if sku is None:
             raise UnknownSkuError(request.sku)
-        line = session.get(LineRow, key)
+        # A new line, the common case, is looked for without the ORM's loading machinery.
+        known = session.connection().execute(_LINE_KNOWN, {"key": key}).first() is not None
+        line = session.get(LineRow, key) if known else None
         if line is not None and run_id and line.recorded_by_run == run_id and line.recorded_json:
             return RecordLineResult.model_validate_json(line.recorded_json)
         allocations: list[AllocationNotice] = []
         lines_behind = False
-        if line is None:
-            line = LineRow(
-                key=key,
-                order_id=request.order_id,
-                line_id=request.line_id,
-                sku=request.sku,
-                quantity=request.quantity,
-                state=LineState.WAITING,
-                ship_by=line_input.ship_by,
-                priority=line_input.priority,
-                ordered_at=request.ordered_at,
-                channel=request.channel,
-                ship_policy=request.ship_policy,
-                unit_price=request.unit_price,
-                currency=request.currency,
-                customer_id=request.customer.id,
-                customer_tier=request.customer.tier,
-                request_json=request.model_dump_json(),
-                request_hash=line_input.request_hash,
-                payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
-                over_limit=line_input.over_limit,
-                release_at=line_input.preorder.release_at if line_input.preorder else None,
-                ready_at=line_input.ship_by if line_input.preorder else None,
-            )
+        total: int | None = None
+        if line is None and sku.free_stock <= 0:
+            # No stock to give: the line is dated from the queue ahead of it and written once,
+            # with its ETA and its answer, in the transaction's one flush. The stored sum of
+            # waiting demand (read with the SKU's lock) does not count it yet: its share is
+            # added here.
+            line = _new_line(line_input, key)
+            session.add(line)
+            session.connection().execute(_FORGET_PENDING, {"key": key})
+            sku.updated_at = utcnow()
+            total = sku.waiting_units + int(needed(line))
+        elif line is None:
+            line = _new_line(line_input, key)
             session.add(line)
             # The line now counts as waiting demand itself (`store.selling`).
-            pending = session.get(PendingLineRow, key)
-            if pending is not None:
-                session.delete(pending)
+            session.connection().execute(_FORGET_PENDING, {"key": key})
             session.flush()
             # A new line takes free stock where its channel's policy says first; one that does
             # not allow partial shipment, from one location that has all it needs, if any does.
@@ -203,7 +198,9 @@ def record_line(
             # A retry after the commit: report the allocations that transaction made.
             allocations = _allocations_of(session, line)
         if line.waiting:
-            place = place_in_queue(session, line, receiving, dates)
+            # A new line not flushed yet stays so while it is dated (`total` counts it).
+            with session.no_autoflush if total is not None else nullcontext():
+                place = place_in_queue(session, line, receiving, dates, total)
             line.eta = preorder_eta(line.ready_at, place.eta)
             lines_behind = place.lines_behind
         answer = RecordLineResult(
@@ -218,6 +215,34 @@ def record_line(
             line.recorded_by_run = run_id
             line.recorded_json = answer.model_dump_json()
         return answer
+
+
+def _new_line(line_input: LineInput, key: str) -> LineRow:
+    """The store's row of a line not yet recorded: waiting, nothing allocated."""
+    request = line_input.request
+    return LineRow(
+        key=key,
+        order_id=request.order_id,
+        line_id=request.line_id,
+        sku=request.sku,
+        quantity=request.quantity,
+        state=LineState.WAITING,
+        ship_by=line_input.ship_by,
+        priority=line_input.priority,
+        ordered_at=request.ordered_at,
+        channel=request.channel,
+        ship_policy=request.ship_policy,
+        unit_price=request.unit_price,
+        currency=request.currency,
+        customer_id=request.customer.id,
+        customer_tier=request.customer.tier,
+        request_json=request.model_dump_json(),
+        request_hash=line_input.request_hash,
+        payment_json=line_input.payment.model_dump_json() if line_input.payment else None,
+        over_limit=line_input.over_limit,
+        release_at=line_input.preorder.release_at if line_input.preorder else None,
+        ready_at=line_input.ship_by if line_input.preorder else None,
+    )
 
 
 def _allocations_of(session: Session, line: LineRow) -> list[AllocationNotice]:

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, desc, select
 
 from domain.policy import SupplierDates
@@ -35,13 +36,22 @@ def nearest_rank(values: Sequence[float], percentile: float) -> float | None:
     return ordered[max(0, math.ceil(percentile / 100 * len(ordered)) - 1)]
 
 
+_LATENESS = (
+    select(ReceiptRow.lateness_seconds)
+    .where(
+        ReceiptRow.supplier_id == bindparam("supplier"),
+        col(ReceiptRow.lateness_seconds).is_not(None),
+    )
+    .order_by(desc(col(ReceiptRow.created_at)), desc(col(ReceiptRow.receipt_id)))
+    .limit(bindparam("receipts"))
+)
+"""Built once: every line queued behind a PO asks it, once per supplier."""
+
+
 def recent_lateness(session: Session, supplier_id: str, dates: SupplierDates) -> list[float]:
     """Seconds late of the supplier's last receipts on purchase orders, newest first."""
     rows = session.exec(
-        select(ReceiptRow.lateness_seconds)
-        .where(ReceiptRow.supplier_id == supplier_id, col(ReceiptRow.lateness_seconds).is_not(None))
-        .order_by(desc(col(ReceiptRow.created_at)), desc(col(ReceiptRow.receipt_id)))
-        .limit(dates.history_receipts)
+        _LATENESS, params={"supplier": supplier_id, "receipts": dates.history_receipts}
     ).all()
     return [float(value) for value in rows if value is not None]
 
