@@ -41,6 +41,7 @@ from store.tables import (
     SkuRow,
     SubscriptionRow,
     as_utc,
+    table_of,
     utcnow,
 )
 
@@ -79,19 +80,14 @@ def message_record(row: MessageRow | Any) -> MessageRecord:
     )
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-SHIPMENTS = _table(ShipmentRow)
-MESSAGES = _table(MessageRow)
+SHIPMENTS = table_of(ShipmentRow)
+MESSAGES = table_of(MessageRow)
 
 # Key lookups built once, read without the ORM: every line asks them, and almost always finds
 # nothing (the effect is new), which the ORM's `Session.get` costs several times over.
 _FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bindparam("key"))
 _FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
-_SKU_NAME = core_select(_table(SkuRow).c.name).where(_table(SkuRow).c.sku == bindparam("sku"))
+_SKU_NAME = core_select(table_of(SkuRow).c.name).where(table_of(SkuRow).c.sku == bindparam("sku"))
 
 
 def _values(row: Any, table: Table) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func
+from sqlalchemy import bindparam, delete, func
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from domain.line.input import Preorder
@@ -23,7 +24,7 @@ from store.db import Database, lock_sku
 from store.demand import waiting_units
 from store.queue import open_purchase_orders
 from store.stock import UnknownSkuError
-from store.tables import LineRow, PendingLineRow, SkuRow, as_utc, utcnow
+from store.tables import LineRow, PendingLineRow, SkuRow, as_utc, table_of, utcnow
 
 PENDING_WINDOW = timedelta(minutes=10)
 """How long a line accepted at the door counts as demand before its workflow records it. A line
@@ -72,6 +73,19 @@ class Door:
     """The new line, judged: None for a recorded line or one naming an unknown SKU."""
 
 
+_LINES = table_of(LineRow)
+_SKUS = table_of(SkuRow)
+_PENDING = table_of(PendingLineRow)
+# Read at every start, built once and read without the ORM: a start is the API's hottest path.
+_RECORDED = core_select(_LINES.c.request_hash, _LINES.c.over_limit).where(
+    _LINES.c.key == bindparam("key")
+)
+_NAMED_SKUS = core_select(
+    _SKUS.c.sku, _SKUS.c.backorder_limit, _SKUS.c.release_at, _SKUS.c.ship_before_release
+).where(_SKUS.c.sku.in_(bindparam("skus", expanding=True)))
+_PENDING_JUDGEMENT = core_select(_PENDING.c.over_limit).where(_PENDING.c.key == bindparam("key"))
+
+
 def admit_start(db: Database, key: str, sku: str, quantity: int, named: list[str]) -> Door:
     """Everything a start needs from the store, in one call (one thread hop): the hash of a
     line already recorded under `key`, and its judgement; else which of the `named` SKUs the
@@ -80,38 +94,40 @@ def admit_start(db: Database, key: str, sku: str, quantity: int, named: list[str
     a judgement is written under the SKU's lock, which orders it against every other start,
     arrival and cancel of the SKU."""
     now = utcnow()
-    with db.reading() as session:
-        recorded = session.exec(
-            select(LineRow.request_hash, LineRow.over_limit).where(LineRow.key == key)
-        ).first()
+    with db.read_connection() as connection:
+        recorded = connection.execute(_RECORDED, {"key": key}).first()
         if recorded is not None:
-            return Door(recorded[0], recorded[1], frozenset(), None)
-        # The full rows, so that the line's own SKU is judged from the same read.
-        rows = {
-            row.sku: row for row in session.exec(select(SkuRow).where(col(SkuRow.sku).in_(named)))
-        }
+            return Door(recorded.request_hash, recorded.over_limit, frozenset(), None)
+        # The line's own SKU is judged from the same read.
+        rows = {row.sku: row for row in connection.execute(_NAMED_SKUS, {"skus": named})}
         known = frozenset(rows)
         row = rows.get(sku)
         if row is None or not known.issuperset(named):
             return Door(None, False, known, None)
         if row.backorder_limit is None:
             # Nothing to judge, nothing to write: a start takes no lock (as before limits).
-            pending = session.get(PendingLineRow, key)
-            admitted = Admitted(pending is not None and pending.over_limit, _preorder(row, now))
+            pending = connection.execute(_PENDING_JUDGEMENT, {"key": key}).first()
+            preorder = _preorder(row.release_at, row.ship_before_release, now)
+            admitted = Admitted(pending is not None and pending.over_limit, preorder)
             return Door(None, admitted.over_limit, known, admitted)
     with db.transaction() as session:
         locked = lock_sku(session, sku)
         if locked is None:
             raise UnknownSkuError(sku)
-        admitted = Admitted(_judge(session, locked, key, quantity, now), _preorder(locked, now))
+        admitted = Admitted(
+            _judge(session, locked, key, quantity, now),
+            _preorder(locked.release_at, locked.ship_before_release, now),
+        )
     return Door(None, admitted.over_limit, known, admitted)
 
 
-def _preorder(row: SkuRow, now: datetime) -> Preorder | None:
-    release = as_utc(row.release_at) if row.release_at else None
+def _preorder(
+    release_at: datetime | None, ship_before_release: bool, now: datetime
+) -> Preorder | None:
+    release = as_utc(release_at) if release_at else None
     if release is None or release <= now:
         return None
-    return Preorder(release_at=release, ship_before_release=row.ship_before_release)
+    return Preorder(release_at=release, ship_before_release=ship_before_release)
 
 
 def _judge(session: Session, row: SkuRow, key: str, quantity: int, now: datetime) -> bool:

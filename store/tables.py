@@ -7,8 +7,9 @@ Rows never cross into a workflow: activities turn them into `domain` models.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, false, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Table, false, text
 from sqlmodel import Field, SQLModel
 
 from domain.values import MAIN_LOCATION
@@ -452,3 +453,9 @@ class SalesDayRow(SQLModel, table=True):
     day: date = Field(primary_key=True)
     order_lines: int
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+def table_of(model: Any) -> Table:
+    """A row class's table, for Core statements (a key lookup without the ORM's loading)."""
+    table: Table = model.__table__
+    return table
