@@ -11,20 +11,31 @@ these replays run without the sandbox (which would import a fresh, unchanged cop
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from domain import contract
 from domain.contract.lines import line_key
+from domain.line.state import LineState
 from tests.support.factories import backorder, new_id
 from tests.support.stack import Stack
+from tests.workflows.stubs import (
+    LineHarness,
+    StubStore,
+    line_request,
+    line_worker,
+    status_when,
+)
 from workflows.line import life, versions
 from workflows.line.run import LineRun
 from workflows.line.workflow import BackorderLineWorkflow
@@ -91,6 +102,11 @@ def _patch_markers(history: WorkflowHistory) -> list[str]:
     return found
 
 
+def test_starters_declare_the_newest_release_the_workers_know() -> None:
+    """A new release is added to `versions.RELEASES` and to the contract together."""
+    assert contract.lines.LINE_RELEASE == versions.NEWEST
+
+
 def test_every_gathered_change_is_one_the_line_asks() -> None:
     """A gathered name that no code asks (a typo) would leave its change asked by name."""
     source = "\n".join(path.read_text() for path in WORKFLOWS.rglob("*.py"))
@@ -120,7 +136,7 @@ def test_a_run_recorded_with_an_earlier_release_keeps_that_release_s_one_marker(
     assert later and all(not changes & first[1] for _, changes in later)
 
 
-async def test_a_new_run_records_one_marker_for_every_gathered_change(stack: Stack) -> None:
+async def test_a_new_run_declared_by_its_starter_records_no_marker(stack: Stack) -> None:
     sku, order = new_id("sku"), new_id()
     await stack.put_sku(sku)
     await stack.start(backorder(order, sku, quantity=1))
@@ -129,8 +145,10 @@ async def test_a_new_run_records_one_marker_for_every_gathered_change(stack: Sta
     await stack.finished(order)
     handle = stack.services.client.get_workflow_handle(line_key(order, "1"))
     history = await handle.fetch_history()
+    # The API declared this code's release in the line's input: no marker, no upsert of
+    # TemporalChangeVersion.
     markers = _patch_markers(history)
-    assert markers == [versions.NEWEST], markers
+    assert markers == [], markers
     # The run took the gathered changes all the same: its short calls went local-first.
     local = [
         event
@@ -162,3 +180,65 @@ async def test_a_new_run_records_one_marker_for_every_gathered_change(stack: Sta
     shown = (await handle.describe()).typed_search_attributes
     assert shown.get(contract.SA_STATE) == "shipped"
     assert shown.get(contract.SA_RECEIPT_ID) == f"r-{order}"
+
+
+async def test_a_run_that_declares_no_release_records_the_newest_marker(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    store = StubStore(free_stock=1)
+    async with line_worker(temporal_env.client, store) as line:
+        handle = await line.start(line_request(new_id("wf")))
+        await handle.result()
+    history = await handle.fetch_history()
+    assert _patch_markers(history) == [versions.NEWEST]
+    assert await _replays(history)
+
+
+async def test_a_declared_release_a_worker_did_not_know_replays_by_the_marker_it_recorded(
+    temporal_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A starter deployed before the workers declares a release an older worker does not know:
+    that worker records its own newest marker, and a worker that knows the release replays the
+    run by that marker, not by the input."""
+    older = versions.RELEASES[:-1]
+    store = StubStore(free_stock=0)
+    with monkeypatch.context() as patch:
+        known = versions.GATHERED[1:]  # newest first: every release but this code's newest
+        patch.setattr(versions, "GATHERED", known)
+        patch.setattr(versions, "TAKES", dict(known))
+        # Outside the sandbox, which would import its own, unpatched copy of `versions`.
+        task_queue = f"older-worker-{new_id('q')}"
+        async with Worker(
+            temporal_env.client,
+            task_queue=task_queue,
+            workflows=[BackorderLineWorkflow],
+            activities=store.activities(),
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            line = LineHarness(temporal_env.client, task_queue, store)
+            handle = await line.start(line_request(new_id("wf")), release=versions.NEWEST)
+            await status_when(handle, lambda status: status.state is LineState.WAITING)
+            history = await _once_waiting(handle)
+    assert _patch_markers(history) == [older[-1][0]]
+    assert await _replays(history)
+
+
+async def _replays(history: WorkflowHistory) -> bool:
+    replayer = Replayer(
+        workflows=[BackorderLineWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+    return True
+
+
+async def _once_waiting(handle: WorkflowHandle[Any, Any]) -> WorkflowHistory:
+    """The history once its first workflow task completed: the line waits on its timer."""
+    for _ in range(200):
+        history = await handle.fetch_history()
+        if any(event.HasField("timer_started_event_attributes") for event in history.events):
+            return history
+        await asyncio.sleep(0.05)
+    raise AssertionError("the line never started waiting on its timer")

@@ -56,6 +56,11 @@ from domain.stock import AllocationNotice
 
 LINE_WORKFLOW = WorkflowType("BackorderLineWorkflow", LineInput, LineStatus)
 
+LINE_RELEASE = "line-release-2027-02"
+"""The newest release of the line's workflow this code has (`workflows.line.versions`): a
+starter declares it in the line's input (`LineInput.release`), and a worker that knows it runs
+the line by it without recording the release's marker. Deploy workers before starters."""
+
 
 SURVEY_WORKFLOW = WorkflowType("LineSurveyWorkflow", SurveyInput, type(None))
 """Started by a shipped line as it ends, so that the line does not stay open for its survey."""

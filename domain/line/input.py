@@ -44,6 +44,11 @@ class LineInput(BaseModel):
     release, and its stock waits for it."""
     carried: LineBook | None = None
     """Set when the line continued as new: its book, where the previous run left off."""
+    release: str | None = None
+    """The release of the line's workflow its starter declared (`contract.lines.LINE_RELEASE`):
+    a worker that knows it takes that release's changes without recording its marker
+    (`workflows.line.versions.begin`). None, or a release the worker does not know: the worker
+    records the marker of its own newest release, as runs started before this field did."""
 
 
 def line_summary(request: BackorderRequest, ship_by: datetime) -> str:

@@ -403,7 +403,8 @@ def history_full(line: LineRun) -> bool:
 
 def continue_as_new(line: LineRun) -> None:
     """Hand the book to a new run (raises, ending this one)."""
-    workflow.continue_as_new(line.line.model_copy(update={"carried": line.book.carried()}))
+    carried = {"carried": line.book.carried(), "release": versions.NEWEST}
+    workflow.continue_as_new(line.line.model_copy(update=carried))
 
 
 async def ask_later(line: LineRun) -> None:

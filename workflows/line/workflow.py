@@ -129,12 +129,15 @@ class BackorderLineWorkflow:
         self._line = LineRun(line=line, book=book, key=key, shown_payment=shown)
         self._wake = False
         """Something arrived that may change what to do next."""
+        self.release: str | None = None
+        """The release the run follows (`versions.begin`, first thing in `run`); until then,
+        and for runs that began before any release, changes are asked by their markers."""
 
     @workflow.run
     async def run(self, line: LineInput) -> LineStatus:
         run = self._line
         book = run.book
-        versions.begin()
+        self.release = versions.begin(line.release)
         run.local = versions.patched(LOCAL_FIRST_PATCH)
         if line.carried is None:
             await life.begin(run)
