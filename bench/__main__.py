@@ -72,10 +72,12 @@ async def costed(
     stack: BenchStack, scenario: Awaitable[dict[str, Any]], count: int
 ) -> dict[str, Any]:
     """The scenario's result, with the CPU milliseconds each process spent per workflow: on
-    two cores the parts compete for the same CPU, so this is where the time goes."""
+    two cores the parts compete for the same CPU, so this is where the time goes. The window
+    ends where the scenario's work ends (`BenchStack.end_of_work`), or with the scenario."""
+    stack.cpu_at_end = None
     before = stack.cpu_seconds()
     result = await scenario
-    after = stack.cpu_seconds()
+    after = stack.cpu_at_end or stack.cpu_seconds()
     result["cpu_ms_per_workflow"] = {
         name: round((after[name] - before[name]) * 1000 / count, 1)
         for name in after

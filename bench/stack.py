@@ -66,6 +66,8 @@ class BenchStack:
     db: Database
     api: ApiClient
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    cpu_at_end: dict[str, float] | None = None
+    """Set by a scenario whose measured work ended before its analysis (`end_of_work`)."""
 
     @classmethod
     async def start(cls, root: Path, database_url: str | None, workers: int = 1) -> BenchStack:
@@ -179,6 +181,11 @@ class BenchStack:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
             found[name] = (int(fields[11]) + int(fields[12])) / ticks
         return found
+
+    def end_of_work(self) -> None:
+        """The measured work is done: what the scenario does next (reading histories, say) is
+        not charged to it (`bench.__main__.costed`)."""
+        self.cpu_at_end = self.cpu_seconds()
 
     def rss(self, name: str) -> tuple[int, int]:
         """(resident, peak resident) bytes of one process, from /proc (Linux)."""
