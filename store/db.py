@@ -10,6 +10,7 @@ up to date itself or only checks it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -180,17 +181,14 @@ def lock_sku(session: Session, sku: str) -> SkuRow | None:
     return session.exec(_LOCK_SKU, params={"sku": sku}).first()
 
 
-_NEW_ROW: dict[tuple[str, Table], Insert] = {}
-
-
 def insert_new(connection: Connection, table: Table) -> Insert:
     """`INSERT ... ON CONFLICT DO NOTHING` into `table` for the connection's dialect, built once:
     a row whose key is there already is left as it is (the statement's rowcount says 0)."""
-    dialect = connection.dialect.name
-    statement = _NEW_ROW.get((dialect, table))
-    if statement is None:
-        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # The rowcount of an INSERT is kept only when asked for (psycopg's cursor is closed).
-        statement = upsert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-        _NEW_ROW[(dialect, table)] = statement
-    return statement
+    return _insert_new(connection.dialect.name, table)
+
+
+@functools.cache
+def _insert_new(dialect: str, table: Table) -> Insert:
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # The rowcount of an INSERT is kept only when asked for (psycopg's cursor is closed).
+    return upsert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)

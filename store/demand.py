@@ -19,6 +19,7 @@ adds its own change (`add`) or, for a bulk insert, calls `recount`. The store au
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -175,24 +176,18 @@ def _count(session: OrmSession, counts: Counts) -> None:
     )
 
 
-_COUNT: dict[str, Any] = {}
-
-
+@functools.cache
 def _count_statement(dialect: str) -> Any:
     """The line counts' upsert for `dialect`, built once."""
-    statement = _COUNT.get(dialect)
-    if statement is None:
-        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        new = upsert(LineCountRow)
-        statement = new.on_conflict_do_update(
-            index_elements=["sku", "state"],
-            set_={
-                "lines": LineCountRow.lines + new.excluded.lines,
-                "ordered_ms": LineCountRow.ordered_ms + new.excluded.ordered_ms,
-            },
-        )
-        _COUNT[dialect] = statement
-    return statement
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new = upsert(LineCountRow)
+    return new.on_conflict_do_update(
+        index_elements=["sku", "state"],
+        set_={
+            "lines": LineCountRow.lines + new.excluded.lines,
+            "ordered_ms": LineCountRow.ordered_ms + new.excluded.ordered_ms,
+        },
+    )
 
 
 def add(session: OrmSession, sku: str, **changes: int) -> None:

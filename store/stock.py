@@ -171,21 +171,22 @@ def record_line(
         allocations: list[AllocationNotice] = []
         lines_behind = False
         total: int | None = None
-        if line is None and sku.free_stock <= 0:
-            # No stock to give: the line is dated from the queue ahead of it and written once,
-            # with its ETA and its answer, in the transaction's one flush. The stored sum of
-            # waiting demand (read with the SKU's lock) does not count it yet: its share is
-            # added here.
-            line = _new_line(line_input, key)
-            session.add(line)
-            session.connection().execute(_FORGET_PENDING, {"key": key})
-            sku.updated_at = utcnow()
-            total = sku.waiting_units + int(needed(line))
-        elif line is None:
+        if line is None:
             line = _new_line(line_input, key)
             session.add(line)
             # The line now counts as waiting demand itself (`store.selling`).
             session.connection().execute(_FORGET_PENDING, {"key": key})
+        if known:
+            # A retry after the commit: report the allocations that transaction made.
+            allocations = _allocations_of(session, line)
+        elif sku.free_stock <= 0:
+            # No stock to give: the line is dated from the queue ahead of it and written once,
+            # with its ETA and its answer, in the transaction's one flush. The stored sum of
+            # waiting demand (read with the SKU's lock) does not count it yet: its share is
+            # added here.
+            sku.updated_at = utcnow()
+            total = sku.waiting_units + int(needed(line))
+        else:
             session.flush()
             # A new line takes free stock where its channel's policy says first; one that does
             # not allow partial shipment, from one location that has all it needs, if any does.
@@ -194,9 +195,6 @@ def record_line(
                 free = {name: row.free_stock for name, row in stock_at(session, sku).items()}
                 preferred = one_origin_first(preferred, free, line.quantity)
             allocations = allocate_free_stock(session, sku, f"sku:{sku.sku}", preferred)
-        else:
-            # A retry after the commit: report the allocations that transaction made.
-            allocations = _allocations_of(session, line)
         if line.waiting:
             # A new line not flushed yet stays so while it is dated (`total` counts it).
             with session.no_autoflush if total is not None else nullcontext():
