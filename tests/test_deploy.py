@@ -12,13 +12,17 @@ In CI (`CI` set) a missing compose binary fails; on a developer's machine it ski
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from domain import contract
+from tests.support import postgres as private
 from tests.support.compose import (
     COMPOSE_FILE,
     ONE_SHOT_JOBS,
@@ -27,6 +31,7 @@ from tests.support.compose import (
     env_example,
     resolved,
 )
+from tests.support.stack import missing
 
 
 @pytest.mark.parametrize("profiles", [(), ("demo",)], ids=["default", "demo"])
@@ -75,6 +80,37 @@ def test_postgres_is_healthy_only_once_it_serves_over_tcp() -> None:
     postgres = resolved()["services"]["postgres"]
     check = " ".join(postgres["healthcheck"]["test"])
     assert "pg_isready" in check and "-h 127.0.0.1" in check
+
+
+def test_the_stacks_postgres_ends_the_sessions_of_a_worker_cut_off_from_it() -> None:
+    """The server's flags and the init script, run on a real PostgreSQL: the store's database
+    ends a transaction left open (idle_in_transaction_session_timeout), and the server probes
+    silent clients (TCP keepalive), which also ends a session left in a half-sent pipeline."""
+    if (reason := private.unavailable()) is not None:
+        missing("the PostgreSQL server programs", reason)
+    stack = resolved()
+    command = stack["services"]["postgres"]["command"]
+    assert command[0] == "postgres", command
+    server = private.PrivatePostgres.create()
+    try:
+        server.start(flags=command[1:])
+        env = {**os.environ, **env_example(), "PGHOST": "127.0.0.1", "PGPORT": str(server.port)}
+        env["POSTGRES_USER"] = "postgres"
+        # `compose config` keeps the file's `$$` escapes; the container gets a single `$`.
+        script = stack["configs"]["postgres-roles"]["content"].replace("$$", "$")
+        subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True)  # noqa: S603, S607
+        store = f"postgresql://{env['STORE_DB_USER']}:{env['STORE_DB_PASSWORD']}@127.0.0.1"
+        with psycopg.connect(f"{store}:{server.port}/{env['STORE_DB_NAME']}") as session:
+            shown = {
+                name: session.execute(f"SHOW {name}").fetchone()
+                for name in ("idle_in_transaction_session_timeout", "tcp_keepalives_idle")
+            }
+        assert shown == {
+            "idle_in_transaction_session_timeout": ("30s",),
+            "tcp_keepalives_idle": ("60",),
+        }
+    finally:
+        server.remove()
 
 
 def test_every_part_waits_on_health_or_on_a_finished_job() -> None:

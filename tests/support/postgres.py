@@ -16,11 +16,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,9 @@ SETTINGS = [
     "fsync=off",
     "full_page_writes=off",
     "max_connections=200",
+    # Each line stamped by the server with its clock (Unix time) and the session's pid: what
+    # a test reads to learn when and why PostgreSQL ended a session, whatever its own loop did.
+    "log_line_prefix=%n [%p] ",
 ]
 
 
@@ -111,14 +116,22 @@ class PrivatePostgres:
     def log(self) -> Path:
         return self.folder / "server.log"
 
+    def fatal_of(self, pid: int) -> tuple[float, str] | None:
+        """When (Unix time) and why the server ended session `pid`, from its log."""
+        pattern = re.compile(rf"^(\d+\.\d+) \[{pid}\] FATAL:\s+(.*)$", re.MULTILINE)
+        found = pattern.search(self.log.read_text(errors="replace"))
+        return None if found is None else (float(found[1]), found[2])
+
     def url(self, database: str = "postgres", *, host: str = "127.0.0.1", port: int = 0) -> str:
         return f"postgresql://postgres@{host}:{port or self.port}/{database}"
 
-    def start(self, within: float = 30.0) -> None:
+    def start(self, within: float = 30.0, *, flags: Sequence[str] = ()) -> None:
+        """Start the server with this module's settings, then `flags` (more `-c name=value`)."""
         assert self.process is None or self.process.poll() is not None, "already running"
         command = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         for setting in SETTINGS:
             command += ["-c", setting]
+        command += flags
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own argv
                 command,

@@ -303,6 +303,17 @@ class _PgSession:
     """Prepared statement name -> its SQL."""
     matched: bool = False
     """A statement of the open transaction contains the SQL looked for."""
+    unanswered: int = 0
+    """Syncs and simple queries the client sent that the server has not answered (its
+    ReadyForQuery): more than none when the client pipelines."""
+    since_sync: bool = False
+    """The client sent more after its last Sync or simple query (a pipeline's next messages),
+    in part or whole."""
+
+    @property
+    def pipelined(self) -> bool:
+        """The server has more from the client to answer than the ReadyForQuery just read."""
+        return self.unanswered > 0 or self.since_sync
 
 
 class PgTransactionWatch:
@@ -311,6 +322,11 @@ class PgTransactionWatch:
     (the server's ReadyForQuery says 'T') after a statement containing `sql` (say, `FOR UPDATE`:
     the session holds row locks); any statement after BEGIN when `sql` is empty. It fires once
     per arming, on the very chunk that tells the client, so the observer can hold it there.
+
+    It fires only when that ReadyForQuery answers everything the client sent: a pipelining
+    client may already have sent its next messages, and a session with messages past its last
+    Sync is not idle to PostgreSQL, so `idle_in_transaction_session_timeout` never ends it
+    (docs/operations.md, "The store").
 
     Messages are a type byte and a 4-byte length, except a client's first (startup, SSL and GSS
     encryption requests) and the server's one-byte answers to the encryption requests. The
@@ -350,11 +366,10 @@ class PgTransactionWatch:
                     session.client_untyped = False
                 del buffer[:length]
                 continue
-            if len(buffer) < 5:
+            if len(buffer) < 5 or len(buffer) < 1 + int.from_bytes(buffer[1:5], "big"):
+                session.since_sync = session.since_sync or bool(buffer)
                 return
             kind, length = buffer[0], int.from_bytes(buffer[1:5], "big")
-            if len(buffer) < 1 + length:
-                return
             body = bytes(buffer[5 : 1 + length])
             del buffer[: 1 + length]
             statement = b""
@@ -367,6 +382,11 @@ class PgTransactionWatch:
             elif kind == ord("B"):
                 name = body.split(b"\0", 2)[1]
                 statement = session.prepared.get(name, b"")
+            if kind in (ord("S"), ord("Q")):
+                session.unanswered += 1
+                session.since_sync = False
+            else:
+                session.since_sync = True
             begins = statement.strip().upper().startswith(b"BEGIN")
             if statement and not begins and self.sql.upper() in statement.upper():
                 session.matched = True
@@ -384,10 +404,11 @@ class PgTransactionWatch:
             if len(buffer) < 1 + length:
                 return
             if kind == ord("Z") and length == 5:
+                session.unanswered = max(0, session.unanswered - 1)
                 status = buffer[5]
                 if status != ord("T"):
                     session.matched = False
-                elif session.matched and self.armed:
+                elif session.matched and self.armed and not session.pipelined:
                     self.armed = False
                     self.on_transaction(conn)
             del buffer[: 1 + length]
