@@ -307,8 +307,8 @@ class _PgSession:
     """Syncs and simple queries the client sent that the server has not answered (its
     ReadyForQuery): more than none when the client pipelines."""
     since_sync: bool = False
-    """The client sent more after its last Sync or simple query (a pipeline's next messages),
-    in part or whole."""
+    """The client sent a whole message after its last Sync or simple query (a pipeline's next
+    one; a message the server has only in part does not keep it from its idle timeout)."""
 
     @property
     def pipelined(self) -> bool:
@@ -366,10 +366,11 @@ class PgTransactionWatch:
                     session.client_untyped = False
                 del buffer[:length]
                 continue
-            if len(buffer) < 5 or len(buffer) < 1 + int.from_bytes(buffer[1:5], "big"):
-                session.since_sync = session.since_sync or bool(buffer)
+            if len(buffer) < 5:
                 return
             kind, length = buffer[0], int.from_bytes(buffer[1:5], "big")
+            if len(buffer) < 1 + length:
+                return
             body = bytes(buffer[5 : 1 + length])
             del buffer[: 1 + length]
             statement = b""
