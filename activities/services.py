@@ -32,7 +32,13 @@ from domain.contract.orders import CREATE_ORDER_SHIPMENT, order_workflow_id
 from domain.contract.stock import ALERT_SUBSCRIBERS
 from domain.line.choices import OfferGrant
 from domain.line.effects import RefundInput, RefundRecord, ShipmentInput, ShipmentRecord
-from domain.line.messages import LinkSpec, MessageInput, MessageKind, MessageRecord
+from domain.line.messages import (
+    LinkSpec,
+    MessageInput,
+    MessageKind,
+    MessageRecord,
+    SurveyInput,
+)
 from domain.links import LinkAction, LinkClaims, page_claims, sign
 from domain.orders import OrderShipmentInput
 from domain.policy import OfferKind
@@ -418,6 +424,15 @@ class OutsideServices:
             body=rendered.text,
             html=rendered.html,
         )
+        survey = None
+        if message.survey_at is not None:
+            survey = SurveyInput(
+                line_key=message.line_key,
+                request=message.request,
+                ship_by=message.ship_by,
+                ask_at=message.survey_at,
+                locale=message.locale,
+            )
         return await asyncio.to_thread(
             functools.partial(
                 records.record_message,
@@ -425,5 +440,6 @@ class OutsideServices:
                 row,
                 offers=message.offers,
                 accepted_offer_id=message.accepted_offer_id,
+                survey=survey,
             )
         )

@@ -648,7 +648,8 @@ def with_fast_policy(settings: Settings) -> Settings:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     path = settings.state_dir / "demo-fast-policy.json"
     path.write_text(json.dumps(fast_policy(), indent=2))
-    return settings.model_copy(update={"policy_file": path})
+    # Surveys are due a few seconds after shipping: swept every second, not every five minutes.
+    return settings.model_copy(update={"policy_file": path, "survey_sweep_seconds": 1})
 
 
 async def run_fast(api: Api, settings: Settings, console: Console) -> int:

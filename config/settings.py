@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, repr=False)
     """Bearer token sent to the outside services."""
     http_timeout_seconds: float = 10.0
+    survey_sweep_seconds: float = Field(default=300, ge=1, le=86_400)
+    """How often the survey sweep sends the surveys that are due (a schedule each worker keeps,
+    `survey-sweep:{task_queue}`): a survey goes out up to this long after its day."""
     worker_cached_workflows: int = Field(default=250, ge=0, le=100_000)
     """Workflows a worker keeps in memory between their tasks; a line evicted from the cache
     replays its short history when it next wakes. 250 keeps a worker near 200 MB however many

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from domain.line.choices import Offer
 from domain.line.effects import RefundRecord, ShipmentRecord
-from domain.line.messages import MessageKind, MessageRecord
+from domain.line.messages import MessageKind, MessageRecord, SurveyInput
 from domain.line.payment import Payment, PaymentState, PaymentView
 from domain.line.state import LineState
 from domain.line.status import LineStatus
@@ -40,6 +40,7 @@ from store.tables import (
     ShipmentRow,
     SkuRow,
     SubscriptionRow,
+    SurveyDueRow,
     as_utc,
     table_of,
     utcnow,
@@ -87,6 +88,14 @@ MESSAGES = table_of(MessageRow)
 # nothing (the effect is new), which the ORM's `Session.get` costs several times over.
 _FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bindparam("key"))
 _FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
+SURVEYS_DUE = table_of(SurveyDueRow)
+_DUE_SURVEYS = (
+    core_select(SURVEYS_DUE.c.survey_json)
+    .where(SURVEYS_DUE.c.ask_at <= bindparam("now"))
+    .order_by(SURVEYS_DUE.c.ask_at)
+    .limit(bindparam("limit"))
+)
+_ASKED_SURVEY = SURVEYS_DUE.delete().where(SURVEYS_DUE.c.line_key == bindparam("key"))
 _SKU_NAME = core_select(table_of(SkuRow).c.name).where(table_of(SkuRow).c.sku == bindparam("sku"))
 
 
@@ -191,14 +200,19 @@ def record_message(
     *,
     offers: Sequence[Offer] = (),
     accepted_offer_id: str | None = None,
+    survey: SurveyInput | None = None,
 ) -> MessageRecord:
     """A message sent, with the offers it made or the offer whose acceptance it confirms, in
-    one transaction: the offer figures of the metrics count what customers were really told."""
+    one transaction: the offer figures of the metrics count what customers were really told.
+    `survey`: the message is the line's last shipment's, and leaves the line's survey due (once
+    per line, whatever is retried)."""
     if not offers and accepted_offer_id is None:
         # Most messages: one statement, the row inserted unless its key is there already.
         with db.writing() as connection:
             new = connection.execute(insert_new(connection, MESSAGES), _values(row, MESSAGES))
             if new.rowcount:
+                if survey is not None:
+                    connection.execute(insert_new(connection, SURVEYS_DUE), survey_values(survey))
                 return message_record(row)
             found = connection.execute(_FIND_MESSAGE, {"key": row.idempotency_key}).one()
             return message_record(found)
@@ -207,6 +221,9 @@ def record_message(
         if existing is not None:
             return message_record(existing)
         session.add(row)
+        if survey is not None:
+            connection = session.connection()
+            connection.execute(insert_new(connection, SURVEYS_DUE), survey_values(survey))
         for offer in offers:
             if session.get(OfferRow, (row.line_key, offer.offer_id)) is None:
                 session.add(
@@ -223,6 +240,27 @@ def record_message(
                 made.accepted_at = row.sent_at
                 session.add(made)
         return message_record(row)
+
+
+def survey_values(survey: SurveyInput) -> dict[str, Any]:
+    return {
+        "line_key": survey.line_key,
+        "ask_at": survey.ask_at,
+        "survey_json": survey.model_dump_json(),
+    }
+
+
+def due_surveys(db: Database, now: datetime, limit: int) -> list[SurveyInput]:
+    """At most `limit` of the surveys due at `now`, the longest due first."""
+    with db.read_connection() as connection:
+        rows = connection.execute(_DUE_SURVEYS, {"now": now, "limit": limit}).all()
+    return [SurveyInput.model_validate_json(row.survey_json) for row in rows]
+
+
+def survey_asked(db: Database, line_key: str) -> None:
+    """The line's survey is sent (or refused for good): no longer due."""
+    with db.writing() as connection:
+        connection.execute(_ASKED_SURVEY, {"key": line_key})
 
 
 def _statuses(session: Session, lines: Sequence[LineRow]) -> list[LineStatus]:

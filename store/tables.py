@@ -443,6 +443,19 @@ class SurveyRow(SQLModel, table=True):
     answered_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
+class SurveyDueRow(SQLModel, table=True):
+    """A survey a shipped line leaves to be asked at `ask_at`, kept until the sweep has sent
+    it (or the notification service refused it for good): one per line, written with the
+    line's last shipment message (`store.records.record_message`)."""
+
+    __tablename__ = "surveys_due"
+
+    line_key: str = Field(primary_key=True, max_length=160)
+    ask_at: datetime = Field(sa_column=_timestamp(index=True))
+    survey_json: str
+    """The survey (`domain.line.messages.SurveyInput`) as JSON: what its message is made of."""
+
+
 class SalesDayRow(SQLModel, table=True):
     """How many order lines the seller sold on one channel on one UTC day, backordered or not:
     the denominator of the backorder rate. A level, set by the order system."""

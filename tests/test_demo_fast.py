@@ -25,8 +25,8 @@ DAY_SECONDS = 2.0
 async def demo_stack(
     temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
-    """A stack whose API and worker both run the demo's policy, as the demo's own stack does
-    (the worker's policy dates lines from purchase orders)."""
+    """A stack whose API and worker both run the demo's policy, and sweep surveys every second,
+    as the demo's own stack does (the worker's policy dates lines from purchase orders)."""
     policy = fast_policy(DAY_SECONDS)
     policy_file = tmp_path_factory.mktemp("fast-demo") / "policy.json"
     policy_file.write_text(json.dumps(policy))
@@ -34,7 +34,7 @@ async def demo_stack(
         "sqlite",
         temporal_env,
         fast_policy=policy,
-        settings_overrides={"policy_file": policy_file},
+        settings_overrides={"policy_file": policy_file, "survey_sweep_seconds": 1},
     ) as stack:
         yield stack
 

@@ -23,7 +23,7 @@ from activities.services import OutsideServices
 from activities.signals import Signaller
 from activities.store_activities import StoreActivities
 from activities.supply import SupplyActivities
-from activities.surveys import SurveyActivities
+from activities.surveys import SurveyActivities, keep_sweep_schedule
 from client import connect
 from client.backorders import temporal_tls
 from client.transport import async_client
@@ -95,7 +95,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
         signaller = Signaller(client)
         supply = SupplyActivities(db, client, policy)
         orders = OrderActivities(client, settings.task_queue)
-        surveys = SurveyActivities(client, settings.task_queue)
+        surveys = SurveyActivities(client, settings.task_queue, services)
         activities: list[Callable[..., Any]] = [
             store.record_line,
             store.release_line,
@@ -117,6 +117,7 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
             orders.join_order,
             orders.withdraw_from_order,
             surveys.start_survey,
+            surveys.send_due_surveys,
             services.create_order_shipment,
             payments.authorize,
             payments.capture,
@@ -136,6 +137,9 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
 
+        await keep_sweep_schedule(
+            client, settings.task_queue, timedelta(seconds=settings.survey_sweep_seconds)
+        )
         yield Workers(
             lines=worker(settings.task_queue, settings.worker_cached_workflows, 100),
             # Few and short-lived workflows; their fan-outs are the long activities.

@@ -3,7 +3,7 @@
 from workflows.line.workflow import BackorderLineWorkflow
 from workflows.order import ShipCompleteOrderWorkflow
 from workflows.stock import PurchaseOrderWorkflow, ReceiptWorkflow, SkuUpdateWorkflow
-from workflows.survey import LineSurveyWorkflow
+from workflows.survey import LineSurveyWorkflow, SurveySweepWorkflow
 
 WORKFLOWS = [
     BackorderLineWorkflow,
@@ -12,4 +12,5 @@ WORKFLOWS = [
     PurchaseOrderWorkflow,
     ShipCompleteOrderWorkflow,
     LineSurveyWorkflow,
+    SurveySweepWorkflow,
 ]

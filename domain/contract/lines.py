@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from domain.contract import Activity, Query, Signal, Update, WorkflowType
 from domain.contract.options import (
+    FAN_OUT_TIMEOUT,
+    HEARTBEAT_TIMEOUT,
     MESSAGE_RETRY,
     RETRY,
     SERVICE_TIMEOUT,
@@ -56,14 +58,25 @@ from domain.stock import AllocationNotice
 
 LINE_WORKFLOW = WorkflowType("BackorderLineWorkflow", LineInput, LineStatus)
 
-LINE_RELEASE = "line-release-2027-02"
+LINE_RELEASE = "line-release-2027-03"
 """The newest release of the line's workflow this code has (`workflows.line.versions`): a
 starter declares it in the line's input (`LineInput.release`), and a worker that knows it runs
 the line by it without recording the release's marker. Deploy workers before starters."""
 
 
 SURVEY_WORKFLOW = WorkflowType("LineSurveyWorkflow", SurveyInput, type(None))
-"""Started by a shipped line as it ends, so that the line does not stay open for its survey."""
+"""Started by a shipped line of an earlier release as it ends; lines of this release leave
+their survey in the store instead, for the sweep (`SURVEY_SWEEP_WORKFLOW`)."""
+
+SURVEY_SWEEP_WORKFLOW = WorkflowType("SurveySweepWorkflow", type(None), int)
+"""Sends the surveys that are due, on the stock task queue; started by the schedule
+`survey_schedule_id(task_queue)` every `BACKORDERS_SURVEY_SWEEP_SECONDS`. Answers how many it
+sent."""
+
+
+def survey_schedule_id(task_queue: str) -> str:
+    """The schedule of the survey sweep for the lines of one task queue."""
+    return f"survey-sweep:{task_queue}"
 
 
 def survey_workflow_id(line_key: str) -> str:
@@ -139,6 +152,11 @@ SEND_MESSAGE = Activity(
     "send_message", MessageInput, MessageRecord, SERVICE_TIMEOUT, MESSAGE_RETRY, local=True
 )
 GRANT_OFFER = Activity("grant_offer", OfferGrant, str, SERVICE_TIMEOUT, RETRY, local=True)
+SEND_DUE_SURVEYS = Activity(
+    "send_due_surveys", int, int, FAN_OUT_TIMEOUT, RETRY, heartbeat=HEARTBEAT_TIMEOUT
+)
+"""Send at most this many of the surveys due now, oldest first; answers how many it handled
+(sent, or refused for good by the notification service)."""
 START_SURVEY = Activity("start_survey", SurveyInput, type(None), STORE_TIMEOUT, RETRY, local=True)
 """Start the line's survey workflow (`survey:{line}`): local-first, since a repeat finds it
 started and does nothing; one marker in the line's history where a child workflow would cost

@@ -85,6 +85,10 @@ class MessageInput(BaseModel):
     charged: str | None = None
     """On a cancel of a line with payment terms: what was charged in all and kept (the value
     of what shipped); "0" when nothing was charged, so the message can say so."""
+    survey_at: datetime | None = None
+    """On the message of a line's last shipment: when its customer is to be asked how the wait
+    went. The store keeps the survey due with the message's record, in one transaction, and
+    the survey sweep sends it (`activities.surveys`)."""
 
 
 class SurveyInput(BaseModel):
@@ -94,3 +98,21 @@ class SurveyInput(BaseModel):
     request: BackorderRequest
     ship_by: datetime
     ask_at: datetime
+    locale: str | None = None
+    """The language of the line's messages (None: English, as surveys started by a line's
+    workflow were)."""
+
+    def message(self) -> MessageInput:
+        """The survey's message, under the line's one survey key."""
+        return MessageInput(
+            line_key=self.line_key,
+            request=self.request,
+            kind=MessageKind.SURVEY,
+            event_key=SURVEY_EVENT_KEY,
+            ship_by=self.ship_by,
+            locale=self.locale,
+        )
+
+
+SURVEY_EVENT_KEY = "survey"
+"""One survey per line: its message's idempotency key is the line's and this."""

@@ -9,6 +9,7 @@ machine its tests are skipped with the reason (`missing`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ import httpx
 import psycopg
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from admission import Actor, Admission
@@ -33,7 +35,7 @@ from client import BackorderClient, connect
 from client.http import ApiClient, Retry
 from config.settings import Settings
 from domain import contract
-from domain.contract.lines import line_key
+from domain.contract.lines import line_key, survey_schedule_id
 from store.audit import broken_rules
 from store.db import Database, open_store
 from tests.support.factories import (
@@ -298,5 +300,10 @@ async def running_stack(
             await running.fast.aclose()
             await running.fast_server.stop()
             await running.services.stop()
+            # The session's server outlives the stack: its schedule must not start sweeps on a
+            # task queue no worker polls any more.
+            schedule_id = survey_schedule_id(running.settings.task_queue)
+            with contextlib.suppress(RPCError):
+                await env.client.get_schedule_handle(schedule_id).delete()
             running.db.dispose()
             drop()

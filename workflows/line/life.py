@@ -7,6 +7,8 @@ Each step is a function of the run (`LineRun`); the rules they follow are the bo
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 
 from domain.contract.lines import (
@@ -40,6 +42,10 @@ from workflows.line.run import ETA_PATCH, LineRun
 
 SURVEY_PATCH = "survey-after-shipping"
 """Lines that ended before this code replay without starting their survey."""
+
+SURVEYS_IN_STORE_PATCH = "surveys-in-store"
+"""A line's last shipment message leaves its survey due in the store, for the survey sweep;
+lines that shipped before this code replay starting a survey workflow of their own."""
 
 QUEUE_LOCALLY_PATCH = "queue-line-locally"
 """A line queues itself with a local activity, in its first workflow task; lines that began
@@ -156,6 +162,7 @@ async def ship(line: LineRun, quantity: int) -> None:
         shipment=shipment,
         quantity=book.shipped,
         links=[] if done else [line.link(LinkAction.CANCEL)],
+        survey_at=_survey_at(line) if done else None,
     )
 
 
@@ -212,7 +219,19 @@ async def _ship_whole(line: LineRun) -> None:
         shipment=whole,
         quantity=book.shipped,
         links=[] if done or book.with_order else [line.link(LinkAction.CANCEL)],
+        survey_at=_survey_at(line) if done else None,
     )
+
+
+def _survey_at(line: LineRun) -> datetime | None:
+    """When the customer of a line that just shipped its last units is asked how the wait
+    went: `survey_after_days` after the last shipment; None without a survey, or for a line
+    of an earlier release, which starts its survey's workflow as it ends (`ask_later`)."""
+    after = line.policy.survey_after_days
+    if after is None or not versions.patched(SURVEYS_IN_STORE_PATCH):
+        return None
+    last = max(shipment.created_at for shipment in line.book.shipments)
+    return last + line.policy.days(after)
 
 
 async def cancel(line: LineRun, request: CancelRequest) -> None:
@@ -408,13 +427,15 @@ def continue_as_new(line: LineRun) -> None:
 
 
 async def ask_later(line: LineRun) -> None:
-    """A shipped line, as it ends, starts the workflow that asks its customer how the wait went,
-    `survey_after_days` after the last shipment (`workflows.survey`); the line closes now."""
+    """A shipped line of an earlier release, as it ends, starts the workflow that asks its
+    customer how the wait went, `survey_after_days` after the last shipment
+    (`workflows.survey`); the line closes now. A line of this release left its survey in the
+    store with its last message (`_survey_at`)."""
     after = line.policy.survey_after_days
     book = line.book
     if book.state is not LineState.SHIPPED or after is None or not book.shipments:
         return
-    if not versions.patched(SURVEY_PATCH):
+    if versions.patched(SURVEYS_IN_STORE_PATCH) or not versions.patched(SURVEY_PATCH):
         return
     last = max(shipment.created_at for shipment in book.shipments)
     survey = SurveyInput(

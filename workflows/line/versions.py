@@ -49,6 +49,7 @@ RELEASES: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset({"queue-line-locally", "one-upsert-per-signal", "ship-locally"}),
     ),
     ("line-release-2027-02", frozenset({"one-upsert-per-task"})),
+    ("line-release-2027-03", frozenset({"surveys-in-store"})),
 )
 """Oldest first; each release takes its own changes and those of every release before it."""
 
