@@ -21,7 +21,6 @@ from temporalio.client import Client
 from cli.stack import TemporalDevServer
 from client.http import ApiClient
 from config.settings import Settings
-from domain.contract.lines import SURVEY_WORKFLOW
 from store.db import Database
 
 FLOOR_QUEUE = "bench-floor"
@@ -161,11 +160,9 @@ class BenchStack:
         return await asyncio.to_thread(read)
 
     async def running(self, task_queue: str) -> int:
-        """Workflows still running on a task queue (Temporal's visibility store), the surveys
-        shipped lines leave waiting for their day left out."""
+        """Workflows still running on a task queue (Temporal's visibility store)."""
         found = await self.client.count_workflows(
             f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
-            f' AND WorkflowType != "{SURVEY_WORKFLOW.name}"'
         )
         return found.count
 

@@ -56,7 +56,6 @@ from simulators.app import create_app as create_simulators
 from store.db import Database
 from store.tables import LineRow, PaymentRow, ReceiptRow, ShipmentRow, SkuRow
 from tests.support.chaos import (
-    NOT_SURVEYS,
     EffectFacts,
     LineFacts,
     Retries,
@@ -362,9 +361,7 @@ async def wait_for_the_moment(stack: ChaosStack, within: float = 60.0) -> int:
 
 async def running_workflows(stack: ChaosStack) -> str:
     """Each running workflow of the stack with its pending activities: what it waits for."""
-    query = (
-        f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"' + NOT_SURVEYS
-    )
+    query = f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"'
     described = []
     async for execution in stack.client.list_workflows(query):
         handle = stack.client.get_workflow_handle(execution.id)
@@ -386,7 +383,7 @@ async def assert_exactly_once(stack: ChaosStack, surge: Surge) -> dict[str, int]
     not_completed = [
         f"{w.id}: {w.status.name if w.status else '?'}"
         async for w in stack.client.list_workflows(
-            f'TaskQueue = "{queue}" AND ExecutionStatus != "Completed"' + NOT_SURVEYS
+            f'TaskQueue = "{queue}" AND ExecutionStatus != "Completed"'
         )
     ]
     assert not_completed == [], "workflows that did not complete"

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -137,9 +138,17 @@ async def worker_for(client: Client, settings: Settings, db: Database) -> AsyncI
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
 
-        await keep_sweep_schedule(
-            client, settings.task_queue, timedelta(seconds=settings.survey_sweep_seconds)
-        )
+        try:
+            await keep_sweep_schedule(
+                client, settings.task_queue, timedelta(seconds=settings.survey_sweep_seconds)
+            )
+        except RPCError as exc:
+            # The lines come first: they run without it; only the surveys wait in the store.
+            log.error(
+                "could not create or update the survey sweep's schedule (%s): due surveys "
+                "stay in the store until a worker can",
+                exc,
+            )
         yield Workers(
             lines=worker(settings.task_queue, settings.worker_cached_workflows, 100),
             # Few and short-lived workflows; their fan-outs are the long activities.

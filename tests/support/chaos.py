@@ -40,7 +40,6 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from config.settings import Settings
-from domain.contract.lines import SURVEY_WORKFLOW
 from domain.line.messages import MessageKind
 from domain.line.payment import Payment
 from domain.line.state import LineState
@@ -53,11 +52,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORDED_SERVICES = ("carrier", "payments", "notifications")
 
 # ---- the worker as a process of its own ----------------------------------------------------
-
-
-NOT_SURVEYS = f' AND WorkflowType != "{SURVEY_WORKFLOW.name}"'
-"""Left out of "every workflow ended": the survey a shipped line leaves behind waits its days
-(`survey_after_days`; the default policy's week) by design."""
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -271,7 +265,7 @@ async def settle(
         handles = [temporal.get_workflow_handle(key) for key in keys]
         await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), left)
         if task_queue is not None:
-            running = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"' + NOT_SURVEYS
+            running = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
             await eventually(
                 lambda: temporal.count_workflows(running),
                 lambda found: found.count == 0,

@@ -27,7 +27,7 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from domain.line.state import LineState
 from store.tables import LineRow, ReceiptRow, ShipmentRow, SkuRow
-from tests.support.chaos import NOT_SURVEYS, Retries, record_problems, send_until_answered
+from tests.support.chaos import Retries, record_problems, send_until_answered
 from tests.support.cluster import Cluster
 from tests.support.factories import OPS_TOKEN, ORDER_TOKEN, SUPPLIER_TOKENS, backorder
 
@@ -180,9 +180,7 @@ async def mid_surge(cluster: Cluster, shipments: int = 5, within: float = 60.0) 
 
 async def running_workflows(cluster: Cluster) -> str:
     """Each running workflow with its pending activities: what it waits for."""
-    query = (
-        f'TaskQueue = "{cluster.settings.task_queue}" AND ExecutionStatus = "Running"' + NOT_SURVEYS
-    )
+    query = f'TaskQueue = "{cluster.settings.task_queue}" AND ExecutionStatus = "Running"'
     described = []
     async for execution in cluster.client.list_workflows(query):
         raw = (await cluster.client.get_workflow_handle(execution.id).describe()).raw_description
@@ -222,9 +220,7 @@ async def settle(cluster: Cluster, surge: Surge, within: float) -> None:
                 + f"\nrunning workflows:\n{await running_workflows(cluster)}\n{cluster.logs()}"
             )
         await asyncio.sleep(0.5)
-    running = (
-        f'TaskQueue = "{cluster.settings.task_queue}" AND ExecutionStatus = "Running"' + NOT_SURVEYS
-    )
+    running = f'TaskQueue = "{cluster.settings.task_queue}" AND ExecutionStatus = "Running"'
     while (await cluster.client.count_workflows(running)).count:
         if time.monotonic() > deadline:
             raise AssertionError(
@@ -242,7 +238,7 @@ async def assert_exactly_once(cluster: Cluster, surge: Surge) -> dict[str, int]:
     not_completed = [
         f"{w.id}: {w.status.name if w.status else '?'}"
         async for w in cluster.client.list_workflows(
-            f'TaskQueue = "{queue}" AND ExecutionStatus != "Completed"' + NOT_SURVEYS
+            f'TaskQueue = "{queue}" AND ExecutionStatus != "Completed"'
         )
     ]
     assert not_completed == [], "workflows that did not complete"
