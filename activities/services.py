@@ -382,7 +382,18 @@ class OutsideServices:
         done, name = await asyncio.to_thread(
             records.find_message_for, self.db, key, message.request.sku
         )
+        survey = None
+        if message.survey_at is not None:
+            survey = SurveyInput(
+                line_key=message.line_key,
+                request=message.request,
+                ship_by=message.ship_by,
+                ask_at=message.survey_at,
+                locale=message.locale,
+            )
         if done is not None:
+            if survey is not None:
+                await asyncio.to_thread(records.leave_survey, self.db, survey)
             return done
         urls = {
             (link.action, link.offer_id): self._link_url(message.line_key, link)
@@ -424,15 +435,6 @@ class OutsideServices:
             body=rendered.text,
             html=rendered.html,
         )
-        survey = None
-        if message.survey_at is not None:
-            survey = SurveyInput(
-                line_key=message.line_key,
-                request=message.request,
-                ship_by=message.ship_by,
-                ask_at=message.survey_at,
-                locale=message.locale,
-            )
         return await asyncio.to_thread(
             functools.partial(
                 records.record_message,

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import (
     Client,
@@ -89,28 +90,47 @@ class SurveyActivities:
     @SEND_DUE_SURVEYS.defn
     async def send_due_surveys(self, most: int) -> int:
         """Send up to `most` of the surveys due now, the longest due first, a few at a time;
-        each leaves the store once sent, or once the notification service refused it for
-        good. Answers how many left. A retry sends none twice: the message is recorded under
-        the line's survey key before its survey leaves (`send_message` finds it)."""
+        answers how many were handled. A survey leaves the store once sent, or once given up:
+        refused for good by the notification service, or one that cannot be made (a row that
+        no longer reads, a template that fails), each logged. A survey that failed for a
+        passing reason (an outage) stays, the others are still sent, and the attempt fails at
+        the end so that Temporal retries it. None is sent twice: its message is recorded under
+        the line's survey key before the survey leaves (`send_message` finds it)."""
         due = await asyncio.to_thread(records.due_surveys, self.db, datetime.now(UTC), most)
         gate = asyncio.Semaphore(SURVEYS_IN_FLIGHT)
 
-        async def ask(survey: SurveyInput) -> None:
+        async def ask(line_key: str, survey_json: str) -> None:
             async with gate:
                 try:
-                    await self.services.send_message(survey.message())
-                except ApplicationError as exc:
-                    if exc.type != contract.ERROR_OUTSIDE_SERVICE_REJECTED:
+                    await self.services.send_message(
+                        SurveyInput.model_validate_json(survey_json).message()
+                    )
+                except (ApplicationError, ValidationError) as exc:
+                    if isinstance(exc, ApplicationError) and not _given_up(exc):
                         raise
-                    # As the line's own messages: a refusal for good is given up, not retried.
-                    log.warning("the survey of %s was refused: %s", survey.line_key, exc)
-                await asyncio.to_thread(records.survey_asked, self.db, survey.line_key)
+                    log.warning("the survey of %s is given up: %s", line_key, exc)
+                await asyncio.to_thread(records.survey_asked, self.db, line_key)
 
         async with heartbeating():
-            await asyncio.gather(*(ask(survey) for survey in due))
+            outcomes = await asyncio.gather(
+                *(ask(line_key, survey_json) for line_key, survey_json in due),
+                return_exceptions=True,
+            )
+        failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failed:
+            first = failed[0]
+            raise RuntimeError(
+                f"{len(failed)} of {len(due)} due surveys not sent, tried again: {first!r}"
+            ) from first
         if due:
             activity.logger.info("sent %d surveys", len(due))
         return len(due)
+
+
+def _given_up(error: ApplicationError) -> bool:
+    """A failure a line's own message would give up on too: a refusal for good, or a failure
+    that says it is not worth retrying (a template that does not render)."""
+    return error.non_retryable or error.type == contract.ERROR_OUTSIDE_SERVICE_REJECTED
 
 
 def sweep_schedule(task_queue: str, every: timedelta) -> Schedule:
@@ -129,6 +149,19 @@ def sweep_schedule(task_queue: str, every: timedelta) -> Schedule:
     )
 
 
+def _kept(schedule: Schedule) -> tuple[object, ...]:
+    """What a worker keeps of the sweep's schedule: when it runs, what it starts, and how."""
+    action = schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    return (
+        schedule.spec.intervals,
+        action.workflow,
+        action.task_queue,
+        action.execution_timeout,
+        schedule.policy.overlap,
+    )
+
+
 async def keep_sweep_schedule(client: Client, task_queue: str, every: timedelta) -> None:
     """Create the survey sweep's schedule, or bring the one there to `every`: each worker does
     this as it starts, so the schedule follows the newest setting (a pause is kept)."""
@@ -140,7 +173,7 @@ async def keep_sweep_schedule(client: Client, task_queue: str, every: timedelta)
 
         async def update(found: ScheduleUpdateInput) -> ScheduleUpdate | None:
             current = found.description.schedule
-            if current.spec.intervals == schedule.spec.intervals:
+            if _kept(current) == _kept(schedule):
                 return None
             # Ops may have paused it, with a note saying why: that stays as they left it.
             return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=current.state))

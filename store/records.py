@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, asc, bindparam, desc, text
+from sqlalchemy import Connection, Table, asc, bindparam, desc, text
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -90,7 +90,7 @@ _FIND_SHIPMENT = core_select(SHIPMENTS).where(SHIPMENTS.c.idempotency_key == bin
 _FIND_MESSAGE = core_select(MESSAGES).where(MESSAGES.c.idempotency_key == bindparam("key"))
 SURVEYS_DUE = table_of(SurveyDueRow)
 _DUE_SURVEYS = (
-    core_select(SURVEYS_DUE.c.survey_json)
+    core_select(SURVEYS_DUE.c.line_key, SURVEYS_DUE.c.survey_json)
     .where(SURVEYS_DUE.c.ask_at <= bindparam("now"))
     .order_by(SURVEYS_DUE.c.ask_at)
     .limit(bindparam("limit"))
@@ -204,26 +204,25 @@ def record_message(
 ) -> MessageRecord:
     """A message sent, with the offers it made or the offer whose acceptance it confirms, in
     one transaction: the offer figures of the metrics count what customers were really told.
-    `survey`: the message is the line's last shipment's, and leaves the line's survey due (once
-    per line, whatever is retried)."""
+    `survey`: the message is the line's last shipment's, and leaves the line's survey due
+    (`leave_survey`)."""
     if not offers and accepted_offer_id is None:
         # Most messages: one statement, the row inserted unless its key is there already.
         with db.writing() as connection:
+            if survey is not None:
+                _leave_survey(connection, survey)
             new = connection.execute(insert_new(connection, MESSAGES), _values(row, MESSAGES))
             if new.rowcount:
-                if survey is not None:
-                    connection.execute(insert_new(connection, SURVEYS_DUE), survey_values(survey))
                 return message_record(row)
             found = connection.execute(_FIND_MESSAGE, {"key": row.idempotency_key}).one()
             return message_record(found)
     with db.transaction() as session:
+        if survey is not None:
+            _leave_survey(session.connection(), survey)
         existing = session.get(MessageRow, row.idempotency_key)
         if existing is not None:
             return message_record(existing)
         session.add(row)
-        if survey is not None:
-            connection = session.connection()
-            connection.execute(insert_new(connection, SURVEYS_DUE), survey_values(survey))
         for offer in offers:
             if session.get(OfferRow, (row.line_key, offer.offer_id)) is None:
                 session.add(
@@ -245,16 +244,32 @@ def record_message(
 def survey_values(survey: SurveyInput) -> dict[str, Any]:
     return {
         "line_key": survey.line_key,
-        "ask_at": survey.ask_at,
+        # UTC as such: SQLite keeps a timestamp's wall time and drops its offset.
+        "ask_at": survey.ask_at.astimezone(UTC),
         "survey_json": survey.model_dump_json(),
     }
 
 
-def due_surveys(db: Database, now: datetime, limit: int) -> list[SurveyInput]:
-    """At most `limit` of the surveys due at `now`, the longest due first."""
+def _leave_survey(connection: Connection, survey: SurveyInput) -> None:
+    connection.execute(insert_new(connection, SURVEYS_DUE), survey_values(survey))
+
+
+def leave_survey(db: Database, survey: SurveyInput) -> None:
+    """The line's survey is due at `survey.ask_at`, unless it is already. Asked with the line's
+    last message, also when that message was recorded before (by a worker of an earlier
+    release, whose task was lost): a survey left again after it was sent finds its message
+    recorded, and goes no further than the next sweep (`send_message`)."""
+    with db.writing() as connection:
+        _leave_survey(connection, survey)
+
+
+def due_surveys(db: Database, now: datetime, limit: int) -> list[tuple[str, str]]:
+    """At most `limit` of the surveys due at `now`, the longest due first, as (line key, the
+    `SurveyInput` as JSON): each is read by its sender, so that one row that no longer reads
+    stops no other."""
     with db.read_connection() as connection:
         rows = connection.execute(_DUE_SURVEYS, {"now": now, "limit": limit}).all()
-    return [SurveyInput.model_validate_json(row.survey_json) for row in rows]
+    return [(row.line_key, row.survey_json) for row in rows]
 
 
 def survey_asked(db: Database, line_key: str) -> None:

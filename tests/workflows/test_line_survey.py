@@ -5,10 +5,15 @@ policy without a survey, leaves none. No line of this release starts a survey wo
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from domain.contract.lines import CANCEL, LINE_RELEASE, survey_workflow_id
 from domain.line.effects import CancelRequest
@@ -16,8 +21,28 @@ from domain.line.messages import MessageKind
 from domain.line.state import LineState
 from domain.policy import ServicePolicy
 from tests.workflows.stubs import SECONDS_POLICY, StubStore, line_request, line_worker
+from worker.main import workflow_runner
+from workflows.line.workflow import BackorderLineWorkflow
+
+replayer = Replayer(
+    workflows=[BackorderLineWorkflow],
+    data_converter=pydantic_data_converter,
+    workflow_runner=workflow_runner(),
+)
 
 ASK_AFTER = SECONDS_POLICY.model_copy(update={"survey_after_days": 1.5})
+
+
+async def patch_markers(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The ids of the patch markers a run recorded."""
+    found = []
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                data = marker.details["patch-data"].payloads[0].data
+                found.append(json.loads(data)["id"])
+    return found
 
 
 async def no_survey_workflows(env: WorkflowEnvironment, line_keys: list[str]) -> bool:
@@ -31,13 +56,19 @@ async def no_survey_workflows(env: WorkflowEnvironment, line_keys: list[str]) ->
 async def test_a_shipped_line_closes_and_leaves_its_survey_due_with_its_last_message(
     temporal_env: WorkflowEnvironment,
 ) -> None:
-    store = StubStore(free_stock=5)
+    store = StubStore(free_stock=10)
     async with line_worker(temporal_env.client, store) as line:
         handles = [
             await line.start(line_request(f"wf-{uuid.uuid4().hex[:10]}"), policy=ASK_AFTER),
             # As the API starts it: the release declared in its input, no marker recorded.
             await line.start(
                 line_request(f"wf-{uuid.uuid4().hex[:10]}"), policy=ASK_AFTER, release=LINE_RELEASE
+            ),
+            # Started by the release before, shipping on this code: it takes the change too.
+            await line.start(
+                line_request(f"wf-{uuid.uuid4().hex[:10]}"),
+                policy=ASK_AFTER,
+                release="line-release-2027-02",
             ),
         ]
         for handle in handles:
@@ -48,6 +79,14 @@ async def test_a_shipped_line_closes_and_leaves_its_survey_due_with_its_last_mes
         assert len(shipped) == 1 and shipped[0].shipment is not None
         assert shipped[0].survey_at == shipped[0].shipment.created_at + timedelta(seconds=1.5)
         assert [m.kind for m in messages if m.survey_at is not None] == [MessageKind.SHIPPED]
+    markers = [await patch_markers(handle) for handle in handles]
+    # The release's marker, first thing; none; the marker of the release that gathers the
+    # change, when the line of the release before asks it (`workflows.line.versions`).
+    assert markers == [["line-release-2027-03"], [], ["line-release-2027-03"]]
+    for handle in handles:  # and each replays as it ran
+        history = await handle.fetch_history()
+        replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert replayed.replay_failure is None, replayed.replay_failure
     assert MessageKind.SURVEY not in store.kinds()  # the line did not wait for it
     assert store.surveys == []  # no survey workflow started
     assert await no_survey_workflows(temporal_env, [handle.id for handle in handles])
