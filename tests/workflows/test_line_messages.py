@@ -213,8 +213,15 @@ async def test_supply_in_time_is_confirmed_with_its_eta_and_a_new_date_waits_out
     confirmation, update = line.store.messages
     assert confirmation.kind is MessageKind.BACKORDER_CONFIRMATION and confirmation.eta == eta
     assert update.kind is MessageKind.ETA_UPDATE and status.state is LineState.WAITING
-    confirmed, updated = line.store.sent_at
-    assert updated - confirmed >= timedelta(seconds=2.9)  # the web channel's 3 quiet days
+    _, updated = line.store.sent_at
+    # The web channel's 3 quiet days count from the moment the line decided to confirm: its
+    # first workflow task's time (`workflow.now()` there), not the moment the stub ran.
+    decided = next(
+        event.event_time.ToDatetime(tzinfo=UTC)
+        for event in (await handle.fetch_history()).events
+        if event.HasField("workflow_task_started_event_attributes")
+    )
+    assert updated - decided >= timedelta(seconds=3)
     assert_no_past_dates(line.store)
 
 
