@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,6 +104,8 @@ from store import health as marketplace_health
 from store.db import Database
 from store.idempotency import Found
 from store.tables import SubscriptionRow, SurveyRow, as_utc
+
+log = logging.getLogger("backorders.api")
 
 A = TypeVar("A", bound=BaseModel)
 T = TypeVar("T")
@@ -654,11 +657,14 @@ class Admission:
             await asyncio.to_thread(records.ping, self.db)
             checks["store"] = "ok"
         except Exception as exc:
+            log.warning("health: the store did not answer: %r", exc)
             checks["store"] = f"unavailable: {type(exc).__name__}"
         try:
             await self.temporal.service_client.check_health(timeout=timedelta(seconds=3))
             checks["temporal"] = "ok"
         except Exception as exc:
+            # The answer names only the part; the log keeps the status and message for ops.
+            log.warning("health: Temporal did not answer: %r", exc)
             checks["temporal"] = f"unavailable: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
         return Health(status="ok" if healthy else "unavailable", **checks)
