@@ -33,6 +33,7 @@ from cli.dev import EmbeddedStack, api_url, configure_logging, stop_requested, u
 from client.http import NO_RETRY, ApiClient, Retry
 from client.http import Tally as RequestTally
 from config.settings import Settings
+from domain.responses import Health
 
 T = TypeVar("T")
 
@@ -558,14 +559,30 @@ async def run_burst(
     return code
 
 
-async def stack_answers(url: str) -> bool | None:
-    """True if a healthy stack answers at `url`, False if one answers unhealthy, None if none."""
-    try:
-        async with ApiClient(url, retry=NO_RETRY, timeout=3) as api:
-            health = await api.health()
-    except (httpx.TransportError, ValueError):
-        return None
-    return health.status == "ok"
+HEALTH_PATIENCE_SECONDS = 10.0
+"""How long the demo asks again while a stack answers unhealthy: a busy Temporal server can miss
+one health check (its 3 s deadline) and answer the next."""
+
+
+async def stack_answers(url: str, *, patience: float = HEALTH_PATIENCE_SECONDS) -> Health | None:
+    """The health of the stack answering at `url` (asked again each second for up to `patience`
+    seconds while it answers unhealthy), or None if nothing answers there."""
+    deadline = time.monotonic() + patience
+    async with ApiClient(url, retry=NO_RETRY, timeout=3) as api:
+        while True:
+            try:
+                health = await api.health()
+            except (httpx.TransportError, ValueError):
+                return None
+            if health.status == "ok" or time.monotonic() >= deadline:
+                return health
+            await asyncio.sleep(1)
+
+
+def unhealthy_parts(health: Health) -> str:
+    """The parts that did not answer, as the stack named them."""
+    parts = {"store": health.store, "temporal": health.temporal}
+    return ", ".join(f"{name}: {state}" for name, state in parts.items() if state != "ok")
 
 
 async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -597,8 +614,11 @@ async def run_demo(
     url = (api or api_url(settings)).rstrip("/")
     with stop_requested() as stop:
         found = await stack_answers(url)
-        if found is False:
-            console.print(f"[red]the stack at {url} answers but is not healthy[/] (GET /healthz)")
+        if found is not None and found.status != "ok":
+            console.print(
+                f"[red]the stack at {url} answers but is not healthy[/] (GET /healthz, "
+                f"{unhealthy_parts(found)}, for {HEALTH_PATIENCE_SECONDS:g} s)"
+            )
             return 2
         stack: EmbeddedStack | None = None
         if fast and found is not None and api is None:
