@@ -58,9 +58,7 @@ async def test_a_stack_that_misses_a_health_check_is_asked_again_and_found_healt
     assert stand_in.asked == 3
 
 
-async def test_a_stack_that_stays_unhealthy_is_reported_naming_the_part_that_does_not_answer() -> (
-    None
-):
+async def test_a_stack_that_stays_unhealthy_is_reported_with_the_part_not_answering() -> None:
     async with health_answers(unhealthy_times=1_000) as stand_in:
         found = await stack_answers(stand_in.url, patience=1.5)
     assert found == UNHEALTHY
