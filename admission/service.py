@@ -26,7 +26,7 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -142,6 +142,15 @@ class Done(Generic[A]):
     answer: A
 
 
+@contextlib.contextmanager
+def _store_answers() -> Iterator[None]:
+    """The store not answering becomes `Unavailable`."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise Unavailable("the store") from exc
+
+
 class Admission:
     """Validation, idempotency and read models over one store and one Temporal namespace."""
 
@@ -169,11 +178,15 @@ class Admission:
         request = _admit(BackorderRequest, body)
         key = line_key(request.order_id, request.line_id)
         named = [request.sku, *(line.sku for line in request.in_stock_lines)]
-        # One store call: the line recorded under these ids (the store remembers lines longer
-        # than Temporal keeps closed workflows), else the SKUs checked and the line judged.
-        door = await self._store(
-            lambda: selling.admit_start(self.db, key, request.sku, request.quantity, named)
-        )
+        # One read: the line recorded under these ids (the store remembers lines longer than
+        # Temporal keeps closed workflows), else the SKUs checked and the line admitted; a write
+        # only for a line whose SKU has a backorder limit.
+        door = await self._read(lambda: selling.read_door(self.db, key, request.sku, named))
+        if door.to_judge:
+            known = door.known
+            door = await self._store(
+                lambda: selling.judge_start(self.db, key, request.sku, request.quantity, known)
+            )
         request_hash = canonical_hash(request)
         if door.earlier_hash is None:
             _require_skus(request, door.known)
@@ -674,10 +687,20 @@ class Admission:
     async def _store(self, work: Callable[[], T]) -> T:
         """Blocking store work in a thread; the store not answering becomes `Unavailable`
         (the transaction did not commit: nothing was written)."""
-        try:
+        with _store_answers():
             return await asyncio.to_thread(work)
-        except OperationalError as exc:
-            raise Unavailable("the store") from exc
+
+    async def _read(self, read: Callable[[], T]) -> T:
+        """A read-only store call. On SQLite it runs here, on the event loop: a lookup by key in
+        a local file whose readers never wait for its writer (WAL) costs a fraction of a
+        millisecond, less than the hand-off to a thread and back, which also queues the loop
+        behind the thread for the interpreter's lock (measured: a start through the API went
+        from 0.76-0.79 to 0.90-0.94 of raw starts). A store across the network is read in a
+        thread, as `_store`."""
+        if not self.db.is_sqlite:
+            return await self._store(read)
+        with _store_answers():
+            return read()
 
     async def _keyed(
         self,

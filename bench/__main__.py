@@ -44,7 +44,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--skus", type=int, default=2, help="surge SKUs (default 2: 1,000 lines per receipt)"
     )
     parser.add_argument(
-        "--starts", type=int, default=1000, help="starts per side in the API scenario"
+        "--starts",
+        type=int,
+        default=2000,
+        help="starts per side in the API scenario (default 2000: four rounds of 500 a side)",
     )
     parser.add_argument("--waiting", type=int, default=10_000, help="waiting lines for memory")
     parser.add_argument("--sizes", default="1000,10000,100000", help="queue lengths for allocation")
@@ -280,6 +283,10 @@ def report(results: dict[str, Any]) -> None:
         for side, by in sides.items():
             starts.add_row(side, *(str(by.get(name, "-")) for name in processes))
         console.print(starts)
+        paces = ", ".join(
+            f"{found['side']} {found['per_second']}" for found in results["api"].get("rounds", [])
+        )
+        console.print(f"starts per second, round by round: {paces}")
     if "history" in results:
         events = Table(title="history events of a VIP line escalated until cancelled")
         events.add_column("channel")

@@ -179,6 +179,23 @@ class BenchStack:
             found[name] = (int(fields[11]) + int(fields[12])) / ticks
         return found
 
+    async def until_quiet(self, what: str, *, within: float = 120.0) -> float:
+        """Until every process of the stack but the bench has spent less than a tenth of a
+        core over half a second: what earlier work left (messages, timers, the worker's
+        catching up) is done, so that the next measurement does not pay for it."""
+        before = self.cpu_seconds()
+        window = 0.5
+
+        async def done() -> tuple[bool, str]:
+            nonlocal before
+            await asyncio.sleep(window)
+            now = self.cpu_seconds()
+            busy = sum(now[name] - before[name] for name in now if name != "bench")
+            before = now
+            return busy < 0.1 * window, f"{busy / window:.0%} of a core busy"
+
+        return await until(what, done, within=within)
+
     def end_of_work(self) -> None:
         """The measured work is done: what the scenario does next (reading histories, say) is
         not charged to it (`bench.__main__.costed`)."""

@@ -61,7 +61,7 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Door:
-    """What the store says of a line's start at the door, read in one go (`admit_start`)."""
+    """What the store says of a line's start at the door, read in one go (`read_door`)."""
 
     earlier_hash: str | None
     """The request hash of the line already recorded under this key; None for a new line."""
@@ -70,7 +70,10 @@ class Door:
     known: frozenset[str]
     """Which of the named SKUs the catalog has (read for a new line only)."""
     admitted: Admitted | None
-    """The new line, judged: None for a recorded line or one naming an unknown SKU."""
+    """The new line, judged: None for a recorded line, one naming an unknown SKU, and one still
+    to judge."""
+    to_judge: bool = False
+    """A new line under a backorder limit: its judgement is a write (`judge_start`)."""
 
 
 _LINES = table_of(LineRow)
@@ -86,13 +89,11 @@ _NAMED_SKUS = core_select(
 _PENDING_JUDGEMENT = core_select(_PENDING.c.over_limit).where(_PENDING.c.key == bindparam("key"))
 
 
-def admit_start(db: Database, key: str, sku: str, quantity: int, named: list[str]) -> Door:
-    """Everything a start needs from the store, in one call (one thread hop): the hash of a
+def read_door(db: Database, key: str, sku: str, named: list[str]) -> Door:
+    """Everything a start needs from the store, read in one go without writing: the hash of a
     line already recorded under `key`, and its judgement; else which of the `named` SKUs the
-    catalog has and, when it has them all, the new line judged against its SKU's backorder
-    limit, once, and against its release date. Nothing is written unless every SKU exists;
-    a judgement is written under the SKU's lock, which orders it against every other start,
-    arrival and cancel of the SKU."""
+    catalog has and, when they all exist and the line's SKU has no backorder limit, the new
+    line admitted. A line whose SKU has a limit comes back `to_judge` (`judge_start`)."""
     now = utcnow()
     with db.read_connection() as connection:
         recorded = connection.execute(_RECORDED, {"key": key}).first()
@@ -104,12 +105,20 @@ def admit_start(db: Database, key: str, sku: str, quantity: int, named: list[str
         row = rows.get(sku)
         if row is None or not known.issuperset(named):
             return Door(None, False, known, None)
-        if row.backorder_limit is None:
-            # Nothing to judge, nothing to write: a start takes no lock (as before limits).
-            pending = connection.execute(_PENDING_JUDGEMENT, {"key": key}).first()
-            preorder = _preorder(row.release_at, row.ship_before_release, now)
-            admitted = Admitted(pending is not None and pending.over_limit, preorder)
-            return Door(None, admitted.over_limit, known, admitted)
+        if row.backorder_limit is not None:
+            return Door(None, False, known, None, to_judge=True)
+        # Nothing to judge, nothing to write: a start takes no lock (as before limits).
+        pending = connection.execute(_PENDING_JUDGEMENT, {"key": key}).first()
+        preorder = _preorder(row.release_at, row.ship_before_release, now)
+        admitted = Admitted(pending is not None and pending.over_limit, preorder)
+        return Door(None, admitted.over_limit, known, admitted)
+
+
+def judge_start(db: Database, key: str, sku: str, quantity: int, known: frozenset[str]) -> Door:
+    """A new line judged against its SKU's backorder limit, once, and against its release
+    date. The judgement is written under the SKU's lock, which orders it against every other
+    start, arrival and cancel of the SKU."""
+    now = utcnow()
     with db.transaction() as session:
         locked = lock_sku(session, sku)
         if locked is None:

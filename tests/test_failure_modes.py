@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -104,3 +105,38 @@ async def test_a_read_while_the_store_is_down_is_a_503(
     assert "store is unavailable" in listed.json()["detail"]
     assert health.status_code == 503 and health.json()["store"].startswith("unavailable")
     assert health.json()["temporal"] == "ok"
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_a_start_while_the_store_cannot_be_read_is_a_503_and_starts_nothing(
+    temporal_env: WorkflowEnvironment, tmp_path: Path, store: str
+) -> None:
+    # SQLite is read on the API's event loop, PostgreSQL in a thread: both answer the same.
+    if store == "sqlite":
+        folder = tmp_path / "store"
+        url = f"sqlite:///{folder / 'backorders.db'}"
+    else:
+        url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"  # nothing listens there
+    settings = Settings(state_dir=tmp_path, database_url=url, order_system_token=ORDER_TOKEN)
+    db = Database(settings.store_url)
+    if store == "sqlite":
+        folder.rmdir()  # the file cannot be opened: its folder is gone
+    server = await serve(
+        create_app(settings, temporal=temporal_env.client, db=db), "127.0.0.1", free_port()
+    )
+    order = new_id()
+    base = f"http://127.0.0.1:{server.server.config.port}"
+    async with ApiClient(base, retry=NO_RETRY) as http:
+        response = await http.post(
+            "/v1/backorders",
+            json=backorder(order, new_id("sku")),
+            headers={"Authorization": f"Bearer {ORDER_TOKEN}"},
+        )
+    await server.stop()
+    db.dispose()
+
+    assert response.status_code == 503, response.text
+    assert "store is unavailable" in response.json()["detail"]
+    assert response.headers["retry-after"] == "5"
+    with pytest.raises(RPCError, match="not found"):
+        await temporal_env.client.get_workflow_handle(line_key(order, "1")).describe()
