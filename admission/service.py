@@ -695,8 +695,8 @@ class Admission:
         a local file whose readers never wait for its writer (WAL) costs a fraction of a
         millisecond, less than the hand-off to a thread and back, which also queues the loop
         behind the thread for the interpreter's lock (measured: a start through the API went
-        from 0.76-0.79 to 0.90-0.94 of raw starts). A store across the network is read in a
-        thread, as `_store`."""
+        from 0.76-0.85 to 0.80-1.01 of raw starts, docs/performance.md). A store across the
+        network is read in a thread, as `_store`."""
         if not self.db.is_sqlite:
             return await self._store(read)
         with _store_answers():
