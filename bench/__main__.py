@@ -284,7 +284,7 @@ def report(results: dict[str, Any]) -> None:
             starts.add_row(side, *(str(by.get(name, "-")) for name in processes))
         console.print(starts)
         paces = ", ".join(
-            f"{found['side']} {found['per_second']}" for found in results["api"].get("rounds", [])
+            f"{found['side']} {found['per_second']}" for found in results["api"]["rounds"]
         )
         console.print(f"starts per second, round by round: {paces}")
     if "history" in results:

@@ -183,16 +183,16 @@ class BenchStack:
         """Until every process of the stack but the bench has spent less than a tenth of a
         core over half a second: what earlier work left (messages, timers, the worker's
         catching up) is done, so that the next measurement does not pay for it."""
-        before = self.cpu_seconds()
-        window = 0.5
+        before, since = self.cpu_seconds(), time.monotonic()
 
         async def done() -> tuple[bool, str]:
-            nonlocal before
-            await asyncio.sleep(window)
-            now = self.cpu_seconds()
-            busy = sum(now[name] - before[name] for name in now if name != "bench")
-            before = now
-            return busy < 0.1 * window, f"{busy / window:.0%} of a core busy"
+            nonlocal before, since
+            await asyncio.sleep(0.5)
+            now, at = self.cpu_seconds(), time.monotonic()
+            # Over the time since the last look: `until` sleeps between looks too.
+            busy = sum(now[name] - before[name] for name in now if name != "bench") / (at - since)
+            before, since = now, at
+            return busy < 0.1, f"{busy:.0%} of a core busy"
 
         return await until(what, done, within=within)
 
